@@ -1,0 +1,35 @@
+# alipay-refund-worker: the two commands a newcomer needs are `make demo` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: venv services lint typecheck unit test demo bench chaos clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+services:
+	@bash scripts/ensure-services.sh
+
+lint: venv
+	$(BIN)/ruff check worker tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+test: venv services lint typecheck
+	$(BIN)/pytest
+
+demo: venv services
+	$(BIN)/refund-worker demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
