@@ -1,0 +1,67 @@
+"""The `refund-worker` console script: one subcommand per role.
+
+Each subcommand lives in its own module, imported only when that subcommand
+runs, and exposes `add_arguments(parser)` and `run(args) -> int`. Nothing is
+loaded or connected before the chosen subcommand asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class _Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help). Order is the order `--help` lists them in.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "intake": ("worker.roles.intake", "consume refund.requested from the bus into the ledger"),
+    "worker": ("worker.roles.worker", "run the dramatiq actors (submit_batch, process_notify)"),
+    "notify-server": ("worker.roles.notify_server", "serve Alipay's notifications over HTTP"),
+    "relay": ("worker.roles.relay", "publish outbox rows (refund.completed) to the bus"),
+    "scheduler": ("worker.roles.scheduler", "pack batches, re-drive stuck work, flag overdue batches"),
+    "all": ("worker.roles.all", "run every role in one process tree (for a laptop)"),
+    "migrate": ("worker.roles.migrate", "create or upgrade the database schema"),
+    "sandbox": ("worker.sandbox.cli", "run the local emulation of the Alipay mapi gateway"),
+    "demo": ("worker.roles.demo", "run sandbox + every role, push sample refunds, print a summary"),
+    "status": ("worker.roles.ops", "show the state of a refund or a batch"),
+    "replay": ("worker.roles.replay", "replay dead letters or stored notifications"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(name) for name in COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="refund-worker",
+        description="Alipay batch refund worker.",
+        epilog=f"commands:\n{listing}\n\nrun 'refund-worker COMMAND --help' for a command's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not args or args[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}")
+    module_name, text = COMMANDS[name]
+    command: _Command = importlib.import_module(module_name)  # type: ignore[assignment]
+    parser = argparse.ArgumentParser(prog=f"refund-worker {name}", description=text)
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(rest))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Process entry points, one module per `refund-worker` subcommand."""
