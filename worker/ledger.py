@@ -1,0 +1,409 @@
+"""The refund ledger's queries (PostgreSQL).
+
+Every statement the services run against the ledger lives here, set-based
+(`unnest` over arrays) so a micro-batch or a 1000-item batch costs a handful of
+round trips, not one per refund.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from worker.db import Connection, lock_key
+from worker.rules import TradeTally
+
+COMPLETED_ROUTING_KEY = "refund.completed"
+HALT_CONTROL = "submission_halted"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRefund:
+    refund_id: str
+    event_id: str
+    trade_no: str
+    amount: Decimal
+    reason: str | None
+    trade_amount: Decimal | None
+    order_id: str | None
+    metadata: Mapping[str, Any] | None
+    requested_at: datetime | None
+    content_hash: str
+    state: str  # 'pending' or 'rejected'
+    code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRefund:
+    refund_id: str
+    trade_no: str
+    amount: Decimal
+    reason: str | None
+    received_at: datetime
+    batch_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    refund_id: str
+    trade_no: str
+    amount: Decimal
+    reason_sent: str
+    batch_attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    batch_no: str
+    batch_day: date
+    state: str
+    item_count: int
+    attempts: int
+    maybe_sent: bool
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A refund that reached a final state, with what its refund.completed event needs."""
+
+    refund_id: str
+    trade_no: str
+    amount: Decimal
+    order_id: str | None
+    metadata: Mapping[str, Any] | None
+    status: str
+    code: str
+    batch_no: str | None
+    completed_at: datetime
+
+
+# --- intake -----------------------------------------------------------------
+
+
+def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT refund_id, content_hash FROM refunds WHERE refund_id = ANY(%s)", (list(refund_ids),)
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
+    """Serialise rule checks per trade across intake replicas (transaction-scoped)."""
+    keys = sorted({lock_key("trade", t) for t in trade_nos})
+    if keys:
+        conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+
+
+def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, TradeTally]:
+    rows = conn.execute(
+        "SELECT trade_no, count(*), coalesce(sum(amount), 0) FROM refunds"
+        " WHERE trade_no = ANY(%s) AND state NOT IN ('rejected', 'failed') GROUP BY trade_no",
+        (list(set(trade_nos)),),
+    ).fetchall()
+    tallies = {t: TradeTally() for t in trade_nos}
+    for trade_no, count, total in rows:
+        tallies[str(trade_no)] = TradeTally(int(count), Decimal(total))
+    return tallies
+
+
+def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
+    """Insert refunds that are not there yet; returns the refund_ids actually inserted."""
+    if not refunds:
+        return set()
+    rows = conn.execute(
+        """
+        INSERT INTO refunds (refund_id, event_id, trade_no, amount, reason, trade_amount,
+                             order_id, metadata, requested_at, content_hash, state, code,
+                             completed_at)
+        SELECT r.refund_id, r.event_id, r.trade_no, r.amount, r.reason, r.trade_amount,
+               r.order_id, r.metadata::jsonb, r.requested_at, r.content_hash, r.state, r.code,
+               CASE WHEN r.state = 'rejected' THEN clock_timestamp() END
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::text[],
+                    %s::numeric[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+                    %s::text[], %s::text[])
+             AS r(refund_id, event_id, trade_no, amount, reason, trade_amount, order_id,
+                  metadata, requested_at, content_hash, state, code)
+        ON CONFLICT (refund_id) DO NOTHING
+        RETURNING refund_id
+        """,
+        (
+            [r.refund_id for r in refunds],
+            [r.event_id for r in refunds],
+            [r.trade_no for r in refunds],
+            [r.amount for r in refunds],
+            [r.reason for r in refunds],
+            [r.trade_amount for r in refunds],
+            [r.order_id for r in refunds],
+            [None if r.metadata is None else json.dumps(r.metadata) for r in refunds],
+            [r.requested_at for r in refunds],
+            [r.content_hash for r in refunds],
+            [r.state for r in refunds],
+            [r.code for r in refunds],
+        ),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Completion]:
+    """Final refunds (with their event fields) among `refund_ids`."""
+    rows = conn.execute(
+        "SELECT refund_id, trade_no, amount, order_id, metadata, state, code, batch_no,"
+        " completed_at FROM refunds WHERE refund_id = ANY(%s)"
+        " AND state IN ('succeeded', 'failed', 'rejected')",
+        (list(refund_ids),),
+    ).fetchall()
+    return [_completion(r) for r in rows]
+
+
+def _completion(row: Sequence[Any]) -> Completion:
+    return Completion(
+        refund_id=row[0],
+        trade_no=row[1],
+        amount=row[2],
+        order_id=row[3],
+        metadata=row[4],
+        status=row[5],
+        code=row[6] or "",
+        batch_no=row[7],
+        completed_at=row[8],
+    )
+
+
+def insert_outbox(conn: Connection, events: Sequence[tuple[str, str, str]]) -> None:
+    """Insert (event_id, routing_key, body) rows; an event_id already there is left alone."""
+    if not events:
+        return
+    conn.execute(
+        "INSERT INTO outbox (event_id, routing_key, body)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+        " ON CONFLICT (event_id) DO NOTHING",
+        ([e[0] for e in events], [e[1] for e in events], [e[2] for e in events]),
+    )
+    conn.execute("NOTIFY refund_outbox")
+
+
+# --- packing ----------------------------------------------------------------
+
+
+def pending_refunds(conn: Connection, limit: int) -> list[PendingRefund]:
+    rows = conn.execute(
+        "SELECT refund_id, trade_no, amount, reason, received_at, batch_attempts FROM refunds"
+        " WHERE state = 'pending' ORDER BY received_at, refund_id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    ).fetchall()
+    return [PendingRefund(*r) for r in rows]
+
+
+def next_batch_serial(conn: Connection) -> int:
+    row = conn.execute("SELECT nextval('batch_serial')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def create_batch(
+    conn: Connection, batch_no: str, batch_day: date, items: Sequence[BatchItem], due: datetime
+) -> None:
+    """Record a batch, its items as they will be sent, and move the refunds to `batched`."""
+    conn.execute(
+        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at)"
+        " VALUES (%s, %s, 'ready', %s, %s)",
+        (batch_no, batch_day, len(items), due),
+    )
+    ids = [i.refund_id for i in items]
+    conn.execute(
+        "INSERT INTO batch_items (batch_no, refund_id, trade_no, amount, reason_sent, position)"
+        " SELECT %s, r.refund_id, r.trade_no, r.amount, r.reason_sent, r.position"
+        " FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::text[], %s::int[])"
+        " AS r(refund_id, trade_no, amount, reason_sent, position)",
+        (
+            batch_no,
+            ids,
+            [i.trade_no for i in items],
+            [i.amount for i in items],
+            [i.reason_sent for i in items],
+            list(range(len(items))),
+        ),
+    )
+    conn.execute(
+        "UPDATE refunds SET state = 'batched', batch_no = %s, batch_attempts = batch_attempts + 1,"
+        " updated_at = clock_timestamp() WHERE refund_id = ANY(%s) AND state = 'pending'",
+        (batch_no, ids),
+    )
+
+
+# --- submission ---------------------------------------------------------------
+
+
+def lock_batch(conn: Connection, batch_no: str) -> Batch | None:
+    row = conn.execute(
+        "SELECT batch_no, batch_day, state, item_count, attempts, maybe_sent, next_attempt_at,"
+        " created_at FROM batches WHERE batch_no = %s FOR UPDATE",
+        (batch_no,),
+    ).fetchone()
+    return None if row is None else Batch(*row)
+
+
+def batch_items(conn: Connection, batch_no: str) -> list[BatchItem]:
+    rows = conn.execute(
+        "SELECT i.refund_id, i.trade_no, i.amount, i.reason_sent, r.batch_attempts"
+        " FROM batch_items i JOIN refunds r USING (refund_id)"
+        " WHERE i.batch_no = %s ORDER BY i.position",
+        (batch_no,),
+    ).fetchall()
+    return [BatchItem(*r) for r in rows]
+
+
+def update_batch(conn: Connection, batch_no: str, **fields: object) -> None:
+    allowed = {
+        "state",
+        "attempts",
+        "maybe_sent",
+        "next_attempt_at",
+        "last_code",
+        "last_error",
+        "operator_flag",
+        "flagged_at",
+        "accepted_at",
+        "completed_at",
+    }
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown batch fields: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    conn.execute(
+        f"UPDATE batches SET {assignments}, updated_at = clock_timestamp() WHERE batch_no = %s",
+        (*fields.values(), batch_no),
+    )
+
+
+def mark_submitted(conn: Connection, batch_no: str) -> None:
+    conn.execute(
+        "UPDATE refunds SET state = 'submitted', updated_at = clock_timestamp()"
+        " WHERE batch_no = %s AND state = 'batched'",
+        (batch_no,),
+    )
+
+
+def return_to_pending(conn: Connection, batch_no: str) -> list[str]:
+    """Items of a batch the gateway certainly did not take go back to pending."""
+    rows = conn.execute(
+        "UPDATE refunds SET state = 'pending', batch_no = NULL, updated_at = clock_timestamp()"
+        " WHERE batch_no = %s AND state = 'batched' RETURNING refund_id",
+        (batch_no,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def detach_items(conn: Connection, batch_no: str) -> None:
+    """Release a refused batch's refunds so they can be put into new batches."""
+    conn.execute(
+        "UPDATE refunds SET state = 'pending', batch_no = NULL, updated_at = clock_timestamp()"
+        " WHERE batch_no = %s AND state = 'batched'",
+        (batch_no,),
+    )
+
+
+def finish_refunds(
+    conn: Connection, batch_no: str, outcomes: Sequence[tuple[str, str, str]]
+) -> list[Completion]:
+    """Move refunds of `batch_no` forward to (refund_id, state, code); only from open states.
+
+    Returns the refunds this call completed (a refund already final is left alone).
+    """
+    if not outcomes:
+        return []
+    rows = conn.execute(
+        """
+        UPDATE refunds AS f
+           SET state = o.state, code = o.code, completed_at = clock_timestamp(),
+               updated_at = clock_timestamp()
+          FROM unnest(%s::text[], %s::text[], %s::text[]) AS o(refund_id, state, code)
+         WHERE f.refund_id = o.refund_id AND f.batch_no = %s
+           AND f.state IN ('batched', 'submitted')
+        RETURNING f.refund_id, f.trade_no, f.amount, f.order_id, f.metadata, f.state, f.code,
+                  f.batch_no, f.completed_at
+        """,
+        ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes], batch_no),
+    ).fetchall()
+    return [_completion(r) for r in rows]
+
+
+def submission_halt(conn: Connection) -> str | None:
+    row = conn.execute("SELECT value FROM control WHERE name = %s", (HALT_CONTROL,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_submission_halt(conn: Connection, reason: str) -> None:
+    conn.execute(
+        "INSERT INTO control (name, value) VALUES (%s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, set_at = clock_timestamp()",
+        (HALT_CONTROL, reason),
+    )
+
+
+def clear_submission_halt(conn: Connection) -> bool:
+    cur = conn.execute("DELETE FROM control WHERE name = %s", (HALT_CONTROL,))
+    return cur.rowcount > 0
+
+
+# --- notifications -------------------------------------------------------------
+
+
+def store_notification(
+    conn: Connection,
+    *,
+    notify_id: str,
+    kind: str,
+    batch_no: str | None,
+    form: Mapping[str, str],
+    received_at: datetime,
+    outcome: str,
+    detail: str | None = None,
+) -> bool:
+    """Insert into the inbox; False when this notify_id was stored before."""
+    row = conn.execute(
+        "INSERT INTO notifications (notify_id, kind, batch_no, form, received_at, outcome, detail)"
+        " VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s) ON CONFLICT (notify_id) DO NOTHING"
+        " RETURNING notify_id",
+        (notify_id, kind, batch_no, json.dumps(dict(form)), received_at, outcome, detail),
+    ).fetchone()
+    return row is not None
+
+
+def set_notification_outcome(
+    conn: Connection, notify_id: str, outcome: str, detail: str | None
+) -> None:
+    conn.execute(
+        "UPDATE notifications SET outcome = %s, detail = %s WHERE notify_id = %s",
+        (outcome, detail, notify_id),
+    )
+
+
+def batch_refund_ids(conn: Connection, batch_no: str) -> dict[str, str]:
+    """trade_no -> refund_id for the items of a batch."""
+    rows = conn.execute(
+        "SELECT trade_no, refund_id FROM batch_items WHERE batch_no = %s", (batch_no,)
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+# --- relay ------------------------------------------------------------------
+
+
+def claim_outbox(conn: Connection, limit: int) -> list[tuple[int, str, str, str]]:
+    rows = conn.execute(
+        "SELECT id, event_id, routing_key, body FROM outbox ORDER BY id LIMIT %s"
+        " FOR UPDATE SKIP LOCKED",
+        (limit,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def delete_outbox(conn: Connection, ids: Sequence[int]) -> None:
+    conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(ids),))
