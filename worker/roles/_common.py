@@ -1,0 +1,65 @@
+"""What every role does at start: settings once, logging, signal handling, backoff."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import structlog
+
+from worker.errors import TransientError
+from worker.logging import configure_logging
+from worker.settings import Settings, load_or_exit
+
+log = structlog.get_logger("worker.role")
+
+
+def boot(role: str) -> Settings:
+    """Load and validate the settings (exit 78 with one line if bad), set up logging."""
+    settings = load_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    structlog.contextvars.bind_contextvars(role=role)
+    log.info("role.starting", settings=settings.describe())
+    return settings
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: stop taking work, finish what is in hand."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("role.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def run_loop(
+    name: str,
+    step: Callable[[], float],
+    stop: threading.Event,
+    *,
+    max_backoff: float = 10.0,
+) -> None:
+    """Call `step` until `stop`; it returns how long to sleep before the next call.
+
+    A `TransientError` (database or broker down) is logged and retried with a
+    bounded exponential backoff; the loop itself never dies of it.
+    """
+    failures = 0
+    while not stop.is_set():
+        try:
+            pause = step()
+            if failures:
+                log.info(f"{name}.recovered", after_failures=failures)
+            failures = 0
+        except TransientError as exc:
+            failures += 1
+            pause = min(max_backoff, 0.2 * 2 ** min(failures, 10))
+            log.warning(f"{name}.unavailable", error=str(exc), retry_in=pause, failures=failures)
+        if pause > 0:
+            stop.wait(pause)

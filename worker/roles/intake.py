@@ -1,0 +1,56 @@
+"""`refund-worker intake`: consume `refund.requested` into the ledger.
+
+Micro-batches of deliveries are validated and stored in one transaction each,
+invalid or conflicting ones dead-lettered with a reason, and the micro-batch is
+acked only after that (worker.bus.run_consumer owns the AMQP side).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import structlog
+
+from worker import runtime
+from worker.bus import Topology, default_connection_name, run_consumer
+from worker.roles._common import boot, stop_on_signals
+from worker.services.intake import handle_deliveries
+
+log = structlog.get_logger("worker.intake")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="unacked deliveries held (default INTAKE_PREFETCH)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=0.05,
+        help="seconds a micro-batch waits to fill after its first message (default 0.05)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = boot("intake")
+    rt = runtime.current()
+    stop = stop_on_signals()
+    prefetch = args.prefetch or settings.intake_prefetch
+    run_consumer(
+        settings.amqp_url,
+        Topology.for_exchange(settings.refund_exchange),
+        lambda deliveries: handle_deliveries(rt.db, deliveries),
+        stop=stop,
+        prefetch=prefetch,
+        max_batch=prefetch,
+        max_wait=args.max_wait,
+        queue_type=settings.intake_queue_type,  # type: ignore[arg-type]
+        delivery_limit=settings.intake_delivery_limit,
+        connection_name=default_connection_name("intake"),
+    )
+    rt.close()
+    log.info("role.stopped")
+    return 0

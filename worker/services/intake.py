@@ -1,0 +1,149 @@
+"""Intake: store a micro-batch of `refund.requested` messages idempotently.
+
+One transaction per micro-batch. Returns the deliveries to dead-letter; the
+consumer acks the whole micro-batch only after this returns (so after commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from worker import ledger
+from worker.bus import DeadLetter, Delivery
+from worker.db import Database
+from worker.errors import EventValidationError
+from worker.events import RefundRequest, parse_refund_requested
+from worker.rules import check_refund
+from worker.services.outcomes import record_completions
+
+log = structlog.get_logger("worker.intake")
+
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+
+
+@dataclass(slots=True)
+class _Candidate:
+    delivery: Delivery
+    request: RefundRequest
+    content_hash: str
+
+
+def _conflict(c: _Candidate) -> DeadLetter:
+    log.warning(
+        "refund.conflicting_duplicate",
+        refund_id=c.request.refund_id,
+        trade_no=c.request.trade_no,
+        message_id=c.delivery.message_id,
+    )
+    return DeadLetter(
+        c.delivery,
+        CONFLICTING_DUPLICATE,
+        f"refund_id {c.request.refund_id!r} was stored before with different content;"
+        " the first request stands",
+    )
+
+
+def _duplicate(c: _Candidate) -> None:
+    log.info("refund.duplicate", refund_id=c.request.refund_id, message_id=c.delivery.message_id)
+
+
+def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[DeadLetter]:
+    """Validate, deduplicate, check the worker's rules and store; return the dead letters."""
+    dead: list[DeadLetter] = []
+    candidates: list[_Candidate] = []
+    first_seen: dict[str, str] = {}
+    for delivery in deliveries:
+        try:
+            request = parse_refund_requested(delivery.body)
+        except EventValidationError as exc:
+            log.warning(
+                "refund.invalid",
+                reason=exc.reason,
+                detail=exc.detail,
+                message_id=delivery.message_id,
+            )
+            dead.append(DeadLetter(delivery, exc.reason, exc.detail))
+            continue
+        candidate = _Candidate(delivery, request, request.content_hash())
+        earlier = first_seen.get(request.refund_id)
+        if earlier is None:
+            first_seen[request.refund_id] = candidate.content_hash
+            candidates.append(candidate)
+        elif earlier == candidate.content_hash:
+            _duplicate(candidate)
+        else:
+            dead.append(_conflict(candidate))
+
+    if candidates:
+        dead.extend(_store(db, candidates))
+    return dead
+
+
+def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
+    dead: list[DeadLetter] = []
+    with db.transaction() as conn:
+        known = ledger.existing_hashes(conn, [c.request.refund_id for c in candidates])
+        fresh: list[_Candidate] = []
+        for c in candidates:
+            stored = known.get(c.request.refund_id)
+            if stored is None:
+                fresh.append(c)
+            elif stored == c.content_hash:
+                _duplicate(c)
+            else:
+                dead.append(_conflict(c))
+        if not fresh:
+            return dead
+
+        trades = [c.request.trade_no for c in fresh]
+        ledger.lock_trades(conn, trades)
+        tallies = ledger.trade_tallies(conn, trades)
+        rows: list[ledger.NewRefund] = []
+        for c in fresh:
+            r = c.request
+            code = check_refund(tallies[r.trade_no], r.amount, r.trade_amount)
+            rows.append(
+                ledger.NewRefund(
+                    refund_id=r.refund_id,
+                    event_id=r.event_id,
+                    trade_no=r.trade_no,
+                    amount=r.amount,
+                    reason=r.reason,
+                    trade_amount=r.trade_amount,
+                    order_id=r.order_id,
+                    metadata=r.metadata,
+                    requested_at=r.requested_at,
+                    content_hash=c.content_hash,
+                    state="rejected" if code else "pending",
+                    code=code,
+                )
+            )
+        inserted = ledger.insert_refunds(conn, rows)
+
+        # Rows another replica inserted between our check and our insert.
+        raced = [c for c in fresh if c.request.refund_id not in inserted]
+        if raced:
+            now_known = ledger.existing_hashes(conn, [c.request.refund_id for c in raced])
+            for c in raced:
+                if now_known.get(c.request.refund_id) == c.content_hash:
+                    _duplicate(c)
+                else:
+                    dead.append(_conflict(c))
+
+        rejected = [r.refund_id for r in rows if r.state == "rejected" and r.refund_id in inserted]
+        record_completions(conn, ledger.completions_for(conn, rejected))
+
+    for row in rows:
+        if row.refund_id in inserted:
+            log.info(
+                "refund.received",
+                refund_id=row.refund_id,
+                trade_no=row.trade_no,
+                amount=str(row.amount),
+                state=row.state,
+                code=row.code,
+            )
+    return dead

@@ -1,0 +1,47 @@
+"""Turning final refunds into `refund.completed` outbox rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import structlog
+
+from worker import ledger
+from worker.db import Connection
+from worker.events import build_refund_completed
+
+log = structlog.get_logger("worker.refund")
+
+
+def completion_rows(completions: Sequence[ledger.Completion]) -> list[tuple[str, str, str]]:
+    rows = []
+    for c in completions:
+        event = build_refund_completed(
+            refund_id=c.refund_id,
+            trade_no=c.trade_no,
+            amount=c.amount,
+            order_id=c.order_id,
+            metadata=dict(c.metadata) if c.metadata is not None else None,
+            status=c.status,
+            code=c.code,
+            batch_no=c.batch_no,
+            completed_at=c.completed_at,
+        )
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        rows.append((str(event["event_id"]), ledger.COMPLETED_ROUTING_KEY, body))
+    return rows
+
+
+def record_completions(conn: Connection, completions: Sequence[ledger.Completion]) -> None:
+    """Write the outbox rows for refunds that just reached a final state, and log each."""
+    ledger.insert_outbox(conn, completion_rows(completions))
+    for c in completions:
+        log.info(
+            "refund.completed",
+            refund_id=c.refund_id,
+            trade_no=c.trade_no,
+            batch_no=c.batch_no,
+            status=c.status,
+            code=c.code,
+        )

@@ -1,0 +1,90 @@
+"""The packer: turn pending refunds into batches that respect the gateway's rules.
+
+One packer at a time across replicas (a transaction-scoped advisory lock). A batch
+is cut when `max_items` refunds are waiting for it or when its oldest refund has
+waited `max_wait` seconds. The batch, its items as they will be sent and the
+refunds' move to `batched` commit together, so a crash loses nothing; the
+submission job is enqueued after commit and re-driven by the sweeper if lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from worker import ledger
+from worker.db import PACKER_LOCK, Connection, Database
+from worker.mapi import BEIJING, make_batch_no, pack_batches, sanitize_reason
+
+log = structlog.get_logger("worker.packer")
+
+Clock = Callable[[], datetime]
+
+# How many pending refunds one packing round looks at, in multiples of max_items.
+LOOKAHEAD_BATCHES = 20
+
+# Until the submission job has run, the sweeper waits this long before re-driving.
+REDRIVE_AFTER_SECONDS = 60.0
+
+
+def db_now(conn: Connection) -> datetime:
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
+def new_batch(conn: Connection, now: datetime, items: list[ledger.BatchItem], due: datetime) -> str:
+    """Number and record one batch (used by the packer and when a refused batch is split)."""
+    batch_no = make_batch_no(now, ledger.next_batch_serial(conn))
+    ledger.create_batch(conn, batch_no, now.astimezone(BEIJING).date(), items, due)
+    return batch_no
+
+
+def pack_pending(
+    db: Database,
+    *,
+    max_items: int,
+    max_wait: float,
+    charset: str,
+    clock: Clock,
+    force: bool = False,
+) -> list[str]:
+    """Cut the batches that are due; returns their batch_nos (to be enqueued)."""
+    created: list[tuple[str, list[ledger.BatchItem]]] = []
+    with db.transaction() as conn:
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (PACKER_LOCK,)).fetchone()
+        if got is None or not got[0]:
+            return []
+        pending = ledger.pending_refunds(conn, max_items * LOOKAHEAD_BATCHES)
+        if not pending:
+            return []
+        db_time = db_now(conn)
+        cut = db_time - timedelta(seconds=max_wait)
+        now = clock()
+        due = db_time + timedelta(seconds=REDRIVE_AFTER_SECONDS)
+        for group in pack_batches(pending, max_items=max_items):
+            oldest = min(p.received_at for p in group)
+            ready = force or len(group) >= max_items or oldest <= cut
+            if not ready:
+                continue
+            items = [
+                ledger.BatchItem(
+                    p.refund_id, p.trade_no, p.amount, sanitize_reason(p.reason or "", charset)
+                )
+                for p in group
+            ]
+            created.append((new_batch(conn, now, items, due), items))
+
+    for batch_no, items in created:
+        log.info("batch.created", batch_no=batch_no, items=len(items))
+        for item in items:
+            log.info(
+                "refund.batched",
+                refund_id=item.refund_id,
+                trade_no=item.trade_no,
+                batch_no=batch_no,
+            )
+    return [batch_no for batch_no, _ in created]

@@ -1,0 +1,40 @@
+"""The outbox relay: publish `refund.completed` rows, delete them once confirmed.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never publish the same
+row at the same time; a crash after the broker confirmed but before the delete
+commits republishes the same event_id (at-least-once, deduplicable by consumers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import structlog
+
+from worker import ledger
+from worker.bus import OutMessage
+from worker.db import Database
+
+log = structlog.get_logger("worker.relay")
+
+
+class BatchPublisher(Protocol):
+    def publish_batch(self, messages: Sequence[OutMessage]) -> None: ...
+
+
+def relay_once(db: Database, publisher: BatchPublisher, *, limit: int = 1000) -> int:
+    """Publish up to `limit` outbox rows; returns how many were published."""
+    with db.transaction() as conn:
+        rows = ledger.claim_outbox(conn, limit)
+        if not rows:
+            return 0
+        publisher.publish_batch(
+            [
+                OutMessage(routing_key=key, body=body.encode("utf-8"), message_id=event_id)
+                for _, event_id, key, body in rows
+            ]
+        )
+        ledger.delete_outbox(conn, [row[0] for row in rows])
+    log.debug("relay.published", count=len(rows))
+    return len(rows)
