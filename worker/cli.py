@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("worker.roles.demo", "run sandbox + every role, push sample refunds, print a summary"),
     "status": ("worker.roles.ops", "show the state of a refund or a batch"),
     "replay": ("worker.roles.replay", "replay dead letters or stored notifications"),
+    "resume": ("worker.roles.resume", "resume submission after a configuration error was fixed"),
 }
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 import structlog
 
 from worker import ledger
-from worker.db import Database
+from worker.db import Connection, Database
 from worker.errors import NotifyFormatError
 from worker.mapi import parse_notify
 from worker.services.outcomes import record_completions
@@ -36,21 +36,40 @@ def _surrogate_id(kind: str, form: Mapping[str, str]) -> str:
 def process_notification(
     db: Database, kind: str, form: Mapping[str, str], received_at: datetime
 ) -> str:
-    """Store and apply one notification; returns its outcome (for logs and tests)."""
+    """Store and apply one notification in one transaction; returns its outcome."""
+    with db.transaction() as conn:
+        return apply_notification(conn, kind, form, received_at)
+
+
+def replay_stored(db: Database, notify_id: str) -> str | None:
+    """Apply a stored notification again (e.g. one that arrived before its batch was known)."""
+    with db.transaction() as conn:
+        row = conn.execute(
+            "DELETE FROM notifications WHERE notify_id = %s RETURNING kind, form, received_at",
+            (notify_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return apply_notification(conn, row[0], row[1], row[2])
+
+
+def apply_notification(
+    conn: Connection, kind: str, form: Mapping[str, str], received_at: datetime
+) -> str:
+    """Store and apply one notification inside the caller's transaction."""
     notify_id = form.get("notify_id") or _surrogate_id(kind, form)
     log_ = log.bind(notify_id=notify_id, batch_no=form.get("batch_no"))
     if kind == DBACK:
         batch_no = form.get("batch_no") or form.get("refund_batch_no")
-        with db.transaction() as conn:
-            fresh = ledger.store_notification(
-                conn,
-                notify_id=notify_id,
-                kind=DBACK,
-                batch_no=batch_no,
-                form=form,
-                received_at=received_at,
-                outcome="stored",
-            )
+        fresh = ledger.store_notification(
+            conn,
+            notify_id=notify_id,
+            kind=DBACK,
+            batch_no=batch_no,
+            form=form,
+            received_at=received_at,
+            outcome="stored",
+        )
         log_.info(
             "notify.dback" if fresh else "notify.duplicate",
             trade_no=form.get("trade_no"),
@@ -60,88 +79,96 @@ def process_notification(
     if kind != BATCH_REFUND:
         raise ValueError(f"unknown notification kind {kind!r}")
 
-    with db.transaction() as conn:
-        try:
-            note = parse_notify(form)
-        except NotifyFormatError as exc:
-            fresh = ledger.store_notification(
-                conn,
-                notify_id=notify_id,
-                kind=kind,
-                batch_no=form.get("batch_no"),
-                form=form,
-                received_at=received_at,
-                outcome="malformed",
-                detail=str(exc)[:1000],
-            )
-            log_.error("notify.malformed", error=str(exc)[:300], stored=fresh)
-            return "malformed" if fresh else "duplicate"
-
-        if not ledger.store_notification(
+    try:
+        note = parse_notify(form)
+    except NotifyFormatError as exc:
+        fresh = ledger.store_notification(
             conn,
             notify_id=notify_id,
             kind=kind,
-            batch_no=note.batch_no,
+            batch_no=form.get("batch_no"),
             form=form,
             received_at=received_at,
-            outcome="received",
-        ):
-            log_.info("notify.duplicate")
-            return "duplicate"
+            outcome="malformed",
+            detail=str(exc)[:1000],
+        )
+        log_.error("notify.malformed", error=str(exc)[:300], stored=fresh)
+        return "malformed" if fresh else "duplicate"
 
-        batch = ledger.lock_batch(conn, note.batch_no)
-        if batch is None:
-            ledger.set_notification_outcome(conn, notify_id, "unknown_batch", None)
-            log_.warning("notify.unknown_batch")
-            return "unknown_batch"
-        if batch.state in ("refused", "abandoned"):
-            # The worker concluded the gateway never took this batch and released its
-            # items. A result for it means that conclusion was wrong: an operator must look.
-            ledger.set_notification_outcome(conn, notify_id, "for_released_batch", batch.state)
-            log_.critical("notify.for_released_batch", state=batch.state)
-            return "for_released_batch"
+    if not ledger.store_notification(
+        conn,
+        notify_id=notify_id,
+        kind=kind,
+        batch_no=note.batch_no,
+        form=form,
+        received_at=received_at,
+        outcome="received",
+    ):
+        log_.info("notify.duplicate")
+        return "duplicate"
 
-        by_trade = ledger.batch_refund_ids(conn, note.batch_no)
-        outcomes: list[tuple[str, str, str]] = []
-        strangers: list[str] = []
-        for item in note.items:
-            refund_id = by_trade.get(item.trade_no)
-            if refund_id is None:
-                strangers.append(item.trade_no)
-                continue
-            outcomes.append((refund_id, "succeeded" if item.succeeded else "failed", item.code))
-        ledger.mark_submitted(conn, note.batch_no)
-        completed = ledger.finish_refunds(conn, note.batch_no, outcomes)
-        record_completions(conn, completed)
+    batch = ledger.lock_batch(conn, note.batch_no)
+    if batch is None:
+        ledger.set_notification_outcome(conn, notify_id, "unknown_batch", None)
+        log_.warning("notify.unknown_batch")
+        return "unknown_batch"
+    if batch.state in ("refused", "abandoned"):
+        # The worker concluded the gateway never took this batch and released its
+        # items. A result for it means that conclusion was wrong: an operator must look.
+        ledger.set_notification_outcome(conn, notify_id, "for_released_batch", batch.state)
+        log_.critical("notify.for_released_batch", state=batch.state)
+        return "for_released_batch"
 
-        reported = {i.trade_no for i in note.items}
-        missing = sorted(set(by_trade) - reported)
-        successes = sum(1 for i in note.items if i.succeeded)
-        problems: list[str] = []
-        if strangers:
-            problems.append(f"{len(strangers)} items not in the batch")
-            log_.error("notify.items_not_in_batch", trade_nos=strangers[:20])
-        if missing:
-            problems.append(f"{len(missing)} items missing from the result")
-            log_.error("notify.items_missing", trade_nos=missing[:20], count=len(missing))
-        if successes != note.success_num:
-            problems.append(f"success_num {note.success_num} but {successes} SUCCESS items")
-            log_.warning(
-                "notify.success_num_mismatch", success_num=note.success_num, counted=successes
-            )
-        late = len(outcomes) - len(completed)
-        if late:
-            log_.info("notify.late_items", count=late)
+    by_trade = ledger.batch_refund_ids(conn, note.batch_no)
+    outcomes: list[tuple[str, str, str]] = []
+    strangers: list[str] = []
+    for item in note.items:
+        refund_id = by_trade.get(item.trade_no)
+        if refund_id is None:
+            strangers.append(item.trade_no)
+            continue
+        outcomes.append((refund_id, "succeeded" if item.succeeded else "failed", item.code))
+    ledger.mark_submitted(conn, note.batch_no)
+    completed = ledger.finish_refunds(conn, note.batch_no, outcomes)
+    record_completions(conn, completed)
 
-        fields: dict[str, object] = {"completed_at": datetime.now(tz=received_at.tzinfo)}
-        if missing:
-            fields = {"state": "accepted", "operator_flag": "items_missing_from_notification"}
-        else:
-            fields["state"] = "completed"
-        ledger.update_batch(conn, note.batch_no, next_attempt_at=None, maybe_sent=True, **fields)
-        outcome = "applied" if not problems else "applied_with_problems"
-        ledger.set_notification_outcome(conn, notify_id, outcome, "; ".join(problems) or None)
+    reported = {i.trade_no for i in note.items}
+    missing = sorted(set(by_trade) - reported)
+    successes = sum(1 for i in note.items if i.succeeded)
+    problems: list[str] = []
+    if strangers:
+        problems.append(f"{len(strangers)} items not in the batch")
+        log_.error("notify.items_not_in_batch", trade_nos=strangers[:20])
+    if missing:
+        problems.append(f"{len(missing)} items missing from the result")
+        log_.error("notify.items_missing", trade_nos=missing[:20], count=len(missing))
+    if successes != note.success_num:
+        problems.append(f"success_num {note.success_num} but {successes} SUCCESS items")
+        log_.warning("notify.success_num_mismatch", success_num=note.success_num, counted=successes)
+    late = len(outcomes) - len(completed)
+    if late:
+        log_.info("notify.late_items", count=late)
 
+    if missing:
+        ledger.update_batch(
+            conn,
+            note.batch_no,
+            state="accepted",
+            next_attempt_at=None,
+            maybe_sent=True,
+            operator_flag="items_missing_from_notification",
+        )
+    else:
+        ledger.update_batch(
+            conn,
+            note.batch_no,
+            state="completed",
+            next_attempt_at=None,
+            maybe_sent=True,
+            completed_at=received_at,
+        )
+    outcome = "applied" if not problems else "applied_with_problems"
+    ledger.set_notification_outcome(conn, notify_id, outcome, "; ".join(problems) or None)
     log_.info(
         "notify.applied",
         items=len(note.items),

@@ -1,0 +1,286 @@
+"""Intake, packing and notification services against a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from worker import ledger
+from worker.bus import Delivery
+from worker.db import Database
+from worker.mapi import BEIJING, decode_detail_data, encode_detail_data
+from worker.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
+from worker.services.intake import handle_deliveries
+from worker.services.notifications import process_notification
+from worker.services.packing import pack_pending
+
+pytestmark = pytest.mark.integration
+
+_tags = iter(range(1, 10**9))
+
+
+def delivery(body: bytes | dict[str, Any]) -> Delivery:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Delivery(
+        delivery_tag=next(_tags),
+        body=raw,
+        message_id=str(uuid.uuid4()),
+        headers={},
+        redelivered=False,
+        content_type="application/json",
+        routing_key="refund.requested",
+    )
+
+
+def request(refund_id: str, trade_no: str, amount: str = "1.00", **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "refund_id": refund_id,
+        "trade_no": trade_no,
+        "amount": amount,
+        **extra,
+    }
+
+
+def trade(n: int) -> str:
+    return f"2026112221{n:014d}"
+
+
+def fixed_clock() -> datetime:
+    return datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+
+
+def rows(db: Database, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with db.transaction() as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def outbox_events(db: Database) -> list[dict[str, Any]]:
+    return [json.loads(r[0]) for r in rows(db, "SELECT body FROM outbox ORDER BY id")]
+
+
+def test_intake_stores_valid_requests_once(db: Database) -> None:
+    dead = handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(50)])
+    assert dead == []
+    assert rows(db, "SELECT count(*), min(state), max(state) FROM refunds") == [
+        (50, "pending", "pending")
+    ]
+
+
+def test_intake_duplicate_is_a_noop_and_conflict_is_dead_lettered(db: Database) -> None:
+    first = request("r-1", trade(1), "5.00", reason="damaged")
+    assert handle_deliveries(db, [delivery(first)]) == []
+    same = dict(first, event_id=str(uuid.uuid4()))
+    assert handle_deliveries(db, [delivery(same)]) == []
+    conflicting = dict(first, amount="6.00")
+    dead = handle_deliveries(db, [delivery(conflicting)])
+    assert [d.reason for d in dead] == ["conflicting_duplicate"]
+    assert rows(db, "SELECT amount FROM refunds WHERE refund_id = 'r-1'") == [(Decimal("5.00"),)]
+
+
+def test_intake_conflict_within_one_micro_batch(db: Database) -> None:
+    a = request("r-1", trade(1), "5.00")
+    b = dict(a, amount="7.00")
+    dead = handle_deliveries(db, [delivery(a), delivery(dict(a)), delivery(b)])
+    assert [d.reason for d in dead] == ["conflicting_duplicate"]
+    assert rows(db, "SELECT count(*) FROM refunds") == [(1,)]
+
+
+def test_intake_dead_letters_invalid_messages_with_reasons(db: Database) -> None:
+    bad = [
+        delivery(b"{not json"),
+        delivery(b"\xff\xfe"),
+        delivery(request("r-1", "123", "1.00")),  # trade_no too short
+        delivery(request("r-2", trade(2), "1.234")),  # three decimals
+    ]
+    dead = handle_deliveries(db, bad)
+    assert len(dead) == 4
+    assert all(d.reason and d.detail for d in dead)
+    assert {d.delivery.delivery_tag for d in dead} == {b.delivery_tag for b in bad}
+    assert rows(db, "SELECT count(*) FROM refunds") == [(0,)]
+
+
+def test_hundredth_refund_of_a_trade_is_rejected_with_an_event(db: Database) -> None:
+    msgs = [delivery(request(f"r-{i}", trade(7), "0.01")) for i in range(100)]
+    assert handle_deliveries(db, msgs[:60]) == []
+    assert handle_deliveries(db, msgs[60:]) == []
+    assert rows(db, "SELECT state, code, count(*) FROM refunds GROUP BY 1, 2 ORDER BY 1") == [
+        ("pending", None, 99),
+        ("rejected", REFUND_COUNT_EXCEEDED, 1),
+    ]
+    events = outbox_events(db)
+    assert len(events) == 1
+    assert events[0]["refund_id"] == "r-99"
+    assert events[0]["status"] == "rejected"
+    assert events[0]["batch_no"] is None
+
+
+def test_refund_above_trade_amount_is_rejected(db: Database) -> None:
+    msgs = [
+        delivery(request("r-1", trade(3), "60.00", trade_amount="100.00")),
+        delivery(request("r-2", trade(3), "50.00", trade_amount="100.00")),
+        delivery(request("r-3", trade(3), "40.00", trade_amount="100.00")),
+    ]
+    assert handle_deliveries(db, msgs) == []
+    states = dict(
+        (r[0], (r[1], r[2])) for r in rows(db, "SELECT refund_id, state, code FROM refunds")
+    )
+    assert states == {
+        "r-1": ("pending", None),
+        "r-2": ("rejected", REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT),
+        "r-3": ("pending", None),
+    }
+
+
+def pack(
+    db: Database, *, max_items: int = 1000, max_wait: float = 3600, force: bool = False
+) -> list[str]:
+    return pack_pending(
+        db, max_items=max_items, max_wait=max_wait, charset="utf-8", clock=fixed_clock, force=force
+    )
+
+
+def test_packer_waits_for_a_full_batch_or_the_wait_time(db: Database) -> None:
+    handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(5)])
+    assert pack(db, max_items=10) == []
+    assert rows(db, "SELECT count(*) FROM refunds WHERE state = 'pending'") == [(5,)]
+    assert len(pack(db, max_items=10, max_wait=0)) == 1
+    assert rows(db, "SELECT count(*) FROM refunds WHERE state = 'batched'") == [(5,)]
+
+
+def test_packer_respects_the_gateway_rules(db: Database) -> None:
+    msgs = [
+        delivery(request(f"r-{i}", trade(i % 30), reason="broken # item ^ x")) for i in range(95)
+    ]
+    assert handle_deliveries(db, msgs) == []
+    batch_nos = pack(db, max_items=20, force=True)
+    assert len(batch_nos) >= 5
+    today = fixed_clock().astimezone(BEIJING).strftime("%Y%m%d")
+    seen = set()
+    for batch_no in batch_nos:
+        assert batch_no.startswith(today)
+        with db.transaction() as conn:
+            items = ledger.batch_items(conn, batch_no)
+        assert 1 <= len(items) <= 20
+        assert len({i.trade_no for i in items}) == len(items)
+        for item in items:
+            assert "#" not in item.reason_sent and "^" not in item.reason_sent
+        seen.update(i.refund_id for i in items)
+        # What is recorded is exactly what the protocol can encode and decode.
+        from worker.mapi import RefundItem
+
+        text = encode_detail_data([RefundItem(i.trade_no, i.amount, i.reason_sent) for i in items])
+        assert len(decode_detail_data(text)) == len(items)
+    assert len(seen) == 95
+    # The original reason is kept in the ledger.
+    assert rows(db, "SELECT DISTINCT reason FROM refunds") == [("broken # item ^ x",)]
+
+
+@pytest.fixture
+def accepted_batch(db: Database) -> Iterator[tuple[str, list[ledger.BatchItem]]]:
+    handle_deliveries(
+        db,
+        [delivery(request(f"r-{i}", trade(i), "2.50", order_id=f"o-{i}")) for i in range(4)],
+    )
+    (batch_no,) = pack(db, force=True)
+    with db.transaction() as conn:
+        ledger.update_batch(conn, batch_no, state="accepted", maybe_sent=True)
+        ledger.mark_submitted(conn, batch_no)
+        items = ledger.batch_items(conn, batch_no)
+    yield batch_no, items
+
+
+def notify_form(
+    batch_no: str, results: list[tuple[str, str, str]], notify_id: str = "n-1"
+) -> dict[str, str]:
+    return {
+        "notify_time": "2026-11-22 12:00:00",
+        "notify_type": "batch_refund_notify",
+        "notify_id": notify_id,
+        "sign_type": "MD5",
+        "sign": "0" * 32,
+        "batch_no": batch_no,
+        "success_num": str(sum(1 for r in results if r[2] == "SUCCESS")),
+        "result_details": "#".join("^".join(r) for r in results),
+    }
+
+
+def test_notification_completes_refunds_once(
+    db: Database, accepted_batch: tuple[str, list[ledger.BatchItem]]
+) -> None:
+    batch_no, items = accepted_batch
+    results = [(i.trade_no, "2.50", "SUCCESS") for i in items[:3]]
+    results.append((items[3].trade_no, "2.50", "TRADE_STATUS_ERROR"))
+    form = notify_form(batch_no, results)
+    now = datetime.now(tz=UTC)
+    assert process_notification(db, "batch_refund", form, now) == "applied"
+    assert process_notification(db, "batch_refund", form, now) == "duplicate"
+    states = rows(db, "SELECT state, code, count(*) FROM refunds GROUP BY 1, 2 ORDER BY 1")
+    assert states == [("failed", "TRADE_STATUS_ERROR", 1), ("succeeded", "SUCCESS", 3)]
+    events = outbox_events(db)
+    assert len(events) == 4
+    assert {e["status"] for e in events} == {"succeeded", "failed"}
+    assert all(e["batch_no"] == batch_no and e["order_id"].startswith("o-") for e in events)
+    assert rows(db, "SELECT state FROM batches") == [("completed",)]
+
+    # A late notification under another notify_id claiming the opposite changes nothing.
+    flipped = [(t, a, "SUCCESS") for t, a, _ in results]
+    assert (
+        process_notification(db, "batch_refund", notify_form(batch_no, flipped, "n-2"), now)
+        == "applied"
+    )
+    assert rows(db, "SELECT state, count(*) FROM refunds GROUP BY 1 ORDER BY 1") == [
+        ("failed", 1),
+        ("succeeded", 3),
+    ]
+    assert len(outbox_events(db)) == 4
+
+
+def test_notification_with_missing_items_is_flagged_and_kept(
+    db: Database, accepted_batch: tuple[str, list[ledger.BatchItem]]
+) -> None:
+    batch_no, items = accepted_batch
+    results = [
+        (items[0].trade_no, "2.50", "SUCCESS"),
+        ("2026112299999999999999", "1.00", "SUCCESS"),
+    ]
+    outcome = process_notification(
+        db, "batch_refund", notify_form(batch_no, results), datetime.now(tz=UTC)
+    )
+    assert outcome == "applied_with_problems"
+    assert rows(db, "SELECT state, operator_flag FROM batches") == [
+        ("accepted", "items_missing_from_notification")
+    ]
+    assert rows(db, "SELECT count(*) FROM refunds WHERE state = 'submitted'") == [(3,)]
+
+
+def test_unknown_batch_and_malformed_notifications_are_stored(db: Database) -> None:
+    now = datetime.now(tz=UTC)
+    form = notify_form("20261122000000000777", [(trade(1), "1.00", "SUCCESS")], "n-x")
+    assert process_notification(db, "batch_refund", form, now) == "unknown_batch"
+    broken = dict(form, notify_id="n-y", result_details="garbage^^^", success_num="x")
+    assert process_notification(db, "batch_refund", broken, now) == "malformed"
+    assert rows(db, "SELECT notify_id, outcome FROM notifications ORDER BY 1") == [
+        ("n-x", "unknown_batch"),
+        ("n-y", "malformed"),
+    ]
+
+
+def test_dback_notification_is_stored_verbatim(db: Database) -> None:
+    form = {
+        "notify_id": "d-1",
+        "trade_no": trade(1),
+        "batch_no": "x",
+        "status": "S",
+        "card_no": "6222***",
+    }
+    now = datetime.now(tz=UTC)
+    assert process_notification(db, "dback", form, now) == "stored"
+    assert process_notification(db, "dback", form, now) == "duplicate"
+    assert rows(db, "SELECT form FROM notifications") == [(form,)]
