@@ -49,7 +49,7 @@ def replay_dead_letters(amqp_url: str, topology: Topology, limit: int) -> int:
         channel = bus.channel()
         moved = 0
         while moved < limit:
-            batch = []
+            batch: list[OutMessage] = []
             last_tag = None
             while len(batch) < min(500, limit - moved):
                 method, properties, body = channel.basic_get(topology.dead_letter_queue)
