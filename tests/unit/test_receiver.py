@@ -1,0 +1,704 @@
+"""The notify receiver as a plain WSGI callable, with fake collaborators."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.types import WSGIApplication
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
+from worker.errors import BusUnavailable, GatewayError
+from worker.mapi import encode_form, sign, verify
+from worker.receiver import declared_charset, make_app, normalize_charset
+
+MD5_KEY = "unit-test-md5-key-0123456789abcdef"
+SIGN_VALUE = "0123456789abcdef0123456789abcdef"
+MAX_BODY = 4096
+
+
+def batch_form(**overrides: str) -> dict[str, str]:
+    form = {
+        "notify_time": "2024-05-01 10:00:00",
+        "notify_type": "batch_refund_notify",
+        "notify_id": "70fec0c2730b27528665af4517c27b95",
+        "sign_type": "MD5",
+        "sign": SIGN_VALUE,
+        "batch_no": "20240501001",
+        "success_num": "1",
+        "result_details": "2024050121001004270231872174^0.01^SUCCESS",
+    }
+    form.update(overrides)
+    return form
+
+
+@dataclass
+class Fakes:
+    """Collaborators that record their calls, in order."""
+
+    signature_ok: bool = True
+    verify_answer: str = "true"
+    ready_answer: bool = True
+    verify_error: Exception | None = None
+    signature_error: Exception | None = None
+    enqueue_error: Exception | None = None
+    ready_error: Exception | None = None
+    calls: list[str] = field(default_factory=list)
+    signed_forms: list[dict[str, str]] = field(default_factory=list)
+    verified_ids: list[str] = field(default_factory=list)
+    enqueued: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def verify_signature(self, form: Mapping[str, str]) -> bool:
+        self.calls.append("signature")
+        self.signed_forms.append(dict(form))
+        if self.signature_error is not None:
+            raise self.signature_error
+        return self.signature_ok
+
+    def notify_verify(self, notify_id: str) -> str:
+        self.calls.append("notify_verify")
+        self.verified_ids.append(notify_id)
+        if self.verify_error is not None:
+            raise self.verify_error
+        return self.verify_answer
+
+    def enqueue(self, kind: str, form: dict[str, str]) -> None:
+        self.calls.append("enqueue")
+        if self.enqueue_error is not None:
+            raise self.enqueue_error
+        self.enqueued.append((kind, form))
+
+    def ready(self) -> bool:
+        if self.ready_error is not None:
+            raise self.ready_error
+        return self.ready_answer
+
+    def app(self, *, charset: str = "utf-8", **overrides: Any) -> WSGIApplication:
+        callables: dict[str, Any] = {
+            "verify_signature": self.verify_signature,
+            "notify_verify": self.notify_verify,
+            "enqueue": self.enqueue,
+            "ready": self.ready,
+        }
+        callables.update(overrides)
+        return make_app(charset=charset, max_body_bytes=MAX_BODY, **callables)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class CountingStream(io.BytesIO):
+    """A request body that remembers how many bytes were asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.requested = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        assert size is not None and size >= 0, "the body must never be read unbounded"
+        self.requested += size
+        return super().read(size)
+
+
+class FailingStream(io.RawIOBase):
+    def read(self, size: int = -1) -> bytes:
+        raise TimeoutError("timed out")
+
+
+def call(
+    app: WSGIApplication,
+    *,
+    method: str = "POST",
+    path: str = "/alipay/notify",
+    body: bytes = b"",
+    content_type: str | None = "application/x-www-form-urlencoded",
+    content_length: str | None = None,
+    stream: Any = None,
+) -> Reply:
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    environ["REQUEST_METHOD"] = method
+    environ["PATH_INFO"] = path
+    environ["wsgi.input"] = stream if stream is not None else CountingStream(body)
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
+    length = str(len(body)) if content_length is None else content_length
+    if length != "":
+        environ["CONTENT_LENGTH"] = length
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"] = status
+        captured["headers"] = headers
+        return lambda data: None
+
+    chunks = b"".join(app(environ, start_response))
+    headers = dict(captured["headers"])
+    assert int(headers["Content-Length"]) == len(chunks)
+    return Reply(int(captured["status"].split()[0]), headers, chunks)
+
+
+def post_form(app: WSGIApplication, form: Mapping[str, str], **kwargs: Any) -> Reply:
+    return call(app, body=encode_form(form, "utf-8"), **kwargs)
+
+
+def counter(kind: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "alipay_notify_requests_total", {"kind": kind, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+# ---------------------------------------------------------------------------
+# The happy path
+
+
+def test_verified_notification_is_enqueued_then_answered_with_exactly_success() -> None:
+    fakes = Fakes()
+    form = batch_form()
+    before = counter("batch_refund", "enqueued")
+
+    reply = post_form(fakes.app(), form)
+
+    assert reply.status == 200
+    assert reply.body == b"success"
+    assert len(reply.body) == 7
+    assert reply.headers["Content-Type"] == "text/plain"
+    assert fakes.calls == ["signature", "notify_verify", "enqueue"]
+    assert fakes.verified_ids == [form["notify_id"]]
+    assert fakes.enqueued == [("batch_refund", form)]
+    assert counter("batch_refund", "enqueued") == before + 1
+
+
+def test_gbk_body_with_real_md5_signature_verifies_over_values_as_received() -> None:
+    form = batch_form(result_details="2024050121001004270231872174^0.01^SUCCESS")
+    form["extra_memo"] = "协商退款 + 部分"  # non-ASCII, a literal '+' and spaces
+    form["sign"] = sign(form, sign_type="MD5", charset="gbk", md5_key=MD5_KEY)
+    body = encode_form(form, "gbk")
+    assert "协商".encode("gbk") not in body  # percent-escaped GBK bytes, not UTF-8
+    fakes = Fakes()
+    app = fakes.app(
+        charset="utf-8",
+        verify_signature=lambda f: verify(f, charset="gbk", md5_key=MD5_KEY),
+    )
+
+    reply = call(app, body=body, content_type="application/x-www-form-urlencoded; charset=GBK")
+
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.enqueued == [("batch_refund", form)]
+    assert fakes.enqueued[0][1]["extra_memo"] == "协商退款 + 部分"
+
+
+def test_configured_gbk_charset_applies_when_content_type_declares_none() -> None:
+    form = batch_form(extra_memo="退款")
+    fakes = Fakes()
+
+    reply = call(fakes.app(charset="gbk"), body=encode_form(form, "gbk"), content_type=None)
+
+    assert reply.status == 200
+    assert fakes.enqueued[0][1]["extra_memo"] == "退款"
+
+
+def test_plus_is_a_space_and_the_raw_form_reaches_the_signature_check() -> None:
+    body = encode_form(batch_form(), "utf-8") + b"&memo=a+b%2Bc"
+    fakes = Fakes()
+
+    reply = call(fakes.app(), body=body)
+
+    assert reply.status == 200
+    assert fakes.signed_forms[0]["memo"] == "a b+c"
+
+
+def test_alipays_odd_content_type_is_read_for_its_charset() -> None:
+    form = batch_form(extra_memo="退款")
+    fakes = Fakes()
+
+    reply = call(
+        fakes.app(charset="gbk"),
+        body=encode_form(form, "utf-8"),
+        content_type="application/x-www-form-urlencoded; text/html; charset=utf-8",
+    )
+
+    assert reply.status == 200
+    assert fakes.enqueued[0][1]["extra_memo"] == "退款"
+
+
+# ---------------------------------------------------------------------------
+# Bounded body
+
+
+def test_oversize_body_is_refused_before_reading() -> None:
+    fakes = Fakes()
+    stream = CountingStream(b"x" * (MAX_BODY + 1))
+
+    reply = call(fakes.app(), stream=stream, content_length=str(MAX_BODY + 1))
+
+    assert (reply.status, reply.body) == (413, b"fail")
+    assert stream.requested == 0
+    assert fakes.calls == []
+
+
+def test_missing_content_length_is_refused() -> None:
+    fakes = Fakes()
+
+    reply = call(fakes.app(), body=encode_form(batch_form(), "utf-8"), content_length="")
+
+    assert (reply.status, reply.body) == (411, b"fail")
+    assert fakes.calls == []
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", "١٢"])
+def test_unreadable_content_length_is_refused(length: str) -> None:
+    fakes = Fakes()
+
+    reply = call(fakes.app(), body=b"a=b", content_length=length)
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_body_shorter_than_announced_is_refused_not_waited_for() -> None:
+    fakes = Fakes()
+    body = encode_form(batch_form(), "utf-8")
+
+    reply = call(fakes.app(), body=body, content_length=str(len(body) + 100))
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_reads_no_more_than_content_length() -> None:
+    fakes = Fakes()
+    body = encode_form(batch_form(), "utf-8")
+    stream = CountingStream(body + b"&trailing=garbage-after-the-announced-length")
+
+    reply = call(fakes.app(), stream=stream, body=body)
+
+    assert reply.status == 200
+    assert stream.requested == len(body)
+    assert "trailing" not in fakes.enqueued[0][1]
+
+
+def test_socket_error_while_reading_body_answers_fail() -> None:
+    fakes = Fakes()
+
+    reply = call(fakes.app(), stream=FailingStream(), content_length="100")
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+# ---------------------------------------------------------------------------
+# Malformed notifications
+
+
+@pytest.mark.parametrize(
+    "field_name",
+    ["notify_id", "notify_type", "sign_type", "sign", "batch_no", "success_num", "result_details"],
+)
+def test_missing_required_field_is_400(field_name: str) -> None:
+    fakes = Fakes()
+    form = batch_form()
+    del form[field_name]
+
+    reply = post_form(fakes.app(), form)
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_empty_required_field_is_400() -> None:
+    fakes = Fakes()
+
+    reply = post_form(fakes.app(), batch_form(notify_id=""))
+
+    assert reply.status == 400
+    assert fakes.calls == []
+
+
+@pytest.mark.parametrize("notify_id", ["has spaces in it", "x" * 129, "非ascii"])
+def test_notify_id_the_gateway_never_issues_is_400(notify_id: str) -> None:
+    fakes = Fakes()
+
+    reply = post_form(fakes.app(), batch_form(notify_id=notify_id))
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_wrong_notify_type_is_400() -> None:
+    fakes = Fakes()
+
+    reply = post_form(fakes.app(), batch_form(notify_type="trade_status_sync"))
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_bytes_invalid_in_the_charset_are_400() -> None:
+    fakes = Fakes()
+    body = encode_form(batch_form(), "utf-8") + b"&memo=%FF%FE"
+
+    reply = call(fakes.app(), body=body)
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_repeated_parameter_is_400() -> None:
+    fakes = Fakes()
+    body = encode_form(batch_form(), "utf-8") + b"&batch_no=20240501999"
+
+    reply = call(fakes.app(), body=body)
+
+    assert reply.status == 400
+    assert fakes.calls == []
+
+
+def test_unsupported_declared_charset_is_400() -> None:
+    fakes = Fakes()
+
+    reply = post_form(
+        fakes.app(), batch_form(), content_type="application/x-www-form-urlencoded; charset=koi8-r"
+    )
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+# ---------------------------------------------------------------------------
+# Authentication
+
+
+def test_bad_signature_is_403_and_never_asks_the_gateway() -> None:
+    fakes = Fakes(signature_ok=False)
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (403, b"fail")
+    assert fakes.calls == ["signature"]
+
+
+def test_real_md5_check_rejects_a_tampered_value() -> None:
+    form = batch_form()
+    form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
+    form["result_details"] = form["result_details"].replace("0.01", "9.99")
+    fakes = Fakes()
+    app = fakes.app(verify_signature=lambda f: verify(f, charset="utf-8", md5_key=MD5_KEY))
+
+    reply = post_form(app, form)
+
+    assert reply.status == 403
+    assert fakes.enqueued == []
+
+
+@pytest.mark.parametrize("answer", ["false", "invalid"])
+def test_notify_verify_refuting_is_403(answer: str) -> None:
+    fakes = Fakes(verify_answer=answer)
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (403, b"fail")
+    assert fakes.calls == ["signature", "notify_verify"]
+
+
+def test_notify_verify_unknown_is_503() -> None:
+    fakes = Fakes(verify_answer="unknown")
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (503, b"fail")
+    assert fakes.enqueued == []
+
+
+def test_notify_verify_unreachable_is_503() -> None:
+    fakes = Fakes(verify_error=GatewayError("connect_failed"))
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (503, b"fail")
+    assert fakes.enqueued == []
+
+
+def test_signature_check_raising_is_503() -> None:
+    fakes = Fakes(signature_error=RuntimeError("key store down"))
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (503, b"fail")
+    assert fakes.calls == ["signature"]
+
+
+def test_enqueue_failing_is_503_fail_never_success() -> None:
+    fakes = Fakes(enqueue_error=BusUnavailable("could not enqueue process_notify"))
+    before = counter("batch_refund", "enqueue_failed")
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (503, b"fail")
+    assert fakes.calls == ["signature", "notify_verify", "enqueue"]
+    assert counter("batch_refund", "enqueue_failed") == before + 1
+
+
+def test_collaborator_bugs_still_answer_fail() -> None:
+    fakes = Fakes()
+
+    def broken_verify(notify_id: str) -> str:
+        raise AssertionError("bug")
+
+    def broken_enqueue(kind: str, form: dict[str, str]) -> None:
+        raise KeyError("x")
+
+    assert post_form(fakes.app(notify_verify=broken_verify), batch_form()).body == b"fail"
+    assert post_form(fakes.app(enqueue=broken_enqueue), batch_form()).body == b"fail"
+
+
+class TextStream(io.StringIO):
+    """A broken server handing the application text instead of bytes."""
+
+
+def test_unexpected_error_is_500_fail() -> None:
+    fakes = Fakes()
+    before = counter("batch_refund", "internal_error")
+
+    reply = call(fakes.app(), stream=TextStream("a=b"), content_length="3")
+
+    assert (reply.status, reply.body) == (500, b"fail")
+    assert fakes.calls == []
+    assert counter("batch_refund", "internal_error") == before + 1
+
+
+def test_get_on_notify_path_is_405() -> None:
+    fakes = Fakes()
+
+    reply = call(fakes.app(), method="GET", content_length="0")
+
+    assert (reply.status, reply.body) == (405, b"fail")
+    assert reply.headers["Allow"] == "POST"
+    assert fakes.calls == []
+
+
+# ---------------------------------------------------------------------------
+# Bank-card return notifications
+
+
+def dback_form(**overrides: str) -> dict[str, str]:
+    form = {
+        "notify_id": "dback-0001",
+        "notify_time": "2024-05-01 10:00:00",
+        "sign_type": "MD5",
+        "sign": SIGN_VALUE,
+        "trade_no": "2024050121001004270231872174",
+        "refund_batch_no": "20240501001",
+        "card_no": "6222********1234",
+        "bank_name": "工商银行",
+        "status": "S",
+    }
+    form.update(overrides)
+    return form
+
+
+def test_dback_notification_is_verified_and_stored_verbatim() -> None:
+    fakes = Fakes()
+    form = dback_form()
+
+    reply = post_form(fakes.app(), form, path="/alipay/dback-notify")
+
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.calls == ["signature", "notify_verify", "enqueue"]
+    assert fakes.enqueued == [("dback", form)]
+
+
+def test_dback_without_notify_id_is_stored_after_the_signature_check() -> None:
+    fakes = Fakes()
+    form = dback_form()
+    del form["notify_id"]
+
+    reply = post_form(fakes.app(), form, path="/alipay/dback-notify")
+
+    assert reply.status == 200
+    assert fakes.calls == ["signature", "enqueue"]
+
+
+def test_unsigned_dback_is_refused() -> None:
+    fakes = Fakes()
+    form = dback_form()
+    del form["sign"]
+
+    reply = post_form(fakes.app(), form, path="/alipay/dback-notify")
+
+    assert (reply.status, reply.body) == (400, b"fail")
+    assert fakes.calls == []
+
+
+def test_dback_with_bad_signature_is_403() -> None:
+    fakes = Fakes(signature_ok=False)
+
+    reply = post_form(fakes.app(), dback_form(), path="/alipay/dback-notify")
+
+    assert reply.status == 403
+    assert fakes.enqueued == []
+
+
+def test_dback_refuted_by_notify_verify_is_403() -> None:
+    fakes = Fakes(verify_answer="false")
+
+    reply = post_form(fakes.app(), dback_form(), path="/alipay/dback-notify")
+
+    assert reply.status == 403
+    assert fakes.enqueued == []
+
+
+# ---------------------------------------------------------------------------
+# Logs
+
+
+def test_rejection_logs_one_line_with_reason_and_ids_but_no_sign_or_payload() -> None:
+    fakes = Fakes(signature_ok=False)
+    form = batch_form()
+
+    with capture_logs() as logs:
+        post_form(fakes.app(), form)
+
+    rejected = [entry for entry in logs if entry["event"] == "notify.rejected"]
+    assert len(rejected) == 1
+    assert rejected[0]["reason"] == "bad_signature"
+    assert rejected[0]["notify_id"] == form["notify_id"]
+    assert rejected[0]["batch_no"] == form["batch_no"]
+    text = repr(logs)
+    assert SIGN_VALUE not in text
+    assert form["result_details"] not in text
+
+
+def test_success_logs_received_and_enqueued() -> None:
+    fakes = Fakes()
+
+    with capture_logs() as logs:
+        post_form(fakes.app(), batch_form())
+
+    events = [entry["event"] for entry in logs]
+    assert events == ["notify.received", "notify.enqueued"]
+    assert SIGN_VALUE not in repr(logs)
+
+
+def test_enqueue_failure_is_logged_as_error() -> None:
+    fakes = Fakes(enqueue_error=BusUnavailable("broker closed the connection"))
+
+    with capture_logs() as logs:
+        post_form(fakes.app(), batch_form())
+
+    rejected = [entry for entry in logs if entry["event"] == "notify.rejected"]
+    assert rejected[0]["log_level"] == "error"
+    assert rejected[0]["reason"] == "enqueue_failed"
+    assert "BusUnavailable" in rejected[0]["error"]
+
+
+def test_overlong_untrusted_ids_are_truncated_in_logs() -> None:
+    fakes = Fakes()
+
+    with capture_logs() as logs:
+        post_form(fakes.app(), batch_form(notify_id="n" * 1000, batch_no="b" * 1000))
+
+    rejected = [entry for entry in logs if entry["event"] == "notify.rejected"]
+    assert len(rejected[0]["notify_id"]) == 64
+    assert len(rejected[0]["batch_no"]) == 64
+
+
+# ---------------------------------------------------------------------------
+# Health, readiness, metrics, routing
+
+
+def test_healthz_answers_ok() -> None:
+    reply = call(Fakes(ready_answer=False).app(), method="GET", path="/healthz")
+
+    assert (reply.status, reply.body) == (200, b"ok")
+
+
+@pytest.mark.parametrize(
+    ("fakes", "status"),
+    [
+        (Fakes(ready_answer=True), 200),
+        (Fakes(ready_answer=False), 503),
+        (Fakes(ready_error=OSError("down")), 503),
+    ],
+)
+def test_readyz_follows_ready(fakes: Fakes, status: int) -> None:
+    reply = call(fakes.app(), method="GET", path="/readyz")
+
+    assert reply.status == status
+
+
+def test_metrics_expose_notification_counter() -> None:
+    fakes = Fakes()
+    post_form(fakes.app(), batch_form())
+
+    reply = call(fakes.app(), method="GET", path="/metrics")
+
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert b'alipay_notify_requests_total{kind="batch_refund",outcome="enqueued"}' in reply.body
+
+
+def test_unknown_path_is_404_and_wrong_method_on_probe_is_405() -> None:
+    app = Fakes().app()
+
+    assert call(app, method="GET", path="/alipay/other").status == 404
+    assert call(app, method="POST", path="/healthz").status == 405
+
+
+def test_make_app_refuses_an_unsupported_charset_or_size() -> None:
+    fakes = Fakes()
+    with pytest.raises(ValueError):
+        fakes.app(charset="latin-1")
+    with pytest.raises(ValueError):
+        make_app(
+            charset="utf-8",
+            max_body_bytes=0,
+            verify_signature=fakes.verify_signature,
+            notify_verify=fakes.notify_verify,
+            enqueue=fakes.enqueue,
+            ready=fakes.ready,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("application/x-www-form-urlencoded", None),
+        ("application/x-www-form-urlencoded; charset=GBK", "GBK"),
+        ("application/x-www-form-urlencoded; text/html; charset=utf-8", "utf-8"),
+        ('application/x-www-form-urlencoded; charset="utf-8"', "utf-8"),
+        ("application/x-www-form-urlencoded;CHARSET=gbk", "gbk"),
+    ],
+)
+def test_declared_charset(header: str, expected: str | None) -> None:
+    assert declared_charset(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("UTF-8", "utf-8"),
+        ("utf8", "utf-8"),
+        ("GBK", "gbk"),
+        ("gb2312", "gbk"),
+        ("cp936", "gbk"),
+        ("latin-1", None),
+        ("no-such-charset", None),
+    ],
+)
+def test_normalize_charset(label: str, expected: str | None) -> None:
+    assert normalize_charset(label) == expected
