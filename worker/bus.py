@@ -445,13 +445,16 @@ class BusConnection:
         )
 
     def close(self) -> None:
-        """Close cleanly if open; never raises."""
+        """Close cleanly if open; never raises.
+
+        Logs `bus.disconnected` only for a clean close: a connection that was lost
+        is reported by whoever saw the error, with the error.
+        """
         connection, self._connection = self._connection, None
-        if connection is None:
+        if connection is None or not connection.is_open:
             return
-        if connection.is_open:
-            with suppress(Exception):
-                connection.close()
+        with suppress(Exception):
+            connection.close()
         log.info("bus.disconnected", connection_name=self.connection_name, reason="closed")
 
     @property

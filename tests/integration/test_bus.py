@@ -391,6 +391,58 @@ def test_stop_ends_an_idle_loop_promptly(topology: Topology) -> None:
     assert _consumers(topology.intake_queue) == 0
 
 
+def test_stop_ends_the_loop_promptly_while_the_broker_is_unreachable(
+    topology: Topology,
+) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            run_consumer(_unused_url(), topology, Recorder(), stop=stop, max_backoff=0.5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # a few failed attempts and backoffs
+    assert thread.is_alive(), f"run_consumer gave up: {errors}"
+    stop.set()
+    thread.join(1.5)
+    assert not thread.is_alive()
+    assert errors == []
+
+
+def test_consumer_recovers_when_the_broker_cancels_it(topology: Topology) -> None:
+    """Deleting the intake queue cancels the consumer; it redeclares and goes on."""
+    _declare(topology)
+    recorder = Recorder()
+    consumer = Consumer(topology, recorder, max_backoff=0.5)
+    _wait_until(lambda: _consumers(topology.intake_queue) == 1)
+    with BusConnection(AMQP_URL, connection_name=_name("test-bus-admin")) as bus:
+        bus.channel().queue_delete(topology.intake_queue)
+    _wait_until(lambda: _queue_exists(topology.intake_queue), timeout=10)
+    _wait_until(lambda: _consumers(topology.intake_queue) == 1, timeout=10)
+    ids = _publish(topology, _json_bodies(5))
+    _wait_until(lambda: recorder.ids() == set(ids), timeout=10)
+    consumer.finish()
+
+
+def _queue_exists(queue: str) -> bool:
+    try:
+        _count(queue)
+    except BusUnavailable:
+        return False
+    return True
+
+
+def _unused_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{free_port}/%2F"
+
+
 def test_stop_settles_what_is_in_hand(topology: Topology) -> None:
     _declare(topology)
     ids = _publish(topology, _json_bodies(300))
@@ -495,8 +547,5 @@ def test_bus_ping(topology: Topology) -> None:
     _declare(topology)
     bus_ping(AMQP_URL, exchange=topology.exchange)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
     with pytest.raises(BusUnavailable):
-        bus_ping(f"amqp://guest:guest@127.0.0.1:{free_port}/%2F", timeout=2)
+        bus_ping(_unused_url(), timeout=2)
