@@ -1,0 +1,227 @@
+"""The gateway's synchronous answers: batch submission XML and `notify_verify`.
+
+Submission answer (DESIGN 4.1, seed 000), XML usually declared GBK::
+
+    <?xml version="1.0" encoding="GBK"?>
+    <alipay><is_success>F</is_success><error>DUPLICATE_BATCH_NO</error></alipay>
+
+* `T` -> ACCEPTED: the batch was taken for processing; results come by notification.
+* `P` -> PROCESSING: seen from some gateways; treat it as accepted.
+* `F` with an error code -> REFUSED (the code says why; see `worker.mapi.codes`).
+* Anything else -> UNKNOWN: HTML error pages, an empty or truncated body, another
+  root element, a missing or repeated `is_success`, `F` without a well-formed
+  code, `T`/`P` that also carry an error. UNKNOWN means "the gateway may have
+  the batch": retry with the same batch_no, never renumber (DESIGN invariant 1).
+
+The parser never raises and never expands entities: any DOCTYPE or entity
+declaration makes the answer UNKNOWN. Expat cannot read GBK itself, so the
+body is decoded in Python with its declared encoding first.
+
+`notify_verify` answer (DESIGN 4.5): the body `true` means the notification is
+genuine; `false` and `invalid` mean it is not; anything else is `unknown`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Literal
+from xml.parsers import expat
+
+MAX_BODY_BYTES = 64 * 1024
+
+_DECLARATION = re.compile(
+    rb"\A\s*<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9._-]{1,40})[\"']", re.ASCII
+)
+_ENCODINGS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "gbk": "gbk",
+    "gb2312": "gbk",
+    "cp936": "gbk",
+    "gb18030": "gb18030",
+    "us-ascii": "ascii",
+    "ascii": "ascii",
+}
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}", re.ASCII)
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class SyncStatus(enum.StrEnum):
+    """What the submission answer says about the batch."""
+
+    ACCEPTED = "accepted"  # is_success T
+    PROCESSING = "processing"  # is_success P, handled like ACCEPTED
+    REFUSED = "refused"  # is_success F with an error code
+    UNKNOWN = "unknown"  # anything else: the outcome is not known
+
+
+@dataclass(frozen=True)
+class SyncResponse:
+    """A parsed submission answer; `detail` is a short human sentence for logs."""
+
+    status: SyncStatus
+    error: str | None
+    detail: str
+
+    @property
+    def accepted(self) -> bool:
+        """True when the gateway took the batch (T or P)."""
+        return self.status in (SyncStatus.ACCEPTED, SyncStatus.PROCESSING)
+
+
+def parse_sync_response(body: bytes) -> SyncResponse:
+    """Read the gateway's answer to a batch submission (rules in the module docstring)."""
+    if not isinstance(body, bytes | bytearray):
+        return _unknown("the answer is not bytes")
+    if not body.strip():
+        return _unknown("empty answer")
+    if len(body) > MAX_BODY_BYTES:
+        return _unknown(f"answer larger than {MAX_BODY_BYTES} bytes")
+    decoded = _decode(bytes(body))
+    if isinstance(decoded, _Failure):
+        return _unknown(decoded.reason)
+    document = _parse_xml(decoded)
+    if isinstance(document, _Failure):
+        return _unknown(document.reason)
+    return _interpret(document)
+
+
+NotifyVerifyAnswer = Literal["true", "false", "invalid", "unknown"]
+
+
+def parse_notify_verify(body: bytes) -> NotifyVerifyAnswer:
+    """Read the gateway's `notify_verify` answer; only `true` vouches for a notification.
+
+    Surrounding ASCII whitespace and letter case are ignored; any other body
+    (HTML, an error page, an empty answer) is `unknown`.
+    """
+    if not isinstance(body, bytes | bytearray):
+        return "unknown"
+    text = bytes(body).strip(b" \t\r\n").lower()
+    if text == b"true":
+        return "true"
+    if text == b"false":
+        return "false"
+    if text == b"invalid":
+        return "invalid"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Document:
+    root: str
+    children: tuple[tuple[str, str], ...]  # (tag, text) of the root's direct children
+
+    def texts(self, tag: str) -> list[str]:
+        return [text for name, text in self.children if name == tag]
+
+
+class _Refused(Exception):
+    """Raised from inside the expat callbacks to stop on a forbidden construct."""
+
+
+def _unknown(detail: str) -> SyncResponse:
+    return SyncResponse(SyncStatus.UNKNOWN, None, detail)
+
+
+def _decode(body: bytes) -> str | _Failure:
+    if body.startswith(_UTF8_BOM):
+        body = body[len(_UTF8_BOM) :]
+        declared = "utf-8"
+    else:
+        match = _DECLARATION.match(body[:512])
+        declared = match.group(1).decode("ascii").lower() if match else "utf-8"
+    codec = _ENCODINGS.get(declared)
+    if codec is None:
+        return _Failure(f"unsupported XML encoding {declared!r}")
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError:
+        return _Failure(f"answer is not valid {declared}")
+
+
+def _parse_xml(text: str) -> _Document | _Failure:
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    root: list[str] = []
+    children: list[tuple[str, str]] = []
+    depth = 0
+    current: list[str] = []
+
+    def refuse(*_args: object) -> None:
+        raise _Refused
+
+    def refuse_external(*_args: object) -> int:
+        raise _Refused
+
+    def start(name: str, _attrs: dict[str, str]) -> None:
+        nonlocal depth, current
+        depth += 1
+        if depth == 1:
+            root.append(name)
+        elif depth == 2:
+            current = []
+            children.append((name, ""))
+
+    def end(_name: str) -> None:
+        nonlocal depth
+        if depth == 2:
+            tag, _ = children[-1]
+            children[-1] = (tag, "".join(current))
+        depth -= 1
+
+    def characters(data: str) -> None:
+        if depth == 2:
+            current.append(data)
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse_external
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    try:
+        parser.Parse(text, True)
+    except _Refused:
+        return _Failure("answer declares a DOCTYPE or entities")
+    except expat.ExpatError as exc:
+        return _Failure(f"answer is not well-formed XML ({expat.ErrorString(exc.code)})")
+    except (ValueError, RecursionError):
+        return _Failure("answer cannot be parsed as XML")
+    if not root:
+        return _Failure("answer has no root element")
+    return _Document(root[0], tuple(children))
+
+
+def _interpret(document: _Document) -> SyncResponse:
+    if document.root != "alipay":
+        return _unknown(f"root element is <{document.root[:40]}>, not <alipay>")
+    flags = document.texts("is_success")
+    if len(flags) != 1:
+        return _unknown(f"answer has {len(flags)} <is_success> elements, expected 1")
+    errors = document.texts("error")
+    if len(errors) > 1:
+        return _unknown("answer has more than one <error> element")
+    flag = flags[0].strip()
+    error = errors[0].strip() if errors else ""
+    if flag in ("T", "P"):
+        if error:
+            return _unknown(f"is_success {flag} together with an error")
+        if flag == "T":
+            return SyncResponse(SyncStatus.ACCEPTED, None, "gateway accepted the batch")
+        return SyncResponse(SyncStatus.PROCESSING, None, "gateway is processing the batch")
+    if flag == "F":
+        if not error:
+            return _unknown("is_success F without an error code")
+        if not _CODE.fullmatch(error):
+            return _unknown("is_success F with a malformed error code")
+        return SyncResponse(SyncStatus.REFUSED, error, f"gateway refused the batch: {error}")
+    return _unknown(f"is_success is {flag[:10]!r}, not T, P or F")
