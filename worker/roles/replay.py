@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 
 import structlog
 
@@ -29,7 +30,15 @@ from worker.services.notifications import replay_stored
 
 log = structlog.get_logger("worker.replay")
 
-DEAD_LETTER_HEADER_PREFIX = "x-refund-dead-letter"
+# Headers added by dead-lettering (ours and the broker's), dropped on replay.
+DEAD_LETTER_HEADER_PREFIXES = (
+    "x-refund-dead-letter",
+    "x-refund-original-routing-key",
+    "x-death",
+    "x-first-death-",
+    "x-last-death-",
+    "x-delivery-count",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,14 +69,14 @@ def replay_dead_letters(amqp_url: str, topology: Topology, limit: int) -> int:
                 headers = {
                     k: v
                     for k, v in delivery.headers.items()
-                    if not str(k).startswith(DEAD_LETTER_HEADER_PREFIX)
+                    if not str(k).startswith(DEAD_LETTER_HEADER_PREFIXES)
                 }
                 original_key = delivery.headers.get("x-refund-original-routing-key")
                 batch.append(
                     OutMessage(
                         routing_key=str(original_key or Topology.REQUESTED),
                         body=delivery.body,
-                        message_id=delivery.message_id or "",
+                        message_id=delivery.message_id or uuid.uuid4().hex,
                         headers=headers,
                         content_type=delivery.content_type or "application/json",
                     )
