@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}")
     module_name, text = COMMANDS[name]
-    command: _Command = importlib.import_module(module_name)  # type: ignore[assignment]
+    command: _Command = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"refund-worker {name}", description=text)
     command.add_arguments(parser)
     return command.run(parser.parse_args(rest))

@@ -25,6 +25,9 @@ Clock = Callable[[], datetime]
 # How many pending refunds one packing round looks at, in multiples of max_items.
 LOOKAHEAD_BATCHES = 20
 
+# Sent when a request has no reason: the gateway's own examples always carry one.
+DEFAULT_REASON = "协商退款"
+
 # Until the submission job has run, the sweeper waits this long before re-driving.
 REDRIVE_AFTER_SECONDS = 60.0
 
@@ -72,7 +75,10 @@ def pack_pending(
                 continue
             items = [
                 ledger.BatchItem(
-                    p.refund_id, p.trade_no, p.amount, sanitize_reason(p.reason or "", charset)
+                    p.refund_id,
+                    p.trade_no,
+                    p.amount,
+                    sanitize_reason(p.reason or DEFAULT_REASON, charset),
                 )
                 for p in group
             ]
