@@ -1,0 +1,214 @@
+"""`refund-worker sandbox`: run the local emulation of the Alipay mapi gateway.
+
+The merchant settings default to the worker's own environment variables
+(`ALIPAY_PARTNER`, `ALIPAY_MD5_KEY`, `ALIPAY_MD5_KEY_FILE`), so one
+environment configures both sides. On first start the sandbox generates its
+own RSA key pair standing in for Alipay's in the state directory and logs
+the path of the public half (`ALIPAY_PUBLIC_KEY_FILE` for the worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import structlog
+
+from worker.errors import ConfigError
+from worker.logging import configure_logging, register_secret
+from worker.sandbox.config import (
+    DEFAULT_AUTO_TRADE_AMOUNT,
+    DEFAULT_BIND,
+    DEFAULT_PARTNER,
+    SandboxConfig,
+    parse_bind,
+)
+from worker.sandbox.faults import FAULT_NAMES, FaultSet, parse_fault_set
+
+__all__ = ["add_arguments", "build_config", "run"]
+
+log = structlog.get_logger(__name__)
+
+EXIT_CONFIG = 78  # EX_CONFIG, as the other roles use
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every option of `refund-worker sandbox` (all documented in --help)."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.epilog = (
+        "Control API: /_sandbox/{health,info,trades,faults,clock,ledger,summary}. "
+        f"Faults: {', '.join(FAULT_NAMES)} (see worker/sandbox/faults.py)."
+    )
+    env = os.environ.get
+    parser.add_argument("--bind", default=DEFAULT_BIND, help="host:port to listen on")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("./var/sandbox"),
+        help="where the journal and the sandbox's Alipay key pair live (created if missing)",
+    )
+    parser.add_argument(
+        "--partner",
+        default=env("ALIPAY_PARTNER") or DEFAULT_PARTNER,
+        help="the one partner id the gateway serves (env ALIPAY_PARTNER)",
+    )
+    parser.add_argument(
+        "--md5-key",
+        default=env("ALIPAY_MD5_KEY"),
+        help="the partner's MD5 key (env ALIPAY_MD5_KEY; prefer the file or the "
+        "variable: a command line is visible to every user of the machine)",
+    )
+    parser.add_argument(
+        "--md5-key-file",
+        type=Path,
+        default=env("ALIPAY_MD5_KEY_FILE"),
+        help="file holding the partner's MD5 key (env ALIPAY_MD5_KEY_FILE)",
+    )
+    parser.add_argument(
+        "--merchant-public-key-file",
+        type=Path,
+        default=None,
+        help="the merchant's RSA public key (PEM) to verify RSA-signed requests",
+    )
+    parser.add_argument(
+        "--time-factor",
+        type=float,
+        default=1.0,
+        help="scales the processing delay and the resend schedule (e.g. 0.001)",
+    )
+    parser.add_argument(
+        "--process-delay",
+        type=float,
+        default=1.0,
+        help="seconds (before scaling) between accepting a batch and its first notification",
+    )
+    parser.add_argument(
+        "--auto-trades",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create unknown trades as paid on first refund (else TRADE_NOT_EXIST)",
+    )
+    parser.add_argument(
+        "--auto-trade-amount",
+        default=str(DEFAULT_AUTO_TRADE_AMOUNT),
+        help="paid amount of auto-created trades",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault dice")
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help='faults in force at start: JSON (\'{"http_5xx": {"rate": 0.1}}\') or @file',
+    )
+    parser.add_argument("--threads", type=int, default=32, help="request threads")
+    parser.add_argument("--senders", type=int, default=8, help="notification sender threads")
+    parser.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the merchant's answer to a notification",
+    )
+    parser.add_argument(
+        "--log-level", default=env("LOG_LEVEL") or "INFO", help="log level (env LOG_LEVEL)"
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env("LOG_FORMAT") or "auto",
+        choices=("auto", "json", "console"),
+        help="log format (env LOG_FORMAT)",
+    )
+
+
+def build_config(args: argparse.Namespace) -> SandboxConfig:
+    """Turn parsed options into a validated SandboxConfig (ConfigError names the option)."""
+    host, port = parse_bind(args.bind)
+    md5_key = args.md5_key
+    if args.md5_key_file is not None:
+        md5_key = _read_text(Path(args.md5_key_file), "--md5-key-file").strip()
+    if md5_key is not None:
+        md5_key = md5_key.strip() or None
+    public_key = None
+    if args.merchant_public_key_file is not None:
+        public_key = _read_text(
+            args.merchant_public_key_file, "--merchant-public-key-file"
+        ).encode()
+    try:
+        amount = Decimal(args.auto_trade_amount)
+    except InvalidOperation:
+        raise ConfigError("--auto-trade-amount must be a decimal such as 1000000.00") from None
+    return SandboxConfig(
+        host=host,
+        port=port,
+        state_dir=Path(args.state_dir),
+        partner=args.partner,
+        md5_key=md5_key,
+        merchant_public_key=public_key,
+        time_factor=args.time_factor,
+        process_delay=args.process_delay,
+        auto_trades=args.auto_trades,
+        auto_trade_amount=amount,
+        seed=args.seed,
+        faults=_faults(args.faults),
+        threads=args.threads,
+        senders=args.senders,
+        notify_timeout=args.notify_timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the sandbox and serve until SIGTERM/SIGINT."""
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        print(f"refund-worker sandbox: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = build_config(args)
+        if config.md5_key:
+            register_secret(config.md5_key)
+        from worker.sandbox.keys import ensure_alipay_keys
+
+        keys = ensure_alipay_keys(config.state_dir)
+    except ConfigError as exc:
+        print(f"refund-worker sandbox: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.info(
+        "sandbox.starting",
+        bind=config.bind,
+        partner=config.partner,
+        state_dir=str(config.state_dir),
+        alipay_public_key_file=str(keys.public_path),
+        md5=bool(config.md5_key),
+        rsa=bool(config.merchant_public_key),
+        time_factor=config.time_factor,
+        process_delay=config.process_delay,
+        auto_trades=config.auto_trades,
+        faults=sorted(config.faults.faults),
+    )
+    from worker.sandbox.server import SandboxServer
+
+    SandboxServer(config, keys).run()
+    log.info("sandbox.stopped")
+    return 0
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{option}: cannot read {path} ({type(exc).__name__})") from None
+
+
+def _faults(text: str | None) -> FaultSet:
+    if not text:
+        return FaultSet()
+    if text.startswith("@"):
+        text = _read_text(Path(text[1:]), "--faults")
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        raise ConfigError("--faults is neither JSON nor @file holding JSON") from None
+    return parse_fault_set(spec)

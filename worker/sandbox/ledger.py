@@ -1,0 +1,602 @@
+"""The sandbox's books: paid trades, batches received, refunds executed, notifications sent.
+
+Event-sourced: every change is a record (`TradeRecord`, `RequestRecord`,
+`BatchRecord`, `SendRecord`, `GaveUpRecord`, `ClockRecord`), and `Ledger.apply`
+is the only code that changes the books. The service writes a record to the
+journal before applying it, and a restart replays the journal through the
+same `apply`, so the books after a restart are exactly the books before it.
+Deciding what a batch does (`plan_batch`) reads the books without changing
+them.
+
+Item rules of an accepted batch (each item on its own, in request order):
+
+* trade unknown -> TRADE_NOT_EXIST, unless auto-trades is on: then the trade
+  is created as paid with the configured amount;
+* trade closed -> TRADE_HAS_CLOSED; trade finished -> TRADE_STATUS_ERROR;
+* trade refunded 99 times already -> TRADE_STATUS_ERROR (its state no longer
+  allows a refund; Alipay documents the limit but not a code of its own);
+* refunds would exceed the paid amount -> REFUND_AMOUNT_NOT_VALID;
+* an injected `item_failure` -> its code; otherwise SUCCESS, and the refund
+  is executed (batch_no, amount, reason and time recorded on the trade).
+
+Not thread-safe on its own: the service holds one lock around plan, journal
+append and apply.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+from worker.mapi import format_amount
+from worker.sandbox.protocol import SUCCESS
+
+__all__ = [
+    "MAX_REFUNDS_PER_TRADE",
+    "TRADE_STATUSES",
+    "Batch",
+    "BatchRecord",
+    "ClockRecord",
+    "GaveUpRecord",
+    "Ledger",
+    "Notification",
+    "Record",
+    "RequestRecord",
+    "SendRecord",
+    "Trade",
+    "TradeRecord",
+    "record_from_json",
+]
+
+MAX_REFUNDS_PER_TRADE: Final = 99
+TRADE_STATUSES: Final = ("paid", "closed", "finished")
+TRADE_NOT_EXIST: Final = "TRADE_NOT_EXIST"
+TRADE_HAS_CLOSED: Final = "TRADE_HAS_CLOSED"
+TRADE_STATUS_ERROR: Final = "TRADE_STATUS_ERROR"
+REFUND_AMOUNT_NOT_VALID: Final = "REFUND_AMOUNT_NOT_VALID"
+ZERO: Final = Decimal("0.00")
+
+SendKind = Literal["genuine", "duplicate", "forged", "lost"]
+
+
+# --------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    """A paid trade created or changed through the control API."""
+
+    trade_no: str
+    amount: Decimal
+    status: str
+    ts: float
+    at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "trade",
+            "trade_no": self.trade_no,
+            "amount": format_amount(self.amount),
+            "status": self.status,
+            "ts": self.ts,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A refund request answered `F` (or not at all), kept for the ledger's request log."""
+
+    ts: float
+    at: str
+    service: str | None
+    batch_no: str | None
+    code: str
+    item_count: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "request",
+            "ts": self.ts,
+            "at": self.at,
+            "service": self.service,
+            "batch_no": self.batch_no,
+            "code": self.code,
+            "item_count": self.item_count,
+        }
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """An accepted batch, with each item's outcome and the trades auto-created for it."""
+
+    ts: float
+    at: str
+    service: str
+    charset: str
+    sign_type: str
+    batch_no: str
+    refund_date: str
+    notify_url: str | None
+    notify_id: str | None
+    # (trade_no, amount, reason, code, trade auto-created)
+    items: tuple[tuple[str, Decimal, str, str, bool], ...]
+    auto_amount: Decimal | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "batch",
+            "ts": self.ts,
+            "at": self.at,
+            "service": self.service,
+            "charset": self.charset,
+            "sign_type": self.sign_type,
+            "batch_no": self.batch_no,
+            "refund_date": self.refund_date,
+            "notify_url": self.notify_url,
+            "notify_id": self.notify_id,
+            "auto_amount": None if self.auto_amount is None else format_amount(self.auto_amount),
+            "items": [[t, format_amount(a), r, c, int(auto)] for t, a, r, c, auto in self.items],
+        }
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """One delivery of a notification: genuine, its duplicate, a forged copy, or a lost attempt."""
+
+    notify_id: str
+    kind: SendKind
+    ts: float
+    at: str
+    status: int | None = None
+    acknowledged: bool = False
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "send",
+            "notify_id": self.notify_id,
+            "kind": self.kind,
+            "ts": self.ts,
+            "at": self.at,
+            "status": self.status,
+            "acknowledged": self.acknowledged,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class GaveUpRecord:
+    """The resend schedule ran out without a `success`."""
+
+    notify_id: str
+    ts: float
+    at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "gave_up", "notify_id": self.notify_id, "ts": self.ts, "at": self.at}
+
+
+@dataclass(frozen=True)
+class ClockRecord:
+    """The sandbox clock was shifted."""
+
+    offset_seconds: float
+    ts: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "clock", "offset_seconds": self.offset_seconds, "ts": self.ts}
+
+
+Record = TradeRecord | RequestRecord | BatchRecord | SendRecord | GaveUpRecord | ClockRecord
+
+
+def record_from_json(data: Mapping[str, Any]) -> Record:
+    """Rebuild a record from its journal line; KeyError/ValueError/TypeError when it is damaged."""
+    kind = data["type"]
+    if kind == "trade":
+        return TradeRecord(
+            trade_no=str(data["trade_no"]),
+            amount=Decimal(data["amount"]),
+            status=str(data["status"]),
+            ts=float(data["ts"]),
+            at=str(data["at"]),
+        )
+    if kind == "request":
+        return RequestRecord(
+            ts=float(data["ts"]),
+            at=str(data["at"]),
+            service=data["service"],
+            batch_no=data["batch_no"],
+            code=str(data["code"]),
+            item_count=data.get("item_count"),
+        )
+    if kind == "batch":
+        auto_amount = data.get("auto_amount")
+        return BatchRecord(
+            ts=float(data["ts"]),
+            at=str(data["at"]),
+            service=str(data["service"]),
+            charset=str(data["charset"]),
+            sign_type=str(data["sign_type"]),
+            batch_no=str(data["batch_no"]),
+            refund_date=str(data["refund_date"]),
+            notify_url=data["notify_url"],
+            notify_id=data["notify_id"],
+            items=tuple(
+                (str(t), Decimal(a), str(r), str(c), bool(auto))
+                for t, a, r, c, auto in data["items"]
+            ),
+            auto_amount=None if auto_amount is None else Decimal(auto_amount),
+        )
+    if kind == "send":
+        return SendRecord(
+            notify_id=str(data["notify_id"]),
+            kind=data["kind"],
+            ts=float(data["ts"]),
+            at=str(data["at"]),
+            status=data.get("status"),
+            acknowledged=bool(data.get("acknowledged")),
+            error=data.get("error"),
+        )
+    if kind == "gave_up":
+        return GaveUpRecord(
+            notify_id=str(data["notify_id"]), ts=float(data["ts"]), at=str(data["at"])
+        )
+    if kind == "clock":
+        return ClockRecord(offset_seconds=float(data["offset_seconds"]), ts=float(data["ts"]))
+    raise ValueError(f"unknown record type {str(kind)[:20]!r}")
+
+
+# --------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Trade:
+    """A paid trade and every refund executed against it."""
+
+    trade_no: str
+    paid: Decimal
+    status: str
+    auto: bool
+    created_at: str
+    refunded: Decimal = ZERO
+    # (batch_no, amount, reason, at)
+    executions: list[tuple[str, Decimal, str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trade_no": self.trade_no,
+            "paid": format_amount(self.paid),
+            "status": self.status,
+            "auto": self.auto,
+            "created_at": self.created_at,
+            "refunded": format_amount(self.refunded),
+            "refund_count": len(self.executions),
+            "executions": [
+                {"batch_no": b, "amount": format_amount(a), "reason": r, "at": at}
+                for b, a, r, at in self.executions
+            ],
+        }
+
+
+@dataclass(slots=True)
+class Batch:
+    """An accepted batch: what was asked and what happened to each item."""
+
+    record: BatchRecord
+
+    def to_json(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "batch_no": rec.batch_no,
+            "received_at": rec.at,
+            "service": rec.service,
+            "charset": rec.charset,
+            "sign_type": rec.sign_type,
+            "refund_date": rec.refund_date,
+            "notify_url": rec.notify_url,
+            "notify_id": rec.notify_id,
+            "outcome": "accepted",
+            "success_num": sum(1 for item in rec.items if item[3] == SUCCESS),
+            "items": [
+                {"trade_no": t, "amount": format_amount(a), "reason": r, "code": c}
+                for t, a, r, c, _ in rec.items
+            ],
+        }
+
+
+@dataclass(slots=True)
+class Notification:
+    """The `batch_refund_notify` of one accepted batch and its delivery history."""
+
+    notify_id: str
+    batch_no: str
+    url: str
+    charset: str
+    sign_type: str
+    created_ts: float
+    attempts: int = 0
+    sends: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    forged_sends: int = 0
+    forged_acknowledged: int = 0
+    acknowledged: bool = False
+    acknowledged_at: str | None = None
+    given_up: bool = False
+    last_attempt_ts: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return not (self.acknowledged or self.given_up)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notify_id": self.notify_id,
+            "batch_no": self.batch_no,
+            "url": self.url,
+            "sign_type": self.sign_type,
+            "charset": self.charset,
+            "attempts": self.attempts,
+            "sent": self.sends,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "forged_sent": self.forged_sends,
+            "forged_acknowledged": self.forged_acknowledged,
+            "acknowledged": self.acknowledged,
+            "acknowledged_at": self.acknowledged_at,
+            "given_up": self.given_up,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+        }
+
+
+class Ledger:
+    """All books of the sandbox (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.trades: dict[str, Trade] = {}
+        self.batches: dict[str, Batch] = {}
+        self.requests: list[RequestRecord] = []
+        self.notifications: dict[str, Notification] = {}
+        self.clock_offset: float = 0.0
+        self._refused: Counter[str] = Counter()
+        self._item_codes: Counter[str] = Counter()
+        self._items_accepted = 0
+        self._executed = 0
+        self._amount_executed = ZERO
+        self._multi_refunded = 0
+        self._double: list[dict[str, Any]] = []
+        self._over: set[str] = set()
+        self._pending = 0
+
+    # -- deciding -----------------------------------------------------------
+
+    def is_accepted(self, batch_no: str) -> bool:
+        """Whether `batch_no` belongs to a batch accepted before (DUPLICATE_BATCH_NO)."""
+        return batch_no in self.batches
+
+    def plan_items(
+        self,
+        items: Iterable[tuple[str, Decimal, str]],
+        *,
+        auto_amount: Decimal | None,
+        item_fault: Callable[[str], str | None],
+    ) -> tuple[tuple[str, Decimal, str, str, bool], ...]:
+        """Decide each item of a batch about to be accepted; changes nothing.
+
+        `auto_amount` is the paid amount of auto-created trades (None: no
+        auto-creation). Items must have distinct trades (checked before).
+        """
+        planned: list[tuple[str, Decimal, str, str, bool]] = []
+        for trade_no, amount, reason in items:
+            trade = self.trades.get(trade_no)
+            auto = False
+            if trade is None:
+                if auto_amount is None:
+                    planned.append((trade_no, amount, reason, TRADE_NOT_EXIST, False))
+                    continue
+                auto = True
+                paid, status, refunded, count = auto_amount, "paid", ZERO, 0
+            else:
+                paid, status = trade.paid, trade.status
+                refunded, count = trade.refunded, len(trade.executions)
+            if status == "closed":
+                code = TRADE_HAS_CLOSED
+            elif status != "paid" or count >= MAX_REFUNDS_PER_TRADE:
+                code = TRADE_STATUS_ERROR
+            elif refunded + amount > paid:
+                code = REFUND_AMOUNT_NOT_VALID
+            else:
+                code = item_fault(trade_no) or SUCCESS
+            planned.append((trade_no, amount, reason, code, auto))
+        return tuple(planned)
+
+    # -- changing -----------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """Change the books by one record (live or replayed)."""
+        if isinstance(record, BatchRecord):
+            self._apply_batch(record)
+        elif isinstance(record, SendRecord):
+            self._apply_send(record)
+        elif isinstance(record, RequestRecord):
+            self.requests.append(record)
+            self._refused[record.code] += 1
+        elif isinstance(record, TradeRecord):
+            self._apply_trade(record)
+        elif isinstance(record, GaveUpRecord):
+            note = self.notifications.get(record.notify_id)
+            if note is not None and note.pending:
+                note.given_up = True
+                self._pending -= 1
+        elif isinstance(record, ClockRecord):
+            self.clock_offset = record.offset_seconds
+
+    def _apply_trade(self, record: TradeRecord) -> None:
+        trade = self.trades.get(record.trade_no)
+        if trade is None:
+            trade = Trade(record.trade_no, record.amount, record.status, False, record.at)
+            self.trades[record.trade_no] = trade
+        else:
+            trade.paid = record.amount
+            trade.status = record.status
+        self._check_over(trade)
+
+    def _apply_batch(self, record: BatchRecord) -> None:
+        self.batches[record.batch_no] = Batch(record)
+        self._items_accepted += len(record.items)
+        trades = self.trades
+        for trade_no, amount, reason, code, auto in record.items:
+            self._item_codes[code] += 1
+            trade = trades.get(trade_no)
+            if trade is None:
+                if not auto or record.auto_amount is None:
+                    continue
+                trade = Trade(trade_no, record.auto_amount, "paid", True, record.at)
+                trades[trade_no] = trade
+            if code != SUCCESS:
+                continue
+            for previous in trade.executions:
+                if previous[0] == record.batch_no:
+                    self._double.append({"batch_no": record.batch_no, "trade_no": trade_no})
+                    break
+            trade.executions.append((record.batch_no, amount, reason, record.at))
+            trade.refunded += amount
+            if len(trade.executions) == 2:
+                self._multi_refunded += 1
+            self._executed += 1
+            self._amount_executed += amount
+            if trade.refunded > trade.paid:
+                self._over.add(trade_no)
+        if record.notify_id is not None and record.notify_url is not None:
+            self.notifications[record.notify_id] = Notification(
+                notify_id=record.notify_id,
+                batch_no=record.batch_no,
+                url=record.notify_url,
+                charset=record.charset,
+                sign_type=record.sign_type,
+                created_ts=record.ts,
+            )
+            self._pending += 1
+
+    def _apply_send(self, record: SendRecord) -> None:
+        note = self.notifications.get(record.notify_id)
+        if note is None:
+            return
+        if record.kind == "forged":
+            note.forged_sends += 1
+            if record.acknowledged:
+                note.forged_acknowledged += 1
+            return
+        if record.kind == "duplicate":
+            note.duplicates += 1
+            note.sends += 1
+        else:
+            note.attempts += 1
+            note.last_attempt_ts = record.ts
+            if record.kind == "lost":
+                note.lost += 1
+                return
+            note.sends += 1
+        note.last_status = record.status
+        note.last_error = record.error
+        if record.acknowledged and not note.acknowledged:
+            if note.given_up:
+                self._pending += 1  # a late success still counts; undo the give-up
+                note.given_up = False
+            note.acknowledged = True
+            note.acknowledged_at = record.at
+            self._pending -= 1
+
+    def _check_over(self, trade: Trade) -> None:
+        if trade.refunded > trade.paid:
+            self._over.add(trade.trade_no)
+        else:
+            self._over.discard(trade.trade_no)
+
+    # -- reading ------------------------------------------------------------
+
+    def pending_notifications(self) -> list[Notification]:
+        """Notifications still to be delivered (neither acknowledged nor given up)."""
+        return [n for n in self.notifications.values() if n.pending]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts over the whole ledger, plus the two red flags tests look at.
+
+        `double_executed`: executions repeating a (batch_no, trade_no) pair.
+        `over_refunded`: trades whose executed refunds exceed the paid amount.
+        """
+        notes = self.notifications.values()
+        return {
+            "requests_refused": sum(self._refused.values()),
+            "refused_by_code": dict(self._refused),
+            "batches_accepted": len(self.batches),
+            "items_accepted": self._items_accepted,
+            "items_by_code": dict(self._item_codes),
+            "refunds_executed": self._executed,
+            "amount_executed": format_amount(self._amount_executed),
+            "trades": len(self.trades),
+            "trades_refunded_more_than_once": self._multi_refunded,
+            "notifications": {
+                "total": len(self.notifications),
+                "pending": self._pending,
+                "acknowledged": sum(1 for n in notes if n.acknowledged),
+                "given_up": sum(1 for n in notes if n.given_up),
+                "sent": sum(n.sends for n in notes),
+                "lost": sum(n.lost for n in notes),
+                "forged_sent": sum(n.forged_sends for n in notes),
+                "forged_acknowledged": sum(n.forged_acknowledged for n in notes),
+            },
+            "double_executed": list(self._double),
+            "over_refunded": [
+                {
+                    "trade_no": t,
+                    "paid": format_amount(self.trades[t].paid),
+                    "refunded": format_amount(self.trades[t].refunded),
+                }
+                for t in sorted(self._over)
+            ],
+            "clock_offset_seconds": self.clock_offset,
+        }
+
+    def view(self, *, batch_no: str | None = None, trade_no: str | None = None) -> dict[str, Any]:
+        """The ledger as JSON: batches, refused requests, trades, notifications.
+
+        `batch_no` / `trade_no` narrow every section to that batch or trade.
+        """
+        batches = [b for b in self.batches.values() if batch_no in (None, b.record.batch_no)]
+        if trade_no is not None:
+            batches = [b for b in batches if any(item[0] == trade_no for item in b.record.items)]
+        requests = [r for r in self.requests if batch_no in (None, r.batch_no)]
+        if trade_no is not None:
+            trades = [self.trades[trade_no]] if trade_no in self.trades else []
+        elif batch_no is not None:
+            wanted = {item[0] for b in batches for item in b.record.items}
+            trades = [self.trades[t] for t in wanted if t in self.trades]
+        else:
+            trades = list(self.trades.values())
+        wanted_batches = {b.record.batch_no for b in batches}
+        notes = [
+            n
+            for n in self.notifications.values()
+            if (batch_no is None and trade_no is None) or n.batch_no in wanted_batches
+        ]
+        return {
+            "batches": [b.to_json() for b in batches],
+            "refused": [
+                {k: v for k, v in r.to_json().items() if k not in ("type", "ts")} for r in requests
+            ],
+            "trades": {t.trade_no: t.to_json() for t in trades},
+            "notifications": {n.notify_id: n.to_json() for n in notes},
+        }

@@ -1,0 +1,234 @@
+"""Delivery of `batch_refund_notify`: a delay queue and a pool of sender threads.
+
+Each accepted batch with a `notify_url` gets one notification. It is first
+delivered after the processing delay, then again after each gap of the
+resend schedule (`worker.sandbox.protocol.RESEND_GAPS`, scaled by the time
+factor) until a delivery is answered `200` with the body exactly `success`,
+or the eighth delivery went unanswered (given up). The `notify_id` and
+content stay the same across deliveries; `notify_time` and the signature
+are made afresh for each.
+
+The queue is a heap of (due, sequence, notify_id) guarded by one condition
+variable; rescheduling pushes a new entry and makes the old one stale. The
+sender threads (each with its own `requests.Session`, so connections to the
+receiver are reused) pop due entries and deliver them. The delivery faults
+(`notify_lost`, `notify_duplicate`, `notify_reorder`, `notify_bad_sign`) are
+drawn here, per delivery attempt.
+
+What to send and how it went is the service's business (`Deliveries`): this
+module only knows about time, threads and HTTP.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import requests
+import structlog
+from requests.adapters import HTTPAdapter
+
+from worker.sandbox.faults import Fault
+
+__all__ = ["Deliveries", "Delivery", "Notifier", "Outcome"]
+
+log = structlog.get_logger(__name__)
+
+_CONNECT_TIMEOUT = 3.0
+_MAX_ANSWER_BYTES = 1024
+_ACK = b"success"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST to make: where, the form body, its content type."""
+
+    url: str
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one POST went: status (None when no HTTP answer) and whether it said `success`."""
+
+    status: int | None
+    acknowledged: bool
+    error: str | None
+
+
+class Deliveries(Protocol):
+    """What the notifier needs from the service."""
+
+    def prepare(self, notify_id: str, *, forged: bool) -> Delivery | None:
+        """The POST for a notification still pending, or None when it is settled."""
+
+    def delivered(self, notify_id: str, kind: str, outcome: Outcome | None) -> float | None:
+        """Record a delivery (`outcome` None for a lost one); the delay before the next, or None."""
+
+    def draw(self, name: str) -> Fault | None:
+        """Roll the dice for a delivery fault."""
+
+
+class Notifier:
+    """The delay queue and the sender threads (see the module docstring)."""
+
+    def __init__(self, deliveries: Deliveries, *, senders: int, timeout: float) -> None:
+        self._deliveries = deliveries
+        self._senders = senders
+        self._timeout = (min(_CONNECT_TIMEOUT, timeout), timeout)
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, str]] = []
+        self._live: dict[str, int] = {}
+        self._seq = 0
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._delivered = 0
+        # notify_id -> delivery count at which it is released; ids whose
+        # current attempt was already held once are in _hold_done.
+        self._held: dict[str, int] = {}
+        self._hold_done: set[str] = set()
+
+    # -- control ------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        for index in range(self._senders):
+            thread = threading.Thread(target=self._run, name=f"sandbox-notify-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def schedule(self, notify_id: str, delay: float) -> None:
+        """Deliver `notify_id` after `delay` seconds (replacing any earlier schedule)."""
+        with self._cond:
+            self._push(notify_id, delay)
+            self._cond.notify()
+
+    def queued(self) -> int:
+        """Notifications waiting in the queue or being delivered right now."""
+        with self._cond:
+            return len(self._live) + self._busy
+
+    # -- internals ----------------------------------------------------------
+
+    def _push(self, notify_id: str, delay: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time.monotonic() + max(delay, 0.0), self._seq, notify_id))
+        self._live[notify_id] = self._seq
+
+    def _next_due(self) -> str | None:
+        """Block until an entry is due; None when stopping."""
+        with self._cond:
+            while self._running:
+                now = time.monotonic()
+                while self._heap and self._live.get(self._heap[0][2]) != self._heap[0][1]:
+                    heapq.heappop(self._heap)  # stale entry
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, notify_id = heapq.heappop(self._heap)
+                    del self._live[notify_id]
+                    if self._held.pop(notify_id, None) is not None:
+                        self._hold_done.add(notify_id)  # its hold expired
+                    self._busy += 1
+                    return notify_id
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            return None
+
+    def _run(self) -> None:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            while True:
+                notify_id = self._next_due()
+                if notify_id is None:
+                    return
+                try:
+                    self._attempt(session, notify_id)
+                except Exception:  # a bug must not kill the sender thread
+                    log.exception("sandbox.notify.crashed", notify_id=notify_id)
+                    self.schedule(notify_id, 1.0)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+        finally:
+            session.close()
+
+    def _attempt(self, session: requests.Session, notify_id: str) -> None:
+        with self._cond:
+            was_held = notify_id in self._hold_done
+            self._hold_done.discard(notify_id)
+        if not was_held:
+            reorder = self._deliveries.draw("notify_reorder")
+            if reorder is not None:
+                self._hold(notify_id, reorder)
+                return
+        delivery = self._deliveries.prepare(notify_id, forged=False)
+        if delivery is None:
+            return
+        if self._deliveries.draw("notify_lost") is not None:
+            log.info("sandbox.notify.lost", notify_id=notify_id)
+            self._after(notify_id, self._deliveries.delivered(notify_id, "lost", None))
+            return
+        if self._deliveries.draw("notify_bad_sign") is not None:
+            forged = self._deliveries.prepare(notify_id, forged=True)
+            if forged is not None:
+                self._deliveries.delivered(notify_id, "forged", self._post(session, forged))
+        outcome = self._post(session, delivery)
+        next_delay = self._deliveries.delivered(notify_id, "genuine", outcome)
+        if self._deliveries.draw("notify_duplicate") is not None:
+            next_delay = self._deliveries.delivered(
+                notify_id, "duplicate", self._post(session, delivery)
+            )
+        self._after(notify_id, next_delay)
+
+    def _hold(self, notify_id: str, fault: Fault) -> None:
+        after = int(fault.option("after"))
+        with self._cond:
+            self._held[notify_id] = self._delivered + after
+            self._push(notify_id, float(fault.option("max_hold_seconds")))
+        log.info("sandbox.notify.held", notify_id=notify_id, release_after=after)
+
+    def _after(self, notify_id: str, next_delay: float | None) -> None:
+        with self._cond:
+            self._delivered += 1
+            released = [nid for nid, at in self._held.items() if at <= self._delivered]
+            for nid in released:
+                del self._held[nid]
+                self._hold_done.add(nid)
+                self._push(nid, 0.0)
+            if next_delay is not None:
+                self._push(notify_id, next_delay)
+            self._cond.notify_all()
+
+    def _post(self, session: requests.Session, delivery: Delivery) -> Outcome:
+        try:
+            with session.post(
+                delivery.url,
+                data=delivery.body,
+                headers={"Content-Type": delivery.content_type},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                answer = response.raw.read(_MAX_ANSWER_BYTES + 1, decode_content=True)
+                acknowledged = response.status_code == 200 and answer == _ACK
+                return Outcome(status=response.status_code, acknowledged=acknowledged, error=None)
+        except requests.RequestException as exc:
+            return Outcome(status=None, acknowledged=False, error=type(exc).__name__)

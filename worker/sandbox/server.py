@@ -1,0 +1,67 @@
+"""Serving the sandbox: gunicorn, one `gthread` worker, run programmatically.
+
+Why gunicorn: it is already the project's WSGI server (the notify receiver
+runs on it), it is well kept, and its threaded worker gives what the
+sandbox needs: one process (the books live in memory), a pool of request
+threads so a hanging answer does not block the others, HTTP/1.1 keep-alive
+for the worker's pooled sessions, access to the raw client socket (for the
+`reset_after_accept` fault), and graceful shutdown on SIGTERM.
+
+The service (books, journal replay, sender threads) is built in `load()`,
+i.e. inside the worker process after the fork: threads do not survive a
+fork. If the worker ever dies, gunicorn starts a new one, which replays the
+journal and carries on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from worker.sandbox.app import SandboxApp
+from worker.sandbox.config import SandboxConfig
+from worker.sandbox.keys import AlipayKeys
+from worker.sandbox.service import SandboxService
+
+__all__ = ["SandboxServer"]
+
+
+class SandboxServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    """A gunicorn application serving one sandbox."""
+
+    def __init__(self, config: SandboxConfig, keys: AlipayKeys) -> None:
+        self._config = config
+        self._keys = keys
+        self._service: SandboxService | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings: dict[str, Any] = {
+            "bind": [self._config.bind],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": self._config.threads,
+            "worker_connections": 1000,
+            "keepalive": 30,
+            "timeout": 120,
+            "graceful_timeout": 5,
+            "limit_request_line": 0,  # GET requests may carry a whole batch (up to 1 MiB)
+            "accesslog": None,
+            "loglevel": "warning",
+            "control_socket_disable": True,
+            "proc_name": "refund-worker-sandbox",
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> SandboxApp:
+        service = SandboxService(self._config, self._keys)
+        service.start()
+        self._service = service
+        return SandboxApp(service)
+
+    def _worker_exit(self, _server: Any, _worker: Any) -> None:
+        if self._service is not None:
+            self._service.stop()
