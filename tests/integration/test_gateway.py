@@ -2,28 +2,44 @@
 
 Each case proves one line of the money-critical mapping: only a connection
 that was never opened is `GatewayNotSent`; anything after the request may
-have left is `GatewayOutcomeUnknown`.
+have left is `GatewayOutcomeUnknown`. The last test runs a real signed batch
+and `notify_verify` against the sandbox gateway.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from worker.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
 from worker.gateway import GatewayClient
-from worker.mapi import SyncStatus, decode_form
+from worker.mapi import (
+    Merchant,
+    RefundItem,
+    SyncStatus,
+    build_refund_request,
+    decode_form,
+    make_batch_no,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +61,6 @@ PARAMS = {
 XML_T = b'<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>'
 XML_P = b"<alipay><is_success>P</is_success></alipay>"
 XML_F = b'<?xml version="1.0" encoding="GBK"?><alipay><is_success>F</is_success><error>DUPLICATE_BATCH_NO</error></alipay>'  # noqa: E501
-
-FAST = {"connect_timeout": 0.5, "read_timeout": 0.5}
 
 
 @dataclass
@@ -158,9 +172,16 @@ def gateway() -> Iterator[ScriptedGateway]:
     server.close()
 
 
-def client_for(url: str, **timeouts: float) -> GatewayClient:
-    options = {**FAST, **timeouts}
-    return GatewayClient(url, charset="gbk", partner=PARTNER, **options)
+def client_for(
+    url: str, *, partner: str = PARTNER, connect_timeout: float = 0.5, read_timeout: float = 0.5
+) -> GatewayClient:
+    return GatewayClient(
+        url,
+        charset="gbk",
+        partner=partner,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
 
 
 def histogram_count(operation: str, outcome: str) -> float:
@@ -413,3 +434,93 @@ def test_notify_verify_with_nothing_listening_raises_gateway_error() -> None:
     client = client_for(f"http://127.0.0.1:{free_port()}/gateway.do")
     with client, pytest.raises(GatewayError):
         client.notify_verify("70fec0c2730b27528665af4517c27b95")
+
+
+# ---------------------------------------------------------------------------
+# Against the sandbox gateway (`refund-worker sandbox`)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A sandbox process; yields (gateway URL, MD5 key)."""
+    md5_key = secrets.token_hex(16)
+    port = free_port()
+    log_path = tmp_path / "sandbox.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "sandbox",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--process-delay",
+                "0.05",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ALIPAY_PARTNER": PARTNER, "ALIPAY_MD5_KEY": md5_key},
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            try:
+                if requests.get(f"{base}/_sandbox/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "sandbox did not start"
+            time.sleep(0.05)
+        yield f"{base}/gateway.do", md5_key
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_submit_and_notify_verify_against_the_sandbox(
+    sandbox: tuple[str, str], gateway: ScriptedGateway
+) -> None:
+    gateway_url, md5_key = sandbox
+    catcher = gateway  # stands in for the merchant's notify_url; answers "fail"
+    catcher.action = answer(200, b"fail")
+    merchant = Merchant(
+        partner=PARTNER,
+        charset="gbk",
+        sign_type="MD5",
+        md5_key=md5_key,
+        notify_url=catcher.url.replace("/gateway.do", "/alipay/notify"),
+    )
+    now = datetime.now(UTC)
+    params = build_refund_request(
+        merchant,
+        batch_no=make_batch_no(now, secrets.randbelow(10**9) + 1),
+        items=[RefundItem("2024050121001004270231872174", Decimal("0.01"), "协商退款")],
+        now=now,
+    )
+    with client_for(gateway_url, read_timeout=5) as client:
+        assert client.submit(params).status is SyncStatus.ACCEPTED
+        again = client.submit(params)
+        assert (again.status, again.error) == (SyncStatus.REFUSED, "DUPLICATE_BATCH_NO")
+
+        deadline = time.monotonic() + 10
+        while not any(r.method == "POST" for r in catcher.received):
+            assert time.monotonic() < deadline, "the sandbox sent no notification"
+            time.sleep(0.02)
+        [note] = [r for r in catcher.received if r.method == "POST"][:1]
+        notify_id = decode_form(note.body, "gbk")["notify_id"]
+
+        assert client.notify_verify(notify_id) == "true"
+        assert client.notify_verify("f" * 32) == "false"
+    stranger = client_for(gateway_url, partner="2088999999999999")
+    with stranger:
+        assert stranger.notify_verify(notify_id) == "invalid"

@@ -16,6 +16,8 @@ from structlog.testing import capture_logs
 from worker.errors import BusUnavailable, GatewayError
 from worker.mapi import encode_form, sign, verify
 from worker.receiver import declared_charset, make_app, normalize_charset
+from worker.roles.notify_server import ReadinessProbe, endpoint, signature_checker
+from worker.settings import Secret, Settings
 
 MD5_KEY = "unit-test-md5-key-0123456789abcdef"
 SIGN_VALUE = "0123456789abcdef0123456789abcdef"
@@ -702,3 +704,63 @@ def test_declared_charset(header: str, expected: str | None) -> None:
 )
 def test_normalize_charset(label: str, expected: str | None) -> None:
     assert normalize_charset(label) == expected
+
+
+# ---------------------------------------------------------------------------
+# The notify server's real signature check and readiness probe
+
+
+def test_signature_checker_accepts_only_the_configured_sign_type() -> None:
+    settings = Settings(sign_type="RSA", md5_key=Secret(MD5_KEY), alipay_public_key_pem=None)
+    form = batch_form()
+    form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
+
+    # Correctly MD5-signed, but the merchant signs with RSA: no downgrade.
+    assert signature_checker(settings)(form) is False
+    md5_settings = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY))
+    assert signature_checker(md5_settings)(form) is True
+    assert signature_checker(md5_settings)({**form, "sign_type": "md5"}) is False
+
+
+def test_signature_checker_uses_the_configured_charset() -> None:
+    form = batch_form(extra_memo="退款")
+    form["sign"] = sign(form, sign_type="MD5", charset="gbk", md5_key=MD5_KEY)
+
+    gbk = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset="gbk")
+    utf8 = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset="utf-8")
+    assert signature_checker(gbk)(form) is True
+    assert signature_checker(utf8)(form) is False
+
+
+def test_readiness_probe_needs_every_check_and_caches_the_answer() -> None:
+    calls: list[str] = []
+    broker_up = [True]
+
+    def broker() -> None:
+        calls.append("broker")
+        if not broker_up[0]:
+            raise BusUnavailable("down")
+
+    def gateway() -> None:
+        calls.append("gateway")
+
+    probe = ReadinessProbe({"broker": broker, "gateway": gateway}, cache_seconds=60)
+    assert probe() is True
+    broker_up[0] = False
+    assert probe() is True  # cached
+    assert calls == ["broker", "gateway"]
+
+    fresh = ReadinessProbe({"broker": broker, "gateway": gateway}, cache_seconds=0)
+    assert fresh() is False
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://mapi.alipay.com/gateway.do", ("mapi.alipay.com", 443)),
+        ("http://127.0.0.1:8090/gateway.do", ("127.0.0.1", 8090)),
+        ("http://user:pw@[::1]:9/x", ("::1", 9)),
+    ],
+)
+def test_endpoint(url: str, expected: tuple[str, int]) -> None:
+    assert endpoint(url) == expected
