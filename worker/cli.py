@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker.roles.worker", "run the dramatiq actors (submit_batch, process_notify)"),
     "notify-server": ("worker.roles.notify_server", "serve Alipay's notifications over HTTP"),
     "relay": ("worker.roles.relay", "publish outbox rows (refund.completed) to the bus"),
-    "scheduler": ("worker.roles.scheduler", "pack batches, re-drive stuck work, flag overdue batches"),
+    "scheduler": ("worker.roles.scheduler", "pack batches, re-drive stuck work, flag overdue"),
     "all": ("worker.roles.all", "run every role in one process tree (for a laptop)"),
     "migrate": ("worker.roles.migrate", "create or upgrade the database schema"),
     "sandbox": ("worker.sandbox.cli", "run the local emulation of the Alipay mapi gateway"),
@@ -43,7 +43,7 @@ def _top_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog="refund-worker",
         description="Alipay batch refund worker.",
-        epilog=f"commands:\n{listing}\n\nrun 'refund-worker COMMAND --help' for a command's options",
+        epilog=f"commands:\n{listing}\n\n'refund-worker COMMAND --help' shows a command's options",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
