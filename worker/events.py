@@ -209,7 +209,9 @@ def _validator(name: str) -> Any:
     schema = _schema(name)
     base = jsonschema.Draft202012Validator
     base.check_schema(schema)
-    cls = jsonschema.validators.extend(base, validators={"pattern": _pattern_keyword})
+    cls = jsonschema.validators.extend(  # type: ignore[no-untyped-call, unused-ignore]
+        base, validators={"pattern": _pattern_keyword}
+    )
     return cls(schema, format_checker=_format_checker())
 
 
