@@ -20,7 +20,13 @@ import structlog
 
 from worker import ledger
 from worker.db import Connection, Database
-from worker.errors import GatewayNotSent, GatewayOutcomeUnknown
+from worker.errors import (
+    ConfigError,
+    GatewayNotSent,
+    GatewayOutcomeUnknown,
+    ProtocolError,
+    SigningError,
+)
 from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
 from worker.policy import (
     Action,
@@ -78,14 +84,21 @@ def submit_batch(
         return claim
 
     log_.info("batch.submitting", attempt=claim.attempts, items=len(claim.items))
+    unsendable: Decision | None = None
     try:
         attempt = Attempt(Outcome.ANSWERED, gateway.submit(claim.params))
     except GatewayNotSent as exc:
         attempt = Attempt(Outcome.NOT_SENT, error=str(exc))
     except GatewayOutcomeUnknown as exc:
         attempt = Attempt(Outcome.UNKNOWN, error=str(exc))
+    except (ProtocolError, ConfigError, SigningError) as exc:
+        # Refused by the client before anything was sent (e.g. unencodable text).
+        attempt = Attempt(Outcome.NOT_SENT, error=str(exc))
+        unsendable = Decision(
+            Action.HOLD, f"request cannot be sent: {exc}", None, "request_invalid"
+        )
 
-    decision = decide(
+    decision = unsendable or decide(
         attempt,
         maybe_sent_before=claim.maybe_sent,
         attempts=claim.attempts,
@@ -147,12 +160,25 @@ def _claim(
         return SubmitResult("awaiting_notification")
 
     items = ledger.batch_items(conn, batch_no)
-    params = build_refund_request(
-        merchant,
-        batch_no=batch_no,
-        items=[RefundItem(i.trade_no, i.amount, i.reason_sent) for i in items],
-        now=now,
-    )
+    try:
+        params = build_refund_request(
+            merchant,
+            batch_no=batch_no,
+            items=[RefundItem(i.trade_no, i.amount, i.reason_sent) for i in items],
+            now=now,
+        )
+    except (ProtocolError, ConfigError, SigningError) as exc:
+        ledger.update_batch(
+            conn,
+            batch_no,
+            state="held",
+            maybe_sent=maybe_sent,
+            next_attempt_at=None,
+            last_error=str(exc)[:500],
+            operator_flag="request_invalid",
+        )
+        log.error("batch.held", batch_no=batch_no, reason="request cannot be built", error=str(exc))
+        return SubmitResult("held")
     attempts = batch.attempts + 1
     ledger.update_batch(
         conn,
