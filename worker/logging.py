@@ -296,6 +296,22 @@ def _level_number(level: str) -> int:
         ) from None
 
 
+_PROCESS_CONTEXT: dict[str, object] = {}
+
+
+def bind_process(**values: object) -> None:
+    """Add fields to every event of this process, in every thread (e.g. `role`)."""
+    _PROCESS_CONTEXT.update(values)
+
+
+def _add_process_context(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
+    for key, value in _PROCESS_CONTEXT.items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Send structlog and stdlib logging to `stream` (default: standard output).
 
@@ -318,6 +334,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     foreign_chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _add_process_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         timestamper,
@@ -348,6 +365,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
         processors=[
             structlog.stdlib.filter_by_level,
             structlog.contextvars.merge_contextvars,
+            _add_process_context,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             timestamper,

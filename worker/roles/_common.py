@@ -10,7 +10,7 @@ from types import FrameType
 import structlog
 
 from worker.errors import TransientError
-from worker.logging import configure_logging
+from worker.logging import bind_process, configure_logging
 from worker.settings import Settings, load_or_exit
 
 log = structlog.get_logger("worker.role")
@@ -20,7 +20,7 @@ def boot(role: str) -> Settings:
     """Load and validate the settings (exit 78 with one line if bad), set up logging."""
     settings = load_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    structlog.contextvars.bind_contextvars(role=role)
+    bind_process(role=role)
     log.info("role.starting", settings=settings.describe())
     return settings
 

@@ -61,7 +61,9 @@ def sample_requests(count: int, rng: random.Random) -> tuple[list[Any], set[str]
 
     plain = max(count - 10, 10)
     trades = max(plain * 2 // 3, 1)
-    for i in range(plain):
+    order = list(range(plain))
+    rng.shuffle(order)
+    for i in order:  # every trade below `plain - trades` is refunded twice
         cents = rng.randint(1, 50_000)
         refund(f"demo-{i:05d}", trade_no(i % trades), f"{Decimal(cents) / 100:.2f}")
     refund("demo-separators", trade_no(900001), "8.88", reason="破损 #3 ^ 部分退款 | $ 运费")
@@ -77,13 +79,14 @@ def sample_requests(count: int, rng: random.Random) -> tuple[list[Any], set[str]
     messages.append(
         {"event_id": str(uuid.uuid4()), "refund_id": "demo-bad", "trade_no": "12", "amount": "-1"}
     )
-    rng.shuffle(messages)
     return messages, expected, closed
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.logging import configure_logging
     from worker.sandbox.client import SandboxClient
 
+    configure_logging("WARNING", "console", stream=sys.stderr)
     rng = random.Random(args.seed)
     messages, expected, closed = sample_requests(args.refunds, rng)
     workdir = Path(args.workdir) / time.strftime("%Y%m%d-%H%M%S")
