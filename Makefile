@@ -31,5 +31,13 @@ test: venv services lint typecheck
 demo: venv services
 	$(BIN)/refund-worker demo
 
+# The fault-injection suite, long profile (a short profile runs inside `make test`).
+chaos: venv services
+	$(BIN)/python -m tests.chaos --profile long
+
+# Benchmarks against the raw tools, measured in the same run; writes bench/results/latest.md.
+bench: venv services
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
