@@ -141,7 +141,9 @@ class BatchRecord:
             "notify_url": self.notify_url,
             "notify_id": self.notify_id,
             "auto_amount": None if self.auto_amount is None else format_amount(self.auto_amount),
-            "items": [[t, format_amount(a), r, c, int(auto)] for t, a, r, c, auto in self.items],
+            # Amounts in the books are Decimals quantized to cents, so str() writes
+            # exactly two decimals (and is much cheaper than format_amount's checks).
+            "items": [[t, str(a), r, c, int(auto)] for t, a, r, c, auto in self.items],
         }
 
 
@@ -391,12 +393,14 @@ class Ledger:
         items: Iterable[tuple[str, Decimal, str]],
         *,
         auto_amount: Decimal | None,
-        item_fault: Callable[[str], str | None],
+        item_fault: Callable[[str], str | None] | None,
     ) -> tuple[tuple[str, Decimal, str, str, bool], ...]:
         """Decide each item of a batch about to be accepted; changes nothing.
 
         `auto_amount` is the paid amount of auto-created trades (None: no
-        auto-creation). Items must have distinct trades (checked before).
+        auto-creation). `item_fault` (None when no fault is in force) gives the
+        injected failure code of an item that would succeed. Items must have
+        distinct trades (checked before).
         """
         planned: list[tuple[str, Decimal, str, str, bool]] = []
         for trade_no, amount, reason in items:
@@ -417,8 +421,10 @@ class Ledger:
                 code = TRADE_STATUS_ERROR
             elif refunded + amount > paid:
                 code = REFUND_AMOUNT_NOT_VALID
-            else:
+            elif item_fault is not None:
                 code = item_fault(trade_no) or SUCCESS
+            else:
+                code = SUCCESS
             planned.append((trade_no, amount, reason, code, auto))
         return tuple(planned)
 
@@ -454,11 +460,18 @@ class Ledger:
         self._check_over(trade)
 
     def _apply_batch(self, record: BatchRecord) -> None:
-        self.batches[record.batch_no] = Batch(record)
+        batch_no = record.batch_no
+        # A (batch_no, trade_no) pair can only repeat when the same batch_no is
+        # executed twice, or when a batch holds a trade twice: both are caught
+        # here in O(1) per item.
+        repeated_batch = batch_no in self.batches
+        seen: set[str] = set()
+        self.batches[batch_no] = Batch(record)
         self._items_accepted += len(record.items)
         trades = self.trades
+        codes = self._item_codes
         for trade_no, amount, reason, code, auto in record.items:
-            self._item_codes[code] += 1
+            codes[code] += 1
             trade = trades.get(trade_no)
             if trade is None:
                 if not auto or record.auto_amount is None:
@@ -467,11 +480,10 @@ class Ledger:
                 trades[trade_no] = trade
             if code != SUCCESS:
                 continue
-            for previous in trade.executions:
-                if previous[0] == record.batch_no:
-                    self._double.append({"batch_no": record.batch_no, "trade_no": trade_no})
-                    break
-            trade.executions.append((record.batch_no, amount, reason, record.at))
+            if repeated_batch or trade_no in seen:
+                self._double.append({"batch_no": batch_no, "trade_no": trade_no})
+            seen.add(trade_no)
+            trade.executions.append((batch_no, amount, reason, record.at))
             trade.refunded += amount
             if len(trade.executions) == 2:
                 self._multi_refunded += 1

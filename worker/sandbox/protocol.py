@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Final
 from xml.sax.saxutils import escape
 
-from worker.mapi import format_amount, refund_date
+from worker.mapi import refund_date
 
 __all__ = [
     "MAX_DELIVERIES",
@@ -59,10 +59,12 @@ def sync_answer(error: str | None) -> bytes:
 
 
 def format_result_details(results: Sequence[tuple[str, Decimal, str]]) -> str:
-    """`result_details` for (trade_no, amount, code) triples, in request order."""
-    return "#".join(
-        f"{trade_no}^{format_amount(amount)}^{code}" for trade_no, amount, code in results
-    )
+    """`result_details` for (trade_no, amount, code) triples, in request order.
+
+    Amounts must be Decimals quantized to cents (as `parse_amount` returns
+    them); they are written with `str`, which then gives exactly two decimals.
+    """
+    return "#".join([f"{trade_no}^{amount}^{code}" for trade_no, amount, code in results])
 
 
 def success_num(results: Sequence[tuple[str, Decimal, str]]) -> int:

@@ -230,7 +230,9 @@ class SandboxService:
             planned = self.ledger.plan_items(
                 ((i.trade_no, i.amount, i.reason) for i in request.items),
                 auto_amount=auto,
-                item_fault=self.faults.item_failure,
+                item_fault=(
+                    self.faults.item_failure if self.faults.active("item_failure") else None
+                ),
             )
             notify_id = new_notify_id() if request.notify_url else None
             ts = time.time()

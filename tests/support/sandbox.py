@@ -1,0 +1,417 @@
+"""Run the sandbox gateway as a subprocess for a test, and receive its notifications.
+
+    with run_sandbox(time_factor=0.0001) as sb:
+        sb.client.create_trade(...)
+        requests.post(sb.gateway_url, ...)
+        sb.client.wait_idle()
+
+`run_sandbox` starts `refund-worker sandbox` on a free port with a temporary
+state directory (or the one given, to test restarts), passes the MD5 key
+through the environment (never the command line), waits until the sandbox
+answers its health check, yields a `RunningSandbox` and stops the process
+group afterwards (SIGTERM, then SIGKILL). `NotifyReceiver` is a small
+threaded HTTP server standing in for the merchant's notify_url: it records
+every POST and answers what the test scripts (`success` by default).
+
+`merchant_rsa_keys` makes a merchant key pair for RSA tests (cached per
+process: generating 2048-bit keys takes a moment).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from worker.mapi import (
+    SERVICE_NOPWD,
+    Merchant,
+    RefundItem,
+    build_refund_request,
+    decode_form,
+    encode_form,
+    make_batch_no,
+    sign,
+)
+from worker.sandbox.client import SandboxClient
+
+__all__ = [
+    "PARTNER",
+    "NotifyReceiver",
+    "ReceivedNotify",
+    "RunningSandbox",
+    "form_headers",
+    "free_port",
+    "merchant_rsa_keys",
+    "refund_params",
+    "resign",
+    "run_sandbox",
+    "trade_no",
+]
+
+PARTNER = "2088000000000001"
+REPO = Path(__file__).resolve().parents[2]
+
+
+_serials = iter(range(1, 10**9))
+_serial_lock = threading.Lock()
+_RUN = secrets.randbelow(10**6)
+
+
+def trade_no(index: int | None = None) -> str:
+    """A valid 28-digit Alipay trade number, unique within the test run unless `index` given."""
+    if index is None:
+        with _serial_lock:
+            index = next(_serials)
+    return f"2016{_RUN:06d}{index:018d}"
+
+
+def refund_params(
+    *,
+    md5_key: str | None = None,
+    private_key: bytes | None = None,
+    sign_type: str = "MD5",
+    charset: str = "utf-8",
+    items: Sequence[RefundItem] | None = None,
+    notify_url: str | None = None,
+    now: datetime | None = None,
+    serial: int | str | None = None,
+    service: str = SERVICE_NOPWD,
+    partner: str = PARTNER,
+    **extra: Any,
+) -> dict[str, str]:
+    """A signed refund request built by `worker.mapi` (one item of a fresh trade by default)."""
+    when = now or datetime.now(UTC)
+    if serial is None:
+        with _serial_lock:
+            serial = f"{_RUN:06d}{next(_serials):09d}"
+    merchant = Merchant(
+        partner=partner,
+        charset=charset,
+        sign_type=sign_type,
+        md5_key=md5_key,
+        private_key_pem=private_key,
+        notify_url=notify_url,
+    )
+    return build_refund_request(
+        merchant,
+        batch_no=make_batch_no(when, serial),
+        items=list(items)
+        if items is not None
+        else [RefundItem(trade_no(), Decimal("1.00"), "协商退款")],
+        now=when,
+        service=service,
+        **extra,
+    )
+
+
+def resign(
+    params: Mapping[str, str],
+    *,
+    md5_key: str | None = None,
+    private_key: bytes | None = None,
+    charset: str | None = None,
+) -> dict[str, str]:
+    """`params` with a fresh signature over its current values (after a test changed some).
+
+    A missing or unknown `sign_type` is left as it is; the signature is then MD5
+    (or RSA when only `private_key` is given), so only the sign type is wrong.
+    """
+    out = {k: v for k, v in params.items() if k != "sign"}
+    sign_type = out.get("sign_type")
+    if sign_type not in ("MD5", "RSA"):
+        sign_type = "RSA" if private_key and not md5_key else "MD5"
+    out["sign"] = sign(
+        out,
+        sign_type=sign_type,
+        charset=charset or out.get("_input_charset") or "utf-8",
+        md5_key=md5_key,
+        private_key_pem=private_key,
+    )
+    return out
+
+
+def form_headers(charset: str) -> dict[str, str]:
+    return {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
+
+
+def form_body(params: Mapping[str, str], charset: str) -> bytes:
+    return encode_form(params, charset)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@functools.lru_cache(maxsize=1)
+def merchant_rsa_keys() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of a merchant RSA key pair, made once per process."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox process started by `run_sandbox`, and what a test needs to talk to it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    state_dir: Path
+    log_path: Path
+    md5_key: str
+    partner: str
+    client: SandboxClient
+    merchant_private_key: bytes | None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.base_url}/gateway.do"
+
+    @property
+    def alipay_public_key(self) -> bytes:
+        """The sandbox's own "Alipay" public key (verifies RSA notifications)."""
+        return (self.state_dir / "alipay_public_key.pem").read_bytes()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the process group, wait for it, SIGKILL if it lingers; the exit code."""
+        return _stop(self.process, sig, timeout)
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
+    if process.poll() is None:
+        _signal_group(process, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(10)
+    # gunicorn's worker notices its master is gone within a second; make sure.
+    _signal_group(process, signal.SIGKILL)
+    return int(process.returncode)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+@contextmanager
+def run_sandbox(
+    *,
+    state_dir: Path | None = None,
+    port: int | None = None,
+    md5_key: str | None = None,
+    rsa_merchant: bool = True,
+    time_factor: float = 0.0001,
+    process_delay: float = 1.0,
+    faults: Mapping[str, Any] | None = None,
+    seed: int | None = 1,
+    auto_trades: bool = True,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = 30.0,
+) -> Iterator[RunningSandbox]:
+    """Start a sandbox subprocess, wait until it serves, yield it, stop it (see module doc)."""
+    import json
+
+    root = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
+    state = root / "state" if state_dir is None else state_dir
+    key = md5_key or secrets.token_hex(16)
+    private_pem: bytes | None = None
+    argv = [
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "sandbox",
+        "--bind",
+        f"127.0.0.1:{port or free_port()}",
+        "--state-dir",
+        str(state),
+        "--time-factor",
+        repr(time_factor),
+        "--process-delay",
+        repr(process_delay),
+        "--threads",
+        "16",
+        "--senders",
+        "4",
+        "--log-format",
+        "json",
+        "--auto-trades" if auto_trades else "--no-auto-trades",
+    ]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if faults is not None:
+        argv += ["--faults", json.dumps(dict(faults))]
+    if rsa_merchant:
+        private_pem, public_pem = merchant_rsa_keys()
+        public_path = root / "merchant_public_key.pem"
+        public_path.write_bytes(public_pem)
+        argv += ["--merchant-public-key-file", str(public_path)]
+    argv += list(extra_args)
+    bound_port = int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
+    env = dict(os.environ)
+    env.update({"ALIPAY_MD5_KEY": key, "ALIPAY_PARTNER": PARTNER, "PYTHONUNBUFFERED": "1"})
+    env.pop("ALIPAY_MD5_KEY_FILE", None)
+    log_path = root / f"sandbox-{bound_port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    client = SandboxClient(f"http://127.0.0.1:{bound_port}", timeout=10.0)
+    running = RunningSandbox(
+        process=process,
+        port=bound_port,
+        state_dir=state,
+        log_path=log_path,
+        md5_key=key,
+        partner=PARTNER,
+        client=client,
+        merchant_private_key=private_pem,
+    )
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not client.health():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"sandbox did not start (exit {process.poll()}):\n{running.log_text()[-3000:]}"
+                )
+            time.sleep(0.05)
+        yield running
+    finally:
+        running.stop()
+        client.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# A stand-in for the merchant's notify_url
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedNotify:
+    """One POST the receiver got: raw body, decoded form (None if undecodable), when."""
+
+    body: bytes
+    content_type: str
+    form: dict[str, str] | None
+    at: float
+
+
+@dataclass
+class NotifyReceiver:
+    """A threaded HTTP server recording notifications; `answer` decides each reply body.
+
+    `answer(received, index)` returns the body to send (default: `success`);
+    `index` counts POSTs so far (0-based). Use as a context manager.
+    """
+
+    charset: str = "utf-8"
+    answer: Callable[[ReceivedNotify, int], bytes] = lambda _r, _i: b"success"
+    received: list[ReceivedNotify] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/alipay/notify"
+
+    def __enter__(self) -> NotifyReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                content_type = self.headers.get("Content-Type", "")
+                try:
+                    form: dict[str, str] | None = decode_form(body, receiver.charset)
+                except Exception:
+                    form = None
+                got = ReceivedNotify(body, content_type, form, time.monotonic())
+                with receiver._lock:
+                    index = len(receiver.received)
+                    receiver.received.append(got)
+                reply = receiver.answer(got, index)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def snapshot(self) -> list[ReceivedNotify]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[ReceivedNotify]:
+        """Wait until at least `count` POSTs arrived; returns them (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.snapshot()
+            if len(got) >= count:
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} notifications, got {len(got)}")
+            time.sleep(0.01)
