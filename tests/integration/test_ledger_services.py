@@ -284,3 +284,17 @@ def test_dback_notification_is_stored_verbatim(db: Database) -> None:
     assert process_notification(db, "dback", form, now) == "stored"
     assert process_notification(db, "dback", form, now) == "duplicate"
     assert rows(db, "SELECT form FROM notifications") == [(form,)]
+
+
+def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from worker.metrics import LedgerCollector
+
+    handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(5)])
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(db))
+    text = generate_latest(registry).decode()
+    assert 'refund_waiting{state="pending"} 5.0' in text
+    assert "refund_outbox_backlog 0.0" in text
+    assert "refund_oldest_waiting_seconds" in text

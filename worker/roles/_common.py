@@ -22,6 +22,10 @@ def boot(role: str) -> Settings:
     configure_logging(settings.log_level, settings.log_format)
     bind_process(role=role)
     log.info("role.starting", settings=settings.describe())
+    if role in ("intake", "worker", "relay", "scheduler"):
+        from worker.metrics import serve_if_configured
+
+        serve_if_configured(settings.metrics_port)
     return settings
 
 

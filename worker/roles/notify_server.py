@@ -132,6 +132,10 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
             "gateway": tcp_check(settings.gateway_url),
         }
     )
+    from worker.db import Database
+    from worker.metrics import register_ledger
+
+    register_ledger(Database(settings.database_url, max_size=1, name="refund-worker-metrics"))
     app = make_app(
         charset=settings.input_charset,
         max_body_bytes=settings.notify_max_body_bytes,

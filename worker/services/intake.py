@@ -16,6 +16,7 @@ from worker.bus import DeadLetter, Delivery
 from worker.db import Database
 from worker.errors import EventValidationError
 from worker.events import RefundRequest, parse_refund_requested
+from worker.metrics import INTAKE_MESSAGES
 from worker.rules import check_refund
 from worker.services.outcomes import record_completions
 
@@ -47,6 +48,7 @@ def _conflict(c: _Candidate) -> DeadLetter:
 
 
 def _duplicate(c: _Candidate) -> None:
+    INTAKE_MESSAGES.labels("duplicate").inc()
     log.info("refund.duplicate", refund_id=c.request.refund_id, message_id=c.delivery.message_id)
 
 
@@ -79,6 +81,8 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
 
     if candidates:
         dead.extend(_store(db, candidates))
+    if dead:
+        INTAKE_MESSAGES.labels("dead_lettered").inc(len(dead))
     return dead
 
 
@@ -136,6 +140,8 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
         rejected = [r.refund_id for r in rows if r.state == "rejected" and r.refund_id in inserted]
         record_completions(conn, ledger.completions_for(conn, rejected))
 
+    INTAKE_MESSAGES.labels("rejected").inc(len(rejected))
+    INTAKE_MESSAGES.labels("stored").inc(len(inserted) - len(rejected))
     for row in rows:
         if row.refund_id in inserted:
             log.info(

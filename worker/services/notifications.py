@@ -20,6 +20,7 @@ from worker import ledger
 from worker.db import Connection, Database
 from worker.errors import NotifyFormatError
 from worker.mapi import parse_notify
+from worker.metrics import NOTIFICATIONS
 from worker.services.outcomes import record_completions
 
 log = structlog.get_logger("worker.notify")
@@ -38,7 +39,9 @@ def process_notification(
 ) -> str:
     """Store and apply one notification in one transaction; returns its outcome."""
     with db.transaction() as conn:
-        return apply_notification(conn, kind, form, received_at)
+        outcome = apply_notification(conn, kind, form, received_at)
+    NOTIFICATIONS.labels(outcome).inc()
+    return outcome
 
 
 def replay_stored(db: Database, notify_id: str) -> str | None:

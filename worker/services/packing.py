@@ -17,6 +17,7 @@ import structlog
 from worker import ledger
 from worker.db import PACKER_LOCK, Connection, Database
 from worker.mapi import BEIJING, make_batch_no, pack_batches, sanitize_reason
+from worker.metrics import BATCH_ITEMS
 
 log = structlog.get_logger("worker.packer")
 
@@ -85,6 +86,7 @@ def pack_pending(
             created.append((new_batch(conn, now, items, due), items))
 
     for batch_no, items in created:
+        BATCH_ITEMS.observe(len(items))
         log.info("batch.created", batch_no=batch_no, items=len(items))
         for item in items:
             log.info(

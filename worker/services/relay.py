@@ -15,6 +15,7 @@ import structlog
 from worker import ledger
 from worker.bus import OutMessage
 from worker.db import Database
+from worker.metrics import EVENTS_PUBLISHED
 
 log = structlog.get_logger("worker.relay")
 
@@ -36,5 +37,6 @@ def relay_once(db: Database, publisher: BatchPublisher, *, limit: int = 1000) ->
             ]
         )
         ledger.delete_outbox(conn, [row[0] for row in rows])
+    EVENTS_PUBLISHED.inc(len(rows))
     log.debug("relay.published", count=len(rows))
     return len(rows)

@@ -28,6 +28,7 @@ from worker.errors import (
     SigningError,
 )
 from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
+from worker.metrics import SUBMIT_OUTCOMES
 from worker.policy import (
     Action,
     Attempt,
@@ -214,6 +215,7 @@ def _settle(
 
     maybe_sent = claim.maybe_sent or attempt.outcome is Outcome.UNKNOWN
     action = decision.action
+    SUBMIT_OUTCOMES.labels(action.value).inc()
     flag = {"operator_flag": decision.operator_flag} if decision.operator_flag else {}
     if decision.operator_flag:
         conn.execute(
