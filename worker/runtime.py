@@ -6,10 +6,14 @@ merchant; nothing here connects at import time.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import structlog
 
 from worker.db import Database
 from worker.gateway import GatewayClient
@@ -19,8 +23,85 @@ from worker.settings import Settings, get_settings
 Clock = Callable[[], datetime]
 
 
+log = structlog.get_logger(__name__)
+
+
 def system_clock() -> datetime:
     return datetime.now(tz=UTC)
+
+
+class OffsetClock:
+    """The system clock shifted by the number of seconds held in a file (tests only).
+
+    The file is re-read at most once every `refresh_seconds`, so a test can move
+    running processes across a Beijing midnight by rewriting it. A missing file
+    means no offset; a file that cannot be read or parsed keeps the last good
+    offset (logged once per change of content), so a half-written file never
+    makes the clock jump to zero.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        refresh_seconds: float = 1.0,
+        source: Callable[[], datetime] = system_clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._refresh = refresh_seconds
+        self._source = source
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._offset = 0.0
+        self._read_at: float | None = None
+        self._bad: str | None = None
+
+    @property
+    def offset_seconds(self) -> float:
+        with self._lock:
+            self._maybe_reload()
+            return self._offset
+
+    def __call__(self) -> datetime:
+        return self._source() + timedelta(seconds=self.offset_seconds)
+
+    def _maybe_reload(self) -> None:
+        now = self._monotonic()
+        if self._read_at is not None and now - self._read_at < self._refresh:
+            return
+        self._read_at = now
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                text = handle.read(64).strip()
+        except FileNotFoundError:
+            self._offset = 0.0
+            return
+        except OSError as exc:
+            self._complain(f"unreadable: {type(exc).__name__}")
+            return
+        try:
+            offset = float(text)
+        except ValueError:
+            offset = math.nan
+        if not math.isfinite(offset):
+            self._complain(f"not a number of seconds: {text[:20]!r}")
+            return
+        if offset != self._offset:
+            log.warning("clock.offset_changed", offset_seconds=offset, path=self.path)
+        self._offset, self._bad = offset, None
+
+    def _complain(self, problem: str) -> None:
+        if problem != self._bad:
+            log.error("clock.offset_file_bad", path=self.path, problem=problem)
+        self._bad = problem
+
+
+def make_clock(settings: Settings) -> Clock:
+    """The process's clock: the system clock, shifted only when `CLOCK_OFFSET_FILE` is set."""
+    if settings.clock_offset_file is None:
+        return system_clock
+    return OffsetClock(settings.clock_offset_file)
 
 
 @dataclass
@@ -80,7 +161,8 @@ def current() -> Runtime:
     global _current
     with _current_lock:
         if _current is None:
-            _current = Runtime(get_settings())
+            settings = get_settings()
+            _current = Runtime(settings, clock=make_clock(settings))
         return _current
 
 

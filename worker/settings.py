@@ -16,6 +16,12 @@ Rules that apply to every variable:
   a secret;
 * every secret that is loaded is registered with the log redactor
   (`worker.logging.register_secret`).
+
+`CLOCK_OFFSET_FILE` is for tests only and stays unset in production: the path
+of a file holding a number of seconds that `worker.runtime`'s clock adds to the
+system time (re-read at most once a second), so the fault-injection suite can
+move every worker process across a Beijing midnight without waiting for one.
+A missing file means no offset.
 """
 
 from __future__ import annotations
@@ -139,6 +145,7 @@ class Settings:
     intake_queue_type: str = "quorum"
     intake_delivery_limit: int = 5
     metrics_port: int | None = None
+    clock_offset_file: str | None = None
 
     @property
     def notify_host(self) -> str:
@@ -529,6 +536,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "INTAKE_DELIVERY_LIMIT", text("INTAKE_DELIVERY_LIMIT", "5"), 1, 1000
         ),
         metrics_port=None if metrics_port is None else _int("METRICS_PORT", metrics_port, 1, 65535),
+        clock_offset_file=get("CLOCK_OFFSET_FILE"),
     )
 
 
