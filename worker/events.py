@@ -308,7 +308,57 @@ def _keyword_check(keyword: str, arg: object, schema: dict[str, Any]) -> _Check 
         return _properties_check(tuple(subs))
     if keyword == "additionalProperties" and arg is False and "patternProperties" not in schema:
         return _closed_check(frozenset(schema.get("properties", {})))
+    if keyword == "enum" and isinstance(arg, list) and all(isinstance(v, str) for v in arg):
+        return _one_of_strings(frozenset(arg))
+    if keyword == "const" and isinstance(arg, str):
+        return _one_of_strings(frozenset((arg,)))
+    if keyword == "not":
+        inner = _compile_fast(arg)
+        return None if inner is None else _negated(inner)
+    if keyword == "allOf" and isinstance(arg, list) and arg:
+        parts = [_compile_fast(sub) for sub in arg]
+        checks = tuple(part for part in parts if part is not None)
+        return _all_of(checks) if len(checks) == len(parts) else None
+    if keyword == "if":
+        return _conditional(arg, schema.get("then", True), schema.get("else", True))
+    if keyword in ("then", "else"):
+        return _always  # applied by "if"; without an "if" they have no effect
     return None
+
+
+def _always(_value: object) -> bool:
+    return True
+
+
+def _one_of_strings(allowed: frozenset[str]) -> _Check:
+    # Only string members are compiled: JSON equality differs from Python's for
+    # numbers and booleans (1 == True), so those stay with jsonschema.
+    def check(value: object) -> bool:
+        return isinstance(value, str) and value in allowed
+
+    return check
+
+
+def _negated(inner: _Check) -> _Check:
+    def check(value: object) -> bool:
+        return not inner(value)
+
+    return check
+
+
+def _conditional(condition: object, then: object, otherwise: object) -> _Check | None:
+    """`if`/`then`/`else`: `then` must hold when `if` does, `else` when it does not."""
+    compiled = [
+        _always if sub is True else _compile_fast(sub) for sub in (condition, then, otherwise)
+    ]
+    test, when_true, when_false = compiled
+    if test is None or when_true is None or when_false is None:
+        return None
+
+    def check(value: object) -> bool:
+        return when_true(value) if test(value) else when_false(value)
+
+    return check
 
 
 def _compile_fast(schema: object) -> _Check | None:

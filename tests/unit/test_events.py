@@ -530,3 +530,54 @@ def test_validate_completed_checks_the_derived_event_id() -> None:
         validate_refund_completed(event)
     assert caught.value.reason == "schema_violation"
     assert "event_id" in caught.value.detail
+
+
+# --------------------------------------------------------------------------
+# refund.completed: the fast path (enum, const, not, allOf, if/then)
+# --------------------------------------------------------------------------
+
+def _mostly(good: list[object], bad: list[object]) -> st.SearchStrategy[object]:
+    """Mostly good values, so that valid and invalid events are both common."""
+    return st.sampled_from(good * 20 + bad)
+
+
+_COMPLETED_VALUES = {
+    "event_id": _mostly([completed_event_id("RF-1")], [str(uuid.uuid4()), "x", 5]),
+    "refund_id": _mostly(["RF-1"], ["", "bad id", None]),
+    "trade_no": _mostly(["2024050122001456781234567890"], ["12", None]),
+    "amount": _mostly(["12.50", "0.01"], ["12.5", 12.5]),
+    "order_id": _mostly(["O-1", None], ["", 7]),
+    "metadata": _mostly([{"a": 1}, None], [[], "m"]),
+    "status": _mostly(["succeeded", "failed", "rejected"], ["other", None, 1]),
+    "code": _mostly(["SUCCESS", "TRADE_STATUS_ERROR"], ["", None, True]),
+    "batch_no": _mostly(["20240501000000000001", None], ["2024", 1]),
+    "completed_at": _mostly(["2024-05-01T02:20:00.512Z"], ["yesterday", None]),
+    "extra": st.just("x"),
+}
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {k: v for k, v in _COMPLETED_VALUES.items() if k != "extra"},
+        optional={"extra": _COMPLETED_VALUES["extra"]},
+    ),
+    st.sets(st.sampled_from(sorted(_COMPLETED_VALUES)), max_size=1),
+)
+def test_completed_fast_path_agrees_with_jsonschema(doc: dict[str, Any], drop: set[str]) -> None:
+    for name in drop:
+        doc.pop(name, None)
+    fast = events._fast(REFUND_COMPLETED_SCHEMA)
+    assert fast is not None  # validating every outgoing event with jsonschema is slow
+    assert fast(doc) == events._validator(REFUND_COMPLETED_SCHEMA).is_valid(doc)
+
+
+def test_completed_fast_path_refuses_a_success_code_on_a_failure() -> None:
+    fast = events._fast(REFUND_COMPLETED_SCHEMA)
+    assert fast is not None
+    event = dict(_completed())
+    assert fast(event)
+    assert not fast(dict(event, status="failed"))
+    assert fast(dict(event, status="failed", code="TRADE_STATUS_ERROR"))
+    assert not fast(dict(event, status="succeeded", code="TRADE_STATUS_ERROR"))
+    assert not fast(dict(event, status="done"))
