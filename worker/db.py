@@ -8,6 +8,7 @@ requeue without knowing psycopg.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -61,17 +62,24 @@ class Database:
             name=name,
         )
         self._opened = False
+        # Worker threads open the pool lazily on their first transaction; psycopg_pool's
+        # open(wait=True) is not safe to enter from several threads at once.
+        self._open_lock = threading.Lock()
 
     def open(self) -> None:
-        if not self._opened:
-            with translate_errors():
-                self._pool.open(wait=True, timeout=15.0)
-            self._opened = True
+        if self._opened:
+            return
+        with self._open_lock:
+            if not self._opened:
+                with translate_errors():
+                    self._pool.open(wait=True, timeout=15.0)
+                self._opened = True
 
     def close(self) -> None:
-        if self._opened:
-            self._pool.close()
-            self._opened = False
+        with self._open_lock:
+            if self._opened:
+                self._pool.close()
+                self._opened = False
 
     def __enter__(self) -> Database:
         self.open()

@@ -1,0 +1,38 @@
+"""The database adapter under concurrency, and the indexes the hot queries rely on."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from worker.db import Database
+
+pytestmark = pytest.mark.integration
+
+
+def _first_query(db: Database, start: threading.Barrier, errors: list[BaseException]) -> None:
+    start.wait()
+    try:
+        with db.transaction() as conn:
+            conn.execute("SELECT 1")
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def test_first_transactions_from_many_threads_open_the_pool_once(database_url: str) -> None:
+    # Worker threads open the pool lazily; all starting at once used to trip psycopg_pool.
+    for _ in range(5):
+        db = Database(database_url, max_size=4, name="refund-worker-test")
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        threads = [
+            threading.Thread(target=_first_query, args=(db, barrier, errors)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        db.close()
+        assert errors == []
