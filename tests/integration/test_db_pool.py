@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
 import pytest
 
 from worker.db import Database
@@ -36,3 +37,21 @@ def test_first_transactions_from_many_threads_open_the_pool_once(database_url: s
             thread.join(30)
         db.close()
         assert errors == []
+
+
+def test_a_batchs_refunds_are_found_by_index_whatever_the_backlog(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO refunds (refund_id, event_id, trade_no, amount, content_hash, state,"
+            " batch_no) SELECT 'r' || i, 'e' || i, lpad(i::text, 20, '0'), 1.00, 'h',"
+            " 'batched', 'B' || (i / 1000) FROM generate_series(1, 30000) AS i"
+        )
+        conn.execute("ANALYZE refunds")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                "EXPLAIN UPDATE refunds SET state = 'submitted'"
+                " WHERE batch_no = 'B7' AND state = 'batched'"
+            )
+        )
+    assert "refunds_batch_idx" in plan, plan
