@@ -39,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -49,6 +50,7 @@ from worker.mapi import (
     build_refund_request,
     decode_form,
     encode_form,
+    gateway_url_with_charset,
     make_batch_no,
     sign,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "refund_params",
     "resign",
     "run_sandbox",
+    "submit",
     "trade_no",
 ]
 
@@ -150,6 +153,24 @@ def resign(
     return out
 
 
+def submit(
+    sandbox: RunningSandbox,
+    params: Mapping[str, str],
+    *,
+    charset: str | None = None,
+    timeout: float = 10.0,
+    session: requests.Session | None = None,
+) -> requests.Response:
+    """POST a refund request the way the worker does: form body, charset in the URL."""
+    charset = charset or params.get("_input_charset") or "utf-8"
+    return (session or requests).post(
+        gateway_url_with_charset(sandbox.gateway_url, charset),
+        data=encode_form(params, charset),
+        headers=form_headers(charset),
+        timeout=timeout,
+    )
+
+
 def form_headers(charset: str) -> dict[str, str]:
     return {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
 
@@ -209,20 +230,29 @@ class RunningSandbox:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Signal the process group, wait for it, SIGKILL if it lingers; the exit code."""
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
+        """Stop the sandbox with `sig` and wait; SIGKILL if it lingers. Returns the exit code.
+
+        SIGINT (the default) is gunicorn's quick shutdown: well under a second.
+        SIGTERM is the graceful one a pod gets: it waits up to 2 s for idle
+        keep-alive connections. SIGKILL goes to the whole process group: a crash.
+        """
         return _stop(self.process, sig, timeout)
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
     if process.poll() is None:
-        _signal_group(process, sig)
+        if sig == signal.SIGKILL:
+            _signal_group(process, sig)
+        else:
+            with suppress(ProcessLookupError):
+                process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             _signal_group(process, signal.SIGKILL)
             process.wait(10)
-    # gunicorn's worker notices its master is gone within a second; make sure.
+    # The worker leaves within a second of its master; do not leave it behind.
     _signal_group(process, signal.SIGKILL)
     return int(process.returncode)
 
@@ -320,8 +350,8 @@ def run_sandbox(
             time.sleep(0.05)
         yield running
     finally:
+        client.close()  # first: gunicorn lingers up to 2 s on open keep-alive connections
         running.stop()
-        client.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -390,7 +420,9 @@ class NotifyReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -126,12 +126,14 @@ class SandboxClient:
     def wait_idle(self, timeout: float = 30.0, *, poll: float = 0.05) -> dict[str, Any]:
         """Wait until every notification is acknowledged or given up; returns the summary.
 
+        Also waits for deliveries still in flight (a duplicate after the
+        acknowledged original), so the ledger read afterwards is complete.
         Raises TimeoutError (with the pending count) when that takes longer than `timeout`.
         """
         deadline = time.monotonic() + timeout
         while True:
             summary = self.summary()
-            if summary["notifications"]["pending"] == 0:
+            if summary["idle"]:
                 return summary
             if time.monotonic() >= deadline:
                 raise TimeoutError(

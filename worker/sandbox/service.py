@@ -458,8 +458,10 @@ class SandboxService:
         with self._lock:
             summary = self.ledger.summary()
         summary["faults_fired"] = self.faults.snapshot()["fired_total"]
-        summary["notifications"]["queued"] = self.notifier.queued()
-        summary["idle"] = summary["notifications"]["pending"] == 0
+        queued = self.notifier.queued()
+        summary["notifications"]["queued"] = queued
+        # Idle: nothing left to deliver and no delivery (e.g. a duplicate) in flight.
+        summary["idle"] = summary["notifications"]["pending"] == 0 and queued == 0
         return summary
 
     def ledger_view(self, *, batch_no: str | None, trade_no: str | None) -> dict[str, Any]:

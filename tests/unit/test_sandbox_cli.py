@@ -1,0 +1,130 @@
+"""`refund-worker sandbox` options: help, defaults from the worker's environment, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.sandbox import cli
+from worker.sandbox.keys import ensure_alipay_keys
+
+OPTIONS = (
+    "--bind",
+    "--state-dir",
+    "--partner",
+    "--md5-key",
+    "--md5-key-file",
+    "--merchant-public-key-file",
+    "--time-factor",
+    "--process-delay",
+    "--auto-trades",
+    "--no-auto-trades",
+    "--auto-trade-amount",
+    "--seed",
+    "--faults",
+    "--threads",
+)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="refund-worker sandbox")
+    cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ALIPAY_PARTNER", "ALIPAY_MD5_KEY", "ALIPAY_MD5_KEY_FILE", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in OPTIONS:
+        assert option in text, option
+    assert "127.0.0.1:8090" in text
+
+
+def test_defaults_come_from_the_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIPAY_PARTNER", "2088123412341234")
+    monkeypatch.setenv("ALIPAY_MD5_KEY", "  env-key-0123456789  ")
+    config = cli.build_config(parse([]))
+    assert (config.host, config.port) == ("127.0.0.1", 8090)
+    assert config.partner == "2088123412341234"
+    assert config.md5_key == "env-key-0123456789"
+    assert config.auto_trades is True
+    assert config.auto_trade_amount == Decimal("1000000.00")
+    assert config.state_dir == Path("var/sandbox")
+    assert "env-key" not in repr(config)
+
+
+def test_key_file_wins_and_faults_come_from_a_file(tmp_path: Path) -> None:
+    key = tmp_path / "md5.key"
+    key.write_text("file-key-0123456789\n")
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"lock_error": {"count": 2}, "seed": 3}))
+    config = cli.build_config(
+        parse(
+            [
+                "--md5-key",
+                "ignored",
+                "--md5-key-file",
+                str(key),
+                "--faults",
+                f"@{faults}",
+                "--no-auto-trades",
+                "--bind",
+                "0.0.0.0:9000",
+                "--time-factor",
+                "0.001",
+            ]
+        )
+    )
+    assert config.md5_key == "file-key-0123456789"
+    assert config.faults.faults["lock_error"].count == 2
+    assert config.faults.seed == 3
+    assert config.auto_trades is False
+    assert (config.bind, config.time_factor) == ("0.0.0.0:9000", 0.001)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no merchant key"),
+        (["--md5-key", "k" * 16, "--bind", "localhost"], "host:port"),
+        (["--md5-key", "k" * 16, "--partner", "1234"], "partner"),
+        (["--md5-key", "k" * 16, "--time-factor", "0"], "time-factor"),
+        (["--md5-key", "k" * 16, "--auto-trade-amount", "5"], "auto-trade-amount"),
+        (["--md5-key", "k" * 16, "--auto-trade-amount", "lots"], "auto-trade-amount"),
+        (["--md5-key", "k" * 16, "--faults", "{oops"], "faults"),
+        (["--md5-key", "k" * 16, "--faults", '{"nope": {}}'], "unknown fault"),
+        (["--md5-key-file", "/nonexistent/key"], "cannot read"),
+        (["--md5-key", "k" * 16, "--threads", "0"], "threads"),
+    ],
+)
+def test_bad_settings_name_the_option(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cli.build_config(parse(argv))
+
+
+def test_run_exits_78_with_one_line_on_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(parse(["--log-format", "json"])) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no merchant key" in err
+
+
+def test_alipay_key_pair_is_made_once_and_kept(tmp_path: Path) -> None:
+    first = ensure_alipay_keys(tmp_path)
+    second = ensure_alipay_keys(tmp_path)
+    assert first.private_pem == second.private_pem
+    assert (tmp_path / "alipay_public_key.pem").read_bytes() == first.public_pem
+    assert "PRIVATE" not in repr(first)
+    assert (tmp_path / "alipay_private_key.pem").stat().st_mode & 0o777 == 0o600
