@@ -71,6 +71,7 @@ class StackConfig:
     sandbox_args: Sequence[str] = ()
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     keep: bool = False
+    md5_key: str | None = None  # a random key per run when not given
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Stack:
         self.exchange = f"refunds-stack-{rid}"
         self.topology = Topology.for_exchange(self.exchange)
         self.observer_queue = f"{self.exchange}.observer.completed"
-        self.md5_key = secrets.token_hex(16)
+        self.md5_key = config.md5_key or secrets.token_hex(16)
         self.sandbox_port = free_port()
         self.notify_port = free_port()
         self.logs = config.workdir / "logs"

@@ -10,6 +10,7 @@ waits for every `refund.completed`, prints a summary and removes what it created
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -92,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"demo: starting sandbox gateway and every role (logs in {workdir}/logs)")
     started = time.monotonic()
-    config = StackConfig(workdir=workdir, keep=args.keep, batch_max_wait=0.5)
+    config = StackConfig(
+        workdir=workdir,
+        keep=args.keep,
+        batch_max_wait=0.5,
+        md5_key=os.environ.get("ALIPAY_MD5_KEY") or None,
+    )
     with Stack(config) as stack:
         SandboxClient(stack.sandbox_url).create_trade(closed, "100.00", status="closed")
         sent = stack.publish(messages)
