@@ -536,6 +536,7 @@ def test_validate_completed_checks_the_derived_event_id() -> None:
 # refund.completed: the fast path (enum, const, not, allOf, if/then)
 # --------------------------------------------------------------------------
 
+
 def _mostly(good: list[object], bad: list[object]) -> st.SearchStrategy[object]:
     """Mostly good values, so that valid and invalid events are both common."""
     return st.sampled_from(good * 20 + bad)
