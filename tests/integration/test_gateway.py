@@ -8,12 +8,9 @@ and `notify_verify` against the sandbox gateway.
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,15 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from tests.support.sandbox import run_sandbox
 from worker.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
 from worker.gateway import GatewayClient
 from worker.mapi import (
@@ -441,50 +437,10 @@ def test_notify_verify_with_nothing_listening_raises_gateway_error() -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def sandbox() -> Iterator[tuple[str, str]]:
     """A sandbox process; yields (gateway URL, MD5 key)."""
-    md5_key = secrets.token_hex(16)
-    port = free_port()
-    log_path = tmp_path / "sandbox.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "worker.cli",
-                "sandbox",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--process-delay",
-                "0.05",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "ALIPAY_PARTNER": PARTNER, "ALIPAY_MD5_KEY": md5_key},
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if requests.get(f"{base}/_sandbox/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "sandbox did not start"
-            time.sleep(0.05)
-        yield f"{base}/gateway.do", md5_key
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_sandbox(process_delay=0.05, rsa_merchant=False, partner=PARTNER) as running:
+        yield running.gateway_url, running.md5_key
 
 
 def test_submit_and_notify_verify_against_the_sandbox(

@@ -33,6 +33,7 @@ import pika
 import pytest
 import requests
 
+from tests.support.sandbox import run_sandbox
 from worker.gateway import GatewayClient
 from worker.jobs import notify_queue
 from worker.mapi import (
@@ -454,45 +455,12 @@ def test_bad_setting_exits_78_with_one_line() -> None:
 # The whole loop against the sandbox gateway
 
 
-def start_sandbox(tmp_path: Path, md5_key: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log_path = tmp_path / "sandbox.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "worker.cli",
-                "sandbox",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--state-dir",
-                str(tmp_path / "sandbox-state"),
-                "--process-delay",
-                "0.05",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "ALIPAY_PARTNER": PARTNER, "ALIPAY_MD5_KEY": md5_key},
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        try:
-            if requests.get(f"{base}/_sandbox/health", timeout=1).status_code == 200:
-                return process, base
-        except requests.RequestException:
-            time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise AssertionError("sandbox did not start")
-
-
 def test_sandbox_notification_is_verified_queued_and_acknowledged(tmp_path: Path) -> None:
-    md5_key = secrets.token_hex(16)
-    sandbox, sandbox_url = start_sandbox(tmp_path, md5_key)
+    with run_sandbox(process_delay=0.05, rsa_merchant=False, partner=PARTNER) as sandbox:
+        loop_against_the_sandbox(tmp_path, sandbox.base_url, sandbox.md5_key)
+
+
+def loop_against_the_sandbox(tmp_path: Path, sandbox_url: str, md5_key: str) -> None:
     running: Server | None = None
     try:
         running = start_server(tmp_path, f"{sandbox_url}/gateway.do", md5_key=md5_key)
@@ -544,5 +512,3 @@ def test_sandbox_notification_is_verified_queued_and_acknowledged(tmp_path: Path
         if running is not None:
             running.stop()
             delete_queues(running.exchange)
-        sandbox.terminate()
-        sandbox.wait(15)

@@ -268,6 +268,7 @@ def run_sandbox(
     state_dir: Path | None = None,
     port: int | None = None,
     md5_key: str | None = None,
+    partner: str = PARTNER,
     rsa_merchant: bool = True,
     time_factor: float = 0.0001,
     process_delay: float = 1.0,
@@ -317,7 +318,7 @@ def run_sandbox(
     argv += list(extra_args)
     bound_port = int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
     env = dict(os.environ)
-    env.update({"ALIPAY_MD5_KEY": key, "ALIPAY_PARTNER": PARTNER, "PYTHONUNBUFFERED": "1"})
+    env.update({"ALIPAY_MD5_KEY": key, "ALIPAY_PARTNER": partner, "PYTHONUNBUFFERED": "1"})
     env.pop("ALIPAY_MD5_KEY_FILE", None)
     log_path = root / f"sandbox-{bound_port}.log"
     with log_path.open("ab") as log:
@@ -336,7 +337,7 @@ def run_sandbox(
         state_dir=state,
         log_path=log_path,
         md5_key=key,
-        partner=PARTNER,
+        partner=partner,
         client=client,
         merchant_private_key=private_pem,
     )
