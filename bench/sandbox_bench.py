@@ -1,0 +1,370 @@
+"""Benchmark of the sandbox gateway: batch submissions/s and notifications delivered/s.
+
+    .venv/bin/python bench/sandbox_bench.py [--batches 600] [--clients 1,4,8] [--items 1000]
+
+For each scenario it starts a fresh sandbox (`refund-worker sandbox`, time
+factor 0.001) and a trivial notify receiver in its own process (answers
+`success` to everything, verifies nothing), builds the signed requests
+beforehand (so the client's own signing cost is not measured), then lets
+C client threads post them as fast as the sandbox answers. Each batch holds
+`--items` refunds of distinct trades; trades are reused across batches (at
+most 50 refunds each, below the 99 limit) so the books stay a sensible size.
+
+Scenarios: the first sign type/charset with every client count, the others
+with the largest count, and one "gated" run in which the receiver holds
+every notification until all batches are in (submissions measured without
+notification work, then the whole backlog drained at once).
+
+Columns: submissions/s and items/s over the submission phase, answer
+latency (p50/p99), refused answers (should be 0), notifications
+acknowledged/s (normal runs: from the first submission to the last
+acknowledgement; gated runs: the drain alone), the notification backlog when
+the last answer came back, and the seconds it took to drain after that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import secrets
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.sandbox import free_port, merchant_rsa_keys, run_sandbox
+from worker.mapi import (
+    Merchant,
+    RefundItem,
+    build_refund_request,
+    encode_form,
+    gateway_url_with_charset,
+    make_batch_no,
+    parse_sync_response,
+    sign,
+)
+
+TRADE_BASE = 2016081821001004270000000000
+
+
+# --------------------------------------------------------------------------
+# A receiver that only says "success"
+# --------------------------------------------------------------------------
+
+
+def _receiver_main(port: int, ready: Any, gate: Any) -> None:
+    """Answer `success` to every POST, once `gate` is open (it starts open unless told)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            gate.wait()
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"success")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    ready.set()
+    server.serve_forever()
+
+
+# --------------------------------------------------------------------------
+# Requests, built before the clock starts
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def prepare(
+    *,
+    count: int,
+    items: int,
+    sign_type: str,
+    charset: str,
+    md5_key: str,
+    private_key: bytes | None,
+    partner: str,
+    gateway_url: str,
+    notify_url: str,
+) -> list[Prepared]:
+    """`count` signed requests; each pool of `items` trades serves at most 50 batches."""
+    merchant = Merchant(
+        partner=partner,
+        charset=charset,
+        sign_type=sign_type,
+        md5_key=md5_key if sign_type == "MD5" else None,
+        private_key_pem=private_key if sign_type == "RSA" else None,
+        notify_url=notify_url,
+    )
+    now = datetime.now(UTC)
+    url = gateway_url_with_charset(gateway_url, charset)
+    headers = {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
+    pools = max(1, -(-count // 50))
+    templates: list[tuple[dict[str, str], bytes]] = []
+    for pool in range(pools):
+        refund_items = [
+            RefundItem(str(TRADE_BASE + pool * items + i), Decimal("0.01"), "协商退款 bench")
+            for i in range(items)
+        ]
+        params = build_refund_request(
+            merchant, batch_no=make_batch_no(now, 1), items=refund_items, now=now
+        )
+        detail = encode_form({"detail_data": params["detail_data"]}, charset)
+        templates.append((params, detail))
+    prepared: list[Prepared] = []
+    serial = int.from_bytes(secrets.token_bytes(3), "big") * 10_000
+    for index in range(count):
+        params, detail = templates[index % pools]
+        params = dict(params)
+        params["batch_no"] = make_batch_no(now, serial + index + 1)
+        params.pop("sign")
+        params["sign"] = sign(
+            params,
+            sign_type=sign_type,
+            charset=charset,
+            md5_key=merchant.md5_key,
+            private_key_pem=merchant.private_key_pem,
+        )
+        head = {k: v for k, v in params.items() if k != "detail_data"}
+        prepared.append(Prepared(url, encode_form(head, charset) + b"&" + detail, headers))
+    return prepared
+
+
+# --------------------------------------------------------------------------
+# One scenario
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    batches: int
+    items: int
+    submit_seconds: float
+    latencies: list[float]
+    refused: int
+    notify_seconds: float
+    backlog_at_end: int
+    drain_seconds: float
+
+    def row(self) -> list[str]:
+        lat = sorted(self.latencies)
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+        return [
+            self.name,
+            str(self.batches),
+            f"{self.batches / self.submit_seconds:.0f}",
+            f"{self.batches * self.items / self.submit_seconds:,.0f}",
+            f"{p50:.1f}",
+            f"{p99:.1f}",
+            str(self.refused),
+            f"{self.batches / self.notify_seconds:.0f}",
+            str(self.backlog_at_end),
+            f"{self.drain_seconds:.2f}",
+        ]
+
+
+HEADER = [
+    "scenario",
+    "batches",
+    "submit/s",
+    "items/s",
+    "p50 ms",
+    "p99 ms",
+    "refused",
+    "notify/s",
+    "backlog",
+    "drain s",
+]
+
+
+def run_scenario(
+    name: str,
+    *,
+    clients: int,
+    batches: int,
+    items: int,
+    sign_type: str,
+    charset: str,
+    gated: bool = False,
+) -> Result:
+    """One fresh sandbox and receiver; submit every batch, wait until all are acknowledged.
+
+    `gated`: the receiver holds every notification until the submissions are
+    over, so the submission rate is measured without notification work and
+    the notification rate is the drain of the whole backlog at once.
+    """
+    receiver_port = free_port()
+    ready = multiprocessing.Event()
+    gate = multiprocessing.Event()
+    if not gated:
+        gate.set()
+    receiver = multiprocessing.Process(
+        target=_receiver_main, args=(receiver_port, ready, gate), daemon=True
+    )
+    receiver.start()
+    ready.wait(10)
+    try:
+        with run_sandbox(
+            time_factor=0.001,
+            process_delay=1.0,
+            seed=None,
+            extra_args=[
+                "--threads",
+                "32",
+                "--senders",
+                "16",
+                "--notify-timeout",
+                "300",
+                "--log-level",
+                "WARNING",
+            ],
+        ) as sb:
+            private_key = merchant_rsa_keys()[0]
+            prepared = prepare(
+                count=batches,
+                items=items,
+                sign_type=sign_type,
+                charset=charset,
+                md5_key=sb.md5_key,
+                private_key=private_key,
+                partner=sb.partner,
+                gateway_url=sb.gateway_url,
+                notify_url=f"http://127.0.0.1:{receiver_port}/alipay/notify",
+            )
+            latencies: list[float] = []
+            refused = 0
+            lock = threading.Lock()
+            cursor = iter(prepared)
+
+            def client() -> None:
+                nonlocal refused
+                session = requests.Session()
+                while True:
+                    with lock:
+                        request = next(cursor, None)
+                    if request is None:
+                        return
+                    started = time.perf_counter()
+                    answer = session.post(
+                        request.url, data=request.body, headers=request.headers, timeout=60
+                    )
+                    took = time.perf_counter() - started
+                    ok = parse_sync_response(answer.content).accepted
+                    with lock:
+                        latencies.append(took)
+                        refused += 0 if ok else 1
+
+            threads = [threading.Thread(target=client) for _ in range(clients)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            submit_seconds = time.perf_counter() - started
+            backlog = sb.client.summary()["notifications"]["pending"]
+            notify_from = started
+            if gated:
+                notify_from = time.perf_counter()
+                gate.set()
+            sb.client.wait_idle(timeout=600, poll=0.02)
+            idle_at = time.perf_counter()
+            summary = sb.client.summary()
+            assert summary["double_executed"] == [], summary["double_executed"]
+            assert summary["notifications"]["acknowledged"] == batches - refused
+            return Result(
+                name=name,
+                batches=batches,
+                items=items,
+                submit_seconds=submit_seconds,
+                latencies=latencies,
+                refused=refused,
+                notify_seconds=idle_at - notify_from,
+                backlog_at_end=backlog,
+                drain_seconds=idle_at - started - submit_seconds,
+            )
+    finally:
+        receiver.terminate()
+        receiver.join(5)
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    print("  ".join(h.rjust(w) for h, w in zip(HEADER, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=600, help="batches per scenario")
+    parser.add_argument("--items", type=int, default=1000, help="items per batch")
+    parser.add_argument("--clients", default="1,4,8", help="client thread counts to try")
+    parser.add_argument(
+        "--variants",
+        default="MD5/utf-8,RSA/gbk",
+        help="sign type / charset pairs; the first runs with every client count",
+    )
+    parser.add_argument(
+        "--no-gated",
+        action="store_true",
+        help="skip the run that holds notifications back until every batch is in",
+    )
+    args = parser.parse_args()
+    variants = [tuple(v.split("/")) for v in args.variants.split(",") if v]
+    client_counts = [int(c) for c in args.clients.split(",") if c]
+    print(
+        f"sandbox benchmark: {args.batches} batches x {args.items} items per scenario, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    results: list[Result] = []
+    plan = [(variants[0], c) for c in client_counts]
+    plan += [(v, max(client_counts)) for v in variants[1:]]
+    runs = [(v, c, False) for v, c in plan]
+    if not args.no_gated:
+        runs.append((variants[0], max(client_counts), True))
+    for (sign_type, charset), clients, gated in runs:
+        name = f"{sign_type}/{charset} x{clients}" + (" gated" if gated else "")
+        print(f"running {name} ...", flush=True)
+        results.append(
+            run_scenario(
+                name,
+                clients=clients,
+                batches=args.batches,
+                items=args.items,
+                sign_type=sign_type,
+                charset=charset,
+                gated=gated,
+            )
+        )
+    print()
+    print_table([r.row() for r in results])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
