@@ -360,6 +360,13 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
     logging.captureWarnings(True)
+    # Every refund leaves a line in intake, packer and worker, so a record's cost counts.
+    # The renderers show none of the caller, thread or process fields the stdlib gathers
+    # for each record (the logging HOWTO's "Optimization" switches), so skip gathering them.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # no stack walk for the caller's file and line
 
     structlog.configure(
         processors=[

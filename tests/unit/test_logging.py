@@ -327,3 +327,26 @@ def test_bound_context_is_rendered() -> None:
 def test_bad_arguments_are_refused(level: str, fmt: str) -> None:
     with pytest.raises(ValueError):
         configure_logging(level, fmt, io.StringIO())
+
+
+def test_records_skip_the_caller_thread_and_process_lookups() -> None:
+    # One line per refund per role: the stdlib's per-record lookups of fields no renderer
+    # shows (caller's file and line, thread, process) are switched off.
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    configure_logging("INFO", "json", io.StringIO())
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        structlog.get_logger("worker.test").info("refund.received", refund_id="r-1")
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert len(records) == 1
+    record = records[0]
+    assert record.thread is None
+    assert record.process is None
+    assert record.lineno == 0
