@@ -22,6 +22,7 @@ answered 500.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import time
@@ -218,13 +219,22 @@ def _read_json(environ: Environ) -> Any:
 
 
 def _reset(environ: Environ) -> None:
-    """Reset the client's TCP connection (RST, no answer): SO_LINGER 0, then close.
+    """Reset the client's TCP connection: RST, no answer at all.
 
-    Raises ConnectionResetError so the server drops the connection quietly
-    instead of writing a response into a closed socket.
+    With SO_LINGER set to 0, closing the last descriptor of a TCP socket
+    sends RST instead of FIN. The server's socket object must stay usable
+    (it closes and counts it later), so its descriptor is not closed but
+    replaced (`dup2`) by one end of a dead socket pair: that drops the TCP
+    socket's last descriptor, and the server's later writes fail with EPIPE.
+    Raises ConnectionResetError so the server drops the request quietly.
     """
     sock = environ.get("gunicorn.socket")
-    if isinstance(sock, socket.socket):
+    if isinstance(sock, socket.socket) and sock.fileno() >= 0:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        stand_in, peer = socket.socketpair()
+        peer.close()
+        try:
+            os.dup2(stand_in.fileno(), sock.fileno())
+        finally:
+            stand_in.close()
     raise ConnectionResetError(104, "connection reset on purpose (reset_after_accept)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from worker.sandbox.app import SandboxApp
 from worker.sandbox.config import SandboxConfig
@@ -25,6 +26,23 @@ from worker.sandbox.keys import AlipayKeys
 from worker.sandbox.service import SandboxService
 
 __all__ = ["SandboxServer"]
+
+
+class _ProjectLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's own messages, written through the project's logging setup.
+
+    gunicorn normally gives its loggers handlers with its own text format;
+    here they get none and propagate to the root handler that
+    `worker.logging.configure_logging` installed, so every line of the
+    sandbox is the same JSON (and goes through the same redaction).
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 class SandboxServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
@@ -48,7 +66,10 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
             "graceful_timeout": 5,
             "limit_request_line": 0,  # GET requests may carry a whole batch (up to 1 MiB)
             "accesslog": None,
-            "loglevel": "warning",
+            # "error": gunicorn's warnings quote malformed request lines, and a
+            # request line (a GET to the gateway) can carry a signature.
+            "loglevel": "error",
+            "logger_class": _ProjectLogger,
             "control_socket_disable": True,
             "proc_name": "refund-worker-sandbox",
             "worker_exit": self._worker_exit,

@@ -298,9 +298,9 @@ class SandboxService:
             if note is None or not note.pending:
                 self._details.pop(notify_id, None)
                 return None
+            items = self.ledger.batches[note.batch_no].record.items
             cached = self._details.get(notify_id)
             if cached is None:
-                items = self.ledger.batches[note.batch_no].record.items
                 details = format_result_details([(t, a, c) for t, a, _, c, _ in items])
                 cached = (details, sum(1 for item in items if item[3] == SUCCESS))
                 self._details[notify_id] = cached
@@ -312,7 +312,6 @@ class SandboxService:
             )
         details, successes = cached
         if forged:
-            items = self.ledger.batches[batch_no].record.items
             details = format_result_details([(t, a, SUCCESS) for t, a, _, _, _ in items])
             successes = len(items)
         params = {
@@ -365,16 +364,17 @@ class SandboxService:
                 return None
             self._record_locked(record)
             attempts, acknowledged, batch_no = note.attempts, note.acknowledged, note.batch_no
-        log.info(
-            "sandbox.notify.sent" if outcome is not None else "sandbox.notify.dropped",
-            notify_id=notify_id,
-            batch_no=batch_no,
-            kind=record.kind,
-            attempt=attempts,
-            status=record.status,
-            acknowledged=record.acknowledged,
-            error=record.error,
-        )
+        if outcome is not None:  # a lost delivery was logged as sandbox.notify.lost
+            log.info(
+                "sandbox.notify.sent",
+                notify_id=notify_id,
+                batch_no=batch_no,
+                kind=record.kind,
+                attempt=attempts,
+                status=record.status,
+                acknowledged=record.acknowledged,
+                error=record.error,
+            )
         if kind == "forged" or acknowledged:
             if acknowledged:
                 with self._lock:
