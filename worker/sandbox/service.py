@@ -115,7 +115,6 @@ class SandboxService:
         self.notifier = Notifier(self, senders=config.senders, timeout=config.notify_timeout)
         # notify_id -> (result_details, success_num), built once per notification.
         self._details: dict[str, tuple[str, int]] = {}
-        self._started = time.monotonic()
         log.info(
             "sandbox.state.loaded",
             journal=str(self.journal.path),
