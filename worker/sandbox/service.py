@@ -401,9 +401,8 @@ class SandboxService:
     def create_trade(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create or change a paid trade: {"trade_no", "amount", "status"="paid"}."""
         trade_no = data.get("trade_no")
-        if not is_valid_trade_no(trade_no):
+        if not isinstance(trade_no, str) or not is_valid_trade_no(trade_no):
             raise ValueError("trade_no must be 16-64 digits")
-        assert isinstance(trade_no, str)
         amount_text = data.get("amount")
         try:
             amount = parse_amount(amount_text if isinstance(amount_text, str) else "")

@@ -65,16 +65,19 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from worker.errors import DetailDataError, NotifyFormatError
 from worker.mapi import (
+    SERVICE_NOPWD,
+    SERVICE_PWD,
     RefundItem,
     batch_no_date,
+    codec_for,
     decode_detail_data,
     decode_form,
     is_valid_batch_no,
+    is_valid_partner,
+    is_valid_trade_no,
     parse_amount,
     verify,
 )
-from worker.mapi.charsets import codec_for
-from worker.mapi.detail import is_valid_trade_no
 
 __all__ = [
     "NOPWD_SERVICE",
@@ -89,8 +92,8 @@ __all__ = [
     "detail_data_problem",
 ]
 
-NOPWD_SERVICE: Final = "refund_fastpay_by_platform_nopwd"
-PWD_SERVICE: Final = "refund_fastpay_by_platform_pwd"
+NOPWD_SERVICE: Final = SERVICE_NOPWD
+PWD_SERVICE: Final = SERVICE_PWD
 NOTIFY_VERIFY_SERVICE: Final = "notify_verify"
 REFUND_SERVICES: Final = frozenset({NOPWD_SERVICE, PWD_SERVICE})
 
@@ -98,7 +101,6 @@ MAX_ITEMS: Final = 1000
 MAX_REASON_BYTES: Final = 256
 MAX_URL_CHARS: Final = 200
 
-_PARTNER = re.compile(r"2088[0-9]{12}", re.ASCII)
 _REFUND_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 _BATCH_NUM = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 _AMOUNT_2DP = re.compile(r"[0-9]+\.[0-9]{2}", re.ASCII)
@@ -185,15 +187,12 @@ def check_gateway_request(
         return NotifyVerifyQuery(partner=lenient("partner"), notify_id=lenient("notify_id"))
     batch_hint = lenient("batch_no")
     try:
-        if service not in REFUND_SERVICES:
+        if service is None or service not in REFUND_SERVICES:
             raise _Refused("ILLEGAL_SERVICE", f"service {str(service)[:60]!r} is not served")
-        assert service is not None
         partner = lenient("partner")
-        if partner is None or not _PARTNER.fullmatch(partner) or partner != ctx.partner:
+        if not is_valid_partner(partner) or partner != ctx.partner:
             raise _Refused("ILLEGAL_PARTNER", "partner is missing or not this gateway's partner")
-        charset = lenient("_input_charset")
-        params = _decode_params(query, body, charset)
-        assert charset is not None
+        charset, params = _decode_params(query, body, lenient("_input_charset"))
         return _check_params(service, charset, params, ctx)
     except _Refused as refused:
         return Refusal(
@@ -214,13 +213,13 @@ def _raw_segments(data: bytes) -> dict[bytes, bytes]:
     return out
 
 
-def _decode_params(query: bytes, body: bytes, charset: str | None) -> dict[str, str]:
+def _decode_params(query: bytes, body: bytes, charset: str | None) -> tuple[str, dict[str, str]]:
+    """(charset, parameters): rule 3 of the module docstring, then the merge."""
     codec = codec_for(charset) if charset else None
-    if codec is None:
+    if charset is None or codec is None:
         raise _Refused(
             "ILLEGAL_CHARSET", f"_input_charset {str(charset)[:20]!r} is not utf-8 or gbk"
         )
-    assert charset is not None
     decoded: list[dict[str, str]] = []
     for part, where in ((query, "query string"), (body, "body")):
         try:
@@ -234,7 +233,7 @@ def _decode_params(query: bytes, body: bytes, charset: str | None) -> dict[str, 
     from_query, from_body = decoded
     params = {k: v for k, v in from_body.items() if v != ""}
     params.update((k, v) for k, v in from_query.items() if v != "")
-    return params
+    return charset, params
 
 
 def _valid_in(part: bytes, codec: str) -> bool:
