@@ -43,7 +43,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_documents_every_option_and_shows_no_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALIPAY_MD5_KEY", "secret-md5-key-0123456789")
     with pytest.raises(SystemExit) as exited:
         parse(["--help"])
     assert exited.value.code == 0
@@ -51,11 +54,12 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
     for option in OPTIONS:
         assert option in text, option
     assert "127.0.0.1:8090" in text
+    assert "secret-md5-key" not in text
 
 
 def test_defaults_come_from_the_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIPAY_PARTNER", "2088123412341234")
-    monkeypatch.setenv("ALIPAY_MD5_KEY", "  env-key-0123456789  ")
+    monkeypatch.setenv("ALIPAY_MD5_KEY", "env-key-0123456789")
     config = cli.build_config(parse([]))
     assert (config.host, config.port) == ("127.0.0.1", 8090)
     assert config.partner == "2088123412341234"
@@ -66,7 +70,25 @@ def test_defaults_come_from_the_workers_environment(monkeypatch: pytest.MonkeyPa
     assert "env-key" not in repr(config)
 
 
-def test_key_file_wins_and_faults_come_from_a_file(tmp_path: Path) -> None:
+def test_md5_key_sources_follow_the_workers_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "md5.key"
+    key.write_text("file-key-0123456789\r\n")
+    monkeypatch.setenv("ALIPAY_MD5_KEY_FILE", str(key))
+    assert cli.build_config(parse([])).md5_key == "file-key-0123456789"
+    monkeypatch.setenv("ALIPAY_MD5_KEY", "inline-key-0123456789")
+    with pytest.raises(ConfigError, match="only one of ALIPAY_MD5_KEY and ALIPAY_MD5_KEY_FILE"):
+        cli.build_config(parse([]))
+    # An option on the command line wins over the environment.
+    assert cli.build_config(parse(["--md5-key", "cli-key-0123"])).md5_key == "cli-key-0123"
+    with pytest.raises(ConfigError, match="only one of --md5-key and --md5-key-file"):
+        cli.build_config(parse(["--md5-key", "a-key-123", "--md5-key-file", str(key)]))
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        cli.build_config(parse(["--md5-key", "has space"]))
+
+
+def test_key_file_and_faults_from_files(tmp_path: Path) -> None:
     key = tmp_path / "md5.key"
     key.write_text("file-key-0123456789\n")
     faults = tmp_path / "faults.json"
@@ -74,8 +96,6 @@ def test_key_file_wins_and_faults_come_from_a_file(tmp_path: Path) -> None:
     config = cli.build_config(
         parse(
             [
-                "--md5-key",
-                "ignored",
                 "--md5-key-file",
                 str(key),
                 "--faults",

@@ -58,15 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--md5-key",
-        default=env("ALIPAY_MD5_KEY"),
-        help="the partner's MD5 key (env ALIPAY_MD5_KEY; prefer the file or the "
-        "variable: a command line is visible to every user of the machine)",
+        default=None,
+        help="the partner's MD5 key; without this option and --md5-key-file, env "
+        "ALIPAY_MD5_KEY or ALIPAY_MD5_KEY_FILE (prefer those: a command line is "
+        "visible to every user of the machine)",
     )
     parser.add_argument(
         "--md5-key-file",
         type=Path,
-        default=env("ALIPAY_MD5_KEY_FILE"),
-        help="file holding the partner's MD5 key (env ALIPAY_MD5_KEY_FILE)",
+        default=None,
+        help="file holding the partner's MD5 key (one line)",
     )
     parser.add_argument(
         "--merchant-public-key-file",
@@ -125,11 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> SandboxConfig:
     """Turn parsed options into a validated SandboxConfig (ConfigError names the option)."""
     host, port = parse_bind(args.bind)
-    md5_key = args.md5_key
-    if args.md5_key_file is not None:
-        md5_key = _read_text(Path(args.md5_key_file), "--md5-key-file").strip()
-    if md5_key is not None:
-        md5_key = md5_key.strip() or None
+    md5_key = _md5_key(args)
     public_key = None
     if args.merchant_public_key_file is not None:
         public_key = _read_text(
@@ -193,6 +190,33 @@ def run(args: argparse.Namespace) -> int:
     SandboxServer(config, keys).run()
     log.info("sandbox.stopped")
     return 0
+
+
+def _md5_key(args: argparse.Namespace) -> str | None:
+    """The MD5 key from the options, else from the environment, read as the worker reads it.
+
+    One source only (like the worker's settings): the inline key as it is, or
+    a file's content without its line break. Printable ASCII without spaces.
+    """
+    if args.md5_key is not None or args.md5_key_file is not None:
+        inline, path, names = args.md5_key, args.md5_key_file, ("--md5-key", "--md5-key-file")
+    else:
+        file_env = os.environ.get("ALIPAY_MD5_KEY_FILE")
+        inline = os.environ.get("ALIPAY_MD5_KEY")
+        path = Path(file_env) if file_env else None
+        names = ("ALIPAY_MD5_KEY", "ALIPAY_MD5_KEY_FILE")
+    if inline is not None and path is not None:
+        raise ConfigError(f"set only one of {names[0]} and {names[1]}, not both")
+    if path is not None:
+        inline = _read_text(Path(path), names[1]).rstrip("\r\n")
+        source = names[1]
+    else:
+        source = names[0]
+    if inline is None:
+        return None
+    if not inline or not all("!" <= ch <= "~" for ch in inline):
+        raise ConfigError(f"{source} must be printable ASCII without spaces (value not shown)")
+    return str(inline)
 
 
 def _read_text(path: Path, option: str) -> str:
