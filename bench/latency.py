@@ -130,7 +130,12 @@ def measure(ctx: Context) -> list[Row]:
         observer.stop()
         accepted = dict(
             stack.query(
-                "SELECT r.refund_id, extract(epoch FROM b.accepted_at)::float8"
+                # A notification can settle a batch before the submission's answer is
+                # recorded (no accepted_at then); it came after the gateway took the batch,
+                # so its arrival bounds the submission from above.
+                "SELECT r.refund_id, extract(epoch FROM coalesce(b.accepted_at,"
+                " (SELECT min(n.received_at) FROM notifications n"
+                " WHERE n.batch_no = b.batch_no)))::float8"
                 " FROM refunds r JOIN batches b USING (batch_no) WHERE r.refund_id LIKE %s",
                 f"{tag}-%",
             )

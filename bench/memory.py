@@ -26,17 +26,25 @@ FLAT = 1.10
 def _peak_rows(ctx: Context) -> list[Row]:
     rows = []
     for phase, peaks in ctx.rss_peaks.items():
-        if not peaks:
+        roles = {name: mb for name, mb in peaks.items() if name != "sandbox"}
+        if not roles:
             continue
-        worst = max(peaks.values())
+        worst = max(roles.values())
+        sandbox = peaks.get("sandbox")
         rows.append(
             Row(
                 measure=f"(5) peak RSS per role during {phase}",
-                figure=", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items())),
+                figure=", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(roles.items())),
                 anchor="-",
                 ratio=worst / LIMIT_MB,
                 target=f"<= {LIMIT_MB:.0f} MB each",
                 met=worst <= LIMIT_MB,
+                note=(
+                    ""
+                    if sandbox is None
+                    else f"the sandbox gateway (not a role: it keeps its whole ledger in "
+                    f"memory) peaked at {sandbox:.0f} MB"
+                ),
             )
         )
     return rows
