@@ -1,0 +1,431 @@
+"""The scenario runner: the whole stack as processes, a load, a chaos loop, then the checks.
+
+One run of one scenario:
+
+1. a fresh RabbitMQ vhost, database and sandbox (`worker.devstack.Stack`), every role
+   its own process, a consumer of refund.completed on the side;
+2. the scenario's load published over a few seconds while its disruption runs in a
+   thread (killing roles, taking RabbitMQ or PostgreSQL away, switching gateway
+   faults, moving the clock); a watcher restarts any role that exits on its own and
+   records it, since a role that dies of a dependency outage is a defect;
+3. wait until every valid refund has its event and nothing moves any more (sandbox
+   idle, queues and outbox empty), or the scenario's deadline passes;
+4. gather the final state and run `tests.chaos.checks`.
+
+Seeds are fixed: the load and every random choice of the chaos loop come from the
+scenario's seed, so a failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from tests.chaos import infra
+from tests.chaos.checks import FinalState, Result, check
+from tests.chaos.load import Load
+from tests.chaos.traffic import EventCollector, LoadPublisher, drain_queue
+from worker.devstack import ROLES, Stack, StackConfig
+from worker.sandbox.client import SandboxClient
+
+log = structlog.get_logger("chaos")
+
+GATEWAY_TIMEOUTS = {"GATEWAY_CONNECT_TIMEOUT": "1.0", "GATEWAY_READ_TIMEOUT": "1.5"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big and how long one run of a scenario is."""
+
+    refunds: int
+    trades: int
+    publish_seconds: float
+    deadline: float  # seconds from the first publish until everything must have settled
+    disruptions: int = 0  # kills or outages, as the scenario counts them
+    outage_seconds: float = 3.0
+    bad_messages: int = 0
+    probes: int = 0
+
+
+class Scenario:
+    """One failure mode. Subclasses fill in the load, the stack and the disruption."""
+
+    name = "base"
+    seed = 0
+    tag = 0  # keeps trade numbers of scenarios apart
+    short = Profile(refunds=100, trades=20, publish_seconds=1, deadline=60)
+    long = Profile(refunds=100, trades=20, publish_seconds=1, deadline=60)
+    roles: dict[str, int] = {role: 1 for role in ROLES}  # noqa: RUF012
+    batch_max_items = 500
+    batch_max_wait = 0.3
+    time_factor = 0.001
+    process_delay = 1.0  # sandbox seconds (before time_factor) until a batch's first notification
+    allowed_failures: frozenset[str] = frozenset()
+
+    def profile(self, name: str) -> Profile:
+        return {"short": self.short, "long": self.long}[name]
+
+    def faults(self, load: Load) -> dict[str, Any]:
+        """Sandbox faults in force from the start."""
+        return {}
+
+    def extra_env(self, workdir: Path) -> dict[str, str]:
+        """Environment of every role process on top of the stack's."""
+        return {}
+
+    def build_load(self, rng: random.Random, profile: Profile) -> Load:
+        raise NotImplementedError
+
+    def before(self, run: Run) -> None:
+        """After the stack is up, before anything is published."""
+
+    def disrupt(self, run: Run) -> None:
+        """The chaos loop; runs in a thread while the load is published."""
+
+    def extra_checks(self, run: Run, final: FinalState, result: Result) -> None:
+        """Scenario-specific checks (e.g. that the faults really fired)."""
+
+
+@dataclass
+class Run:
+    """A scenario in progress: the stack, the traffic and the disruption's tools."""
+
+    scenario: Scenario
+    profile: Profile
+    profile_name: str
+    outage_mode: str
+    workdir: Path
+    rng: random.Random
+    stack: Stack
+    vhost: infra.Vhost
+    load: Load
+    publisher: LoadPublisher | None = None
+    collector: EventCollector | None = None
+    sandbox: SandboxClient = field(init=False)
+    disruptions: int = 0
+    notes: dict[str, object] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)  # monotonic times a scenario keeps
+    unplanned_exits: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    published: int = 0
+    started: float = 0.0
+    _roles_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- tools for disruptions ------------------------------------------------------------
+
+    def wait_published(self, fraction: float, timeout: float = 300) -> None:
+        """Block until `fraction` of the load has been published."""
+        target = int(len(self.load.messages) * fraction)
+        deadline = time.monotonic() + timeout
+        while self.published < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self, role: str, index: int, down_seconds: float) -> None:
+        """SIGKILL one role process (its whole process group), then start it again."""
+        with self._roles_lock:
+            self.stack.kill_role(role, index, signal.SIGKILL)
+        self.disruptions += 1
+        log.info("chaos.killed", role=role, index=index)
+        time.sleep(down_seconds)
+        with self._roles_lock:
+            self.stack.start_role(role, index)
+
+    def role_processes(self) -> list[tuple[str, int]]:
+        with self._roles_lock:
+            return sorted(self.stack.processes)
+
+    def broker_outage(self, seconds: float) -> None:
+        with infra.broker_outage(self.outage_mode, self.vhost):
+            self.disruptions += 1
+            log.info("chaos.broker_down", mode=self.outage_mode, seconds=seconds)
+            time.sleep(seconds)
+
+    def database_outage(self, seconds: float) -> None:
+        with infra.database_outage(self.outage_mode, self.stack.db_name, self.stack.database_url):
+            self.disruptions += 1
+            log.info("chaos.database_down", mode=self.outage_mode, seconds=seconds)
+            time.sleep(seconds)
+
+    def query(self, sql: str, *params: object, timeout: float = 120) -> list[tuple[Any, ...]]:
+        """A query against the run's database, retried while the database is away."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.stack.database_url, connect_timeout=3) as conn:
+                    return conn.execute(sql, params).fetchall()
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    # --- the role watcher -------------------------------------------------------------------
+
+    def watch_roles(self, stop: threading.Event) -> None:
+        """Restart any role that exited without being killed by the chaos loop, and say so."""
+        while not stop.wait(0.5):
+            with self._roles_lock:
+                for key, proc in list(self.stack.processes.items()):
+                    code = proc.process.poll()
+                    if code is None:
+                        continue
+                    self.unplanned_exits.append(f"{key[0]}-{key[1]} exited with {code}")
+                    log.error("chaos.role_exited", role=key[0], index=key[1], code=code)
+                    self.stack.kill_role(*key)
+                    self.stack.start_role(*key)
+
+
+def _background(target: Callable[[], None], name: str, errors: list[str]) -> threading.Thread:
+    def guarded() -> None:
+        try:
+            target()
+        except Exception as exc:  # reported as a violation
+            errors.append(f"{name} failed: {type(exc).__name__}: {exc}")
+            log.exception("chaos.thread_failed", thread=name)
+
+    thread = threading.Thread(target=guarded, name=f"chaos-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_scenario(
+    scenario: Scenario,
+    profile_name: str,
+    *,
+    outage_mode: str = "real",
+    workdir: Path | None = None,
+    keep: bool = False,
+) -> Result:
+    """Run one scenario once and return its result (violations empty when all held)."""
+    profile = scenario.profile(profile_name)
+    base = workdir or Path(tempfile.mkdtemp(prefix=f"chaos-{scenario.name}-"))
+    run_id = uuid.uuid4().hex[:8]
+    rng = random.Random(scenario.seed)
+    load = scenario.build_load(rng, profile)
+    result: Result
+    with infra.Vhost(f"chaos-{scenario.name}-{run_id}") as vhost:
+        config = StackConfig(
+            workdir=base / "stack",
+            amqp_url=vhost.url,
+            batch_max_items=scenario.batch_max_items,
+            batch_max_wait=scenario.batch_max_wait,
+            time_factor=scenario.time_factor,
+            roles=dict(scenario.roles),
+            extra_env={**GATEWAY_TIMEOUTS, **scenario.extra_env(base)},
+            sandbox_args=_sandbox_args(scenario, load),
+            run_id=run_id,
+        )
+        with Stack(config) as stack:
+            run = Run(
+                scenario=scenario,
+                profile=profile,
+                profile_name=profile_name,
+                outage_mode=outage_mode,
+                workdir=base,
+                rng=random.Random(scenario.seed + 1),
+                stack=stack,
+                vhost=vhost,
+                load=load,
+            )
+            run.sandbox = SandboxClient(stack.sandbox_url)
+            result = _drive(run)
+            # Keep the database, queues and sandbox books of a failed run for a post-mortem.
+            stack.config.keep = vhost.keep = keep or not result.passed
+    if result.passed and not keep and workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        result.notes["workdir"] = str(base)
+    return result
+
+
+def _sandbox_args(scenario: Scenario, load: Load) -> list[str]:
+    args = ["--process-delay", str(scenario.process_delay), "--seed", str(scenario.seed)]
+    faults = scenario.faults(load)
+    if faults:
+        args += ["--faults", json.dumps(faults)]
+    return args
+
+
+def _drive(run: Run) -> Result:
+    scenario, stack = run.scenario, run.stack
+    collector = EventCollector(run.vhost.url, stack.observer_queue)
+    collector.start()
+    run.collector = collector
+    scenario.before(run)
+
+    def progress(sent: int) -> None:
+        run.published = sent
+
+    publisher = LoadPublisher(
+        run.vhost.url,
+        stack.topology,
+        run.load.messages,
+        seconds=run.profile.publish_seconds,
+        on_progress=progress,
+    )
+    run.publisher = publisher
+    stop_watch = threading.Event()
+    run.started = time.monotonic()
+    publisher.start()
+    watcher = _background(lambda: run.watch_roles(stop_watch), "watcher", run.errors)
+    disruption = _background(lambda: scenario.disrupt(run), "disruption", run.errors)
+    publisher.join()
+    disruption.join()
+    settled = _settle(run)
+    stop_watch.set()
+    watcher.join()
+    seconds = (settled or time.monotonic()) - run.started
+    final = _final_state(run)
+    collector.stop()
+
+    result = Result(
+        scenario=scenario.name,
+        profile=run.profile_name,
+        refunds=len(run.load.valid),
+        seconds=seconds,
+        disruptions=run.disruptions,
+        notes=dict(run.notes),
+    )
+    check(result, run.load, final, allowed_failures=scenario.allowed_failures)
+    scenario.extra_checks(run, final, result)
+    if publisher.error is not None:
+        result.violations.append(f"publishing failed: {publisher.error}")
+    if settled is None:
+        result.violations.append(f"did not settle within {run.profile.deadline:.0f} s")
+    elif seconds > run.profile.deadline:
+        result.violations.append(
+            f"took {seconds:.0f} s, over the {run.profile.deadline:.0f} s budget"
+        )
+    result.violations.extend(run.errors)
+    result.violations.extend(f"unplanned exit: {e}" for e in run.unplanned_exits)
+    result.violations.extend(_log_alarms(stack))
+    return result
+
+
+def _settle(run: Run) -> float | None:
+    """Wait until every refund has its event and nothing moves; the moment it did, or None.
+
+    "Nothing moves" must be seen twice in a row with the same dead-letter count, so a
+    message still in an intake micro-batch is not missed.
+    """
+    assert run.collector is not None
+    deadline = run.started + run.profile.deadline
+    valid = set(run.load.valid)
+    previous: int | None = None
+    while time.monotonic() < deadline:
+        seen, _ = run.collector.snapshot()
+        signature = _quiet(run) if valid <= seen else None
+        if signature is not None and signature == previous:
+            return time.monotonic()
+        previous = signature
+        time.sleep(0.5)
+    return None
+
+
+def _quiet(run: Run) -> int | None:
+    """None while anything is in flight; else the dead-letter count.
+
+    In flight: refunds or batches open in the ledger, outbox rows, notifications the
+    gateway still has to deliver, messages ready in any queue, events still arriving.
+    """
+    assert run.collector is not None
+    try:
+        open_rows = run.query(
+            "SELECT (SELECT count(*) FROM refunds WHERE state NOT IN"
+            " ('succeeded', 'failed', 'rejected')),"
+            " (SELECT count(*) FROM batches WHERE state NOT IN"
+            " ('completed', 'refused', 'abandoned')),"
+            " (SELECT count(*) FROM outbox)",
+            timeout=5,
+        )[0]
+        if any(open_rows):
+            return None
+        if run.sandbox.summary()["notifications"]["pending"]:
+            return None
+        depths = run.vhost.queue_depths()
+    except Exception:  # a server still coming back: not quiet yet
+        return None
+    dead_letters = depths.pop(run.stack.topology.dead_letter_queue, 0)
+    if any(depths.values()) or run.collector.quiet_for() < 1.0:
+        return None
+    return dead_letters
+
+
+def _final_state(run: Run) -> FinalState:
+    assert run.collector is not None and run.publisher is not None
+    refunds = {
+        str(r[0]): (str(r[1]), r[2], r[3], str(r[4]), Decimal(r[5]))
+        for r in run.query("SELECT refund_id, state, code, batch_no, trade_no, amount FROM refunds")
+    }
+    batches = {
+        str(r[0]): (str(r[1]), bool(r[2]), r[3], r[4])
+        for r in run.query(
+            "SELECT batch_no, state, maybe_sent, last_error, operator_flag FROM batches"
+        )
+    }
+    memberships: dict[str, list[str]] = {}
+    for refund_id, batch_no in run.query(
+        "SELECT i.refund_id, i.batch_no FROM batch_items i JOIN batches b USING (batch_no)"
+        " ORDER BY b.created_at, b.batch_no"
+    ):
+        memberships.setdefault(str(refund_id), []).append(str(batch_no))
+    outbox = int(run.query("SELECT count(*) FROM outbox")[0][0])
+    trades = run.sandbox.ledger()["trades"]
+    executions = {
+        trade: [(e["batch_no"], Decimal(e["amount"])) for e in view["executions"]]
+        for trade, view in trades.items()
+        if view["executions"]
+    }
+    dead = drain_queue(run.vhost.url, run.stack.topology.dead_letter_queue)
+    depths = run.vhost.queue_depths()
+    depths.update({f"{q} (unacked)": n for q, n in run.vhost.unacked().items()})
+    with run.collector._lock:
+        events = {k: list(v) for k, v in run.collector.received.events.items()}
+        run.notes["observer_redeliveries"] = run.collector.received.observer_redeliveries
+    return FinalState(
+        refunds=refunds,
+        batches=batches,
+        memberships=memberships,
+        outbox=outbox,
+        events=events,
+        dead_letters=dead,
+        queue_depths=depths,
+        executions=executions,
+        sandbox_summary=run.sandbox.summary(),
+        publish_attempts=run.publisher.attempts,
+    )
+
+
+ALARMS = ("notify.for_released_batch", "submission.halted")
+
+
+def _log_alarms(stack: Stack) -> list[str]:
+    """Critical log lines (a result for a released batch, submission halted)."""
+    alarms = []
+    for line in stack.log_lines():
+        ours = str(line.get("logger", "")).startswith("worker")
+        if (ours and line.get("level") == "critical") or line.get("event") in ALARMS:
+            alarms.append(f"log alarm {line.get('event')} batch_no={line.get('batch_no')}")
+    return alarms[:20]
+
+
+def default_outage_mode() -> str:
+    """`CHAOS_OUTAGES=scoped` keeps outages to this run's vhost and database."""
+    mode = os.environ.get("CHAOS_OUTAGES", "real")
+    if mode not in infra.OUTAGE_MODES:
+        raise SystemExit(f"CHAOS_OUTAGES must be one of {infra.OUTAGE_MODES}, not {mode!r}")
+    return mode
