@@ -21,6 +21,15 @@ control and invisible format characters (newlines, tabs, zero-width and
 bidi marks; Unicode categories Cc, Cf, Zl, Zp) become a space, characters the
 charset cannot encode (emoji in GBK, lone surrogates) become `?`, and the
 result is cut on a character boundary to at most 256 bytes in the charset.
+
+Speed: the gateway side (the sandbox) decodes up to 1000 items per request.
+`decode_detail_data` first tries `_decode_fast`, which checks the rules over
+the whole text with C-level operations (one regex pass, one `isprintable`,
+one encode, a set for duplicates, each distinct amount parsed once) and
+builds the items only when every rule holds; anything else goes through the
+item-by-item reference (`_decode_checked`), which names the first broken rule.
+Both accept exactly the same texts with the same items (the unit tests compare
+them on random input).
 """
 
 from __future__ import annotations
@@ -45,6 +54,15 @@ _FULL_WIDTH = {"^": "\uff3e", "|": "\uff5c", "$": "\uff04", "#": "\uff03"}
 _BLANKED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _UNENCODABLE = "?"
 _TRADE_NO = re.compile(r"[0-9]{16,64}", re.ASCII)
+_RESERVED = re.compile(r"[\^|$#]")
+# One well-formed plain item, starting at the start of the text or after a `#`
+# and ending at a `#` or the end: the groups are trade_no, amount, reason.
+_PLAIN_ITEM = re.compile(
+    r"(?<![^#])([0-9]{16,64})\^([0-9]+(?:\.[0-9]{1,2})?)\^([^#^|$]*)(?=#|\Z)", re.ASCII
+)
+# Most bytes one character takes in each codec: reasons up to 256 // width
+# characters cannot exceed 256 bytes.
+_MAX_CHAR_BYTES = {"utf-8": 4, "gbk": 2}
 
 
 @dataclass(frozen=True)
@@ -86,10 +104,10 @@ def reason_problem(reason: str, codec: str) -> str | None:
     """Why `reason` is not acceptable in `detail_data` for `codec`, or None when it is."""
     if not isinstance(reason, str):
         return f"reason must be a string, got {type(reason).__name__}"
-    reserved = sorted({ch for ch in reason if ch in RESERVED_CHARACTERS})
-    if reserved:
+    if _RESERVED.search(reason):
+        reserved = sorted({ch for ch in reason if ch in RESERVED_CHARACTERS})
         return f"reason contains the separator(s) {' '.join(reserved)}"
-    if any(unicodedata.category(ch) in _BLANKED_CATEGORIES for ch in reason):
+    if _has_blanked(reason):
         return "reason contains control or format characters"
     if not fits(reason, codec):
         return f"reason has characters {codec} cannot encode"
@@ -135,7 +153,60 @@ def decode_detail_data(text: str, *, charset: str = "utf-8") -> list[RefundItem]
     codec = _codec(charset)
     if not isinstance(text, str) or not text:
         raise DetailDataError("detail_data is empty")
-    _check_count(text.count(ITEM_SEPARATOR) + 1)
+    count = text.count(ITEM_SEPARATOR) + 1
+    _check_count(count)
+    items = _decode_fast(text, codec, count)
+    if items is not None:
+        return items
+    return _decode_checked(text, codec)
+
+
+def _decode_fast(text: str, codec: str, count: int) -> list[RefundItem] | None:
+    """The items of a `detail_data` that keeps every rule, or None (rules in the module docstring).
+
+    None means "not sure": the reference `_decode_checked` then decides. Each
+    check covers what `_decode_checked` checks item by item:
+
+    * every one of the `count` items matches `_PLAIN_ITEM` (so three fields,
+      16-64 digit trade_no, amount shaped like `parse_amount` wants it, no
+      separator in a reason);
+    * no trade_no twice;
+    * each distinct amount passes `parse_amount` (> 0, at most 1e8);
+    * no control or format character anywhere (trade numbers, amounts and
+      separators are printable ASCII, so the whole text stands for its reasons);
+    * the whole text encodes in the codec (it is stateless: so does every reason);
+    * no reason longer than 256 bytes (only reasons with more than 256 // the
+      codec's widest character are encoded to count).
+    """
+    found: list[tuple[str, str, str]] = _PLAIN_ITEM.findall(text)
+    if len(found) != count:
+        return None
+    if len({trade_no for trade_no, _, _ in found}) != count:
+        return None
+    amounts: dict[str, Decimal] = {}
+    for amount_text in {amount_text for _, amount_text, _ in found}:
+        try:
+            amounts[amount_text] = parse_amount(amount_text)
+        except DetailDataError:
+            return None
+    if _has_blanked(text):
+        return None
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return None
+    longest = MAX_REASON_BYTES // _MAX_CHAR_BYTES[codec]
+    if max(len(reason) for _, _, reason in found) > longest and any(
+        len(reason.encode(codec)) > MAX_REASON_BYTES
+        for _, _, reason in found
+        if len(reason) > longest
+    ):
+        return None
+    return [RefundItem(trade_no, amounts[amount], reason) for trade_no, amount, reason in found]
+
+
+def _decode_checked(text: str, codec: str) -> list[RefundItem]:
+    """Item by item: the items, or DetailDataError naming the first broken rule."""
     items: list[RefundItem] = []
     seen: set[str] = set()
     for index, raw in enumerate(text.split(ITEM_SEPARATOR)):
@@ -166,6 +237,17 @@ def decode_detail_data(text: str, *, charset: str = "utf-8") -> list[RefundItem]
             raise DetailDataError(f"{where}: {problem}")
         items.append(RefundItem(trade_no=trade_no, amount=amount, reason=reason))
     return items
+
+
+def _has_blanked(text: str) -> bool:
+    """Whether `text` holds a control or format character (categories Cc, Cf, Zl, Zp).
+
+    Those are all non-printable for `str.isprintable` (a C-level scan), so
+    only text that is not printable is looked at, one distinct character at a time.
+    """
+    if text.isprintable():
+        return False
+    return any(unicodedata.category(ch) in _BLANKED_CATEGORIES for ch in set(text))
 
 
 def _check_count(count: int) -> None:
