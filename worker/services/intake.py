@@ -56,7 +56,6 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
     """Validate, deduplicate, check the worker's rules and store; return the dead letters."""
     dead: list[DeadLetter] = []
     candidates: list[_Candidate] = []
-    first_seen: dict[str, str] = {}
     for delivery in deliveries:
         try:
             request = parse_refund_requested(delivery.body)
@@ -69,15 +68,7 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
             )
             dead.append(DeadLetter(delivery, exc.reason, exc.detail))
             continue
-        candidate = _Candidate(delivery, request, request.content_hash())
-        earlier = first_seen.get(request.refund_id)
-        if earlier is None:
-            first_seen[request.refund_id] = candidate.content_hash
-            candidates.append(candidate)
-        elif earlier == candidate.content_hash:
-            _duplicate(candidate)
-        else:
-            dead.append(_conflict(candidate))
+        candidates.append(_Candidate(delivery, request, request.content_hash()))
 
     if candidates:
         dead.extend(_store(db, candidates))
@@ -86,19 +77,37 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
     return dead
 
 
+def _judge(c: _Candidate, standing: str | None) -> list[DeadLetter]:
+    """A repeat of a refund_id against the request that stands: a no-op or a conflict."""
+    if standing == c.content_hash:
+        _duplicate(c)
+        return []
+    return [_conflict(c)]
+
+
 def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
+    """Store the micro-batch's new refunds; judge every repeat against the request that stands.
+
+    The first request stands: the one stored before, or, for a refund_id not stored
+    yet, the first of the micro-batch (arrival order). Every other delivery of that
+    refund_id is compared with the standing request, never with another repeat, so a
+    re-send of the stored request stays a no-op even next to a conflicting one.
+    """
     dead: list[DeadLetter] = []
     with db.transaction() as conn:
-        known = ledger.existing_hashes(conn, [c.request.refund_id for c in candidates])
+        known = ledger.existing_hashes(conn, sorted({c.request.refund_id for c in candidates}))
         fresh: list[_Candidate] = []
+        repeats: list[_Candidate] = []  # later deliveries of a refund_id first seen in this batch
+        firsts: set[str] = set()
         for c in candidates:
-            stored = known.get(c.request.refund_id)
-            if stored is None:
-                fresh.append(c)
-            elif stored == c.content_hash:
-                _duplicate(c)
+            refund_id = c.request.refund_id
+            if refund_id in known:
+                dead.extend(_judge(c, known[refund_id]))
+            elif refund_id in firsts:
+                repeats.append(c)
             else:
-                dead.append(_conflict(c))
+                firsts.add(refund_id)
+                fresh.append(c)
         if not fresh:
             return dead
 
@@ -127,15 +136,16 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
             )
         inserted = ledger.insert_refunds(conn, rows)
 
-        # Rows another replica inserted between our check and our insert.
+        # Rows another replica inserted between our check and our insert stand instead.
+        standing = {c.request.refund_id: c.content_hash for c in fresh}
         raced = [c for c in fresh if c.request.refund_id not in inserted]
         if raced:
             now_known = ledger.existing_hashes(conn, [c.request.refund_id for c in raced])
             for c in raced:
-                if now_known.get(c.request.refund_id) == c.content_hash:
-                    _duplicate(c)
-                else:
-                    dead.append(_conflict(c))
+                standing[c.request.refund_id] = now_known.get(c.request.refund_id, "")
+                dead.extend(_judge(c, standing[c.request.refund_id]))
+        for c in repeats:
+            dead.extend(_judge(c, standing[c.request.refund_id]))
 
         rejected = [r.refund_id for r in rows if r.state == "rejected" and r.refund_id in inserted]
         record_completions(conn, ledger.completions_for(conn, rejected))
