@@ -54,6 +54,10 @@ class Kill(Scenario):
             resend=0.02,
         )
 
+    def faults(self, load: Load) -> dict[str, Any]:
+        # Answers that take a while, as production's do, so a kill often lands mid-request.
+        return {"slow": {"rate": 0.5, "seconds": 0.4}, "seed": self.seed}
+
     def disrupt(self, run: Run) -> None:
         kills = run.profile.disruptions
         gap = run.profile.publish_seconds / (kills + 1)
@@ -67,9 +71,30 @@ class Kill(Scenario):
             else:
                 candidates = run.role_processes()
             role, index = run.rng.choice(candidates)
+            _wait_for_work_in_hand(run, role)
             run.kill(role, index, down_seconds=0.2 + run.rng.random())
             killed.append(f"{role}-{index}")
         run.notes["killed"] = ",".join(killed)
+
+
+# What a role has in hand worth losing: a kill is timed to land while it is there.
+WORK_IN_HAND = {
+    "worker": "SELECT count(*) FROM batches WHERE state = 'submitting'",
+    "relay": "SELECT count(*) FROM outbox",
+    "scheduler": "SELECT count(*) FROM refunds WHERE state = 'pending'",
+    "intake": "SELECT count(*) FROM refunds"
+    " WHERE received_at > clock_timestamp() - interval '0.2 s'",
+    "notify-server": "SELECT count(*) FROM batches WHERE state = 'accepted'",
+}
+
+
+def _wait_for_work_in_hand(run: Run, role: str, patience: float = 3.0) -> None:
+    """Wait (a little) until `role` is likely to hold work, so its kill really costs something."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if run.query(WORK_IN_HAND[role])[0][0]:
+            return
+        time.sleep(0.02)
 
 
 class Broker(Scenario):
