@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.chaos import infra
 from tests.chaos.checks import Result
-from tests.chaos.harness import default_outage_mode, run_scenario
+from tests.chaos.harness import default_outage_mode, keep_failed_from_env, run_scenario
 from tests.chaos.scenarios import SCENARIOS
 from worker.logging import configure_logging
 
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outages", choices=infra.OUTAGE_MODES, default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
     parser.add_argument("--no-write", action="store_true", help="do not write results/latest.txt")
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep a failed run's database, vhost and sandbox books (default: CHAOS_KEEP_FAILED)",
+    )
     args = parser.parse_args(argv)
     configure_logging("WARNING", "console")
     # The harness's own bus clients lose their connections on purpose; pika says so loudly.
@@ -46,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for name in names:
         workdir = args.workdir / name if args.workdir else None
-        result = run_scenario(SCENARIOS[name], args.profile, outage_mode=outages, workdir=workdir)
+        result = run_scenario(
+            SCENARIOS[name],
+            args.profile,
+            outage_mode=outages,
+            workdir=workdir,
+            keep_failed=args.keep_failed or keep_failed_from_env(),
+        )
         results.append(result)
         print(result.line(), flush=True)
         for violation in result.violations:

@@ -208,9 +208,13 @@ def run_scenario(
     *,
     outage_mode: str = "real",
     workdir: Path | None = None,
-    keep: bool = False,
+    keep_failed: bool = False,
 ) -> Result:
-    """Run one scenario once and return its result (violations empty when all held)."""
+    """Run one scenario once and return its result (violations empty when all held).
+
+    The logs of a failed run stay in its workdir; with `keep_failed` its database,
+    vhost and sandbox books stay too, for a post-mortem (drop them by hand after).
+    """
     profile = scenario.profile(profile_name)
     base = workdir or Path(tempfile.mkdtemp(prefix=f"chaos-{scenario.name}-"))
     run_id = uuid.uuid4().hex[:8]
@@ -243,10 +247,10 @@ def run_scenario(
             )
             run.sandbox = SandboxClient(stack.sandbox_url)
             result = _drive(run)
-            # Keep the database, queues and sandbox books of a failed run for a post-mortem.
-            stack.config.keep = vhost.keep = keep or not result.passed
-    if result.passed and not keep and workdir is None:
-        shutil.rmtree(base, ignore_errors=True)
+            stack.config.keep = vhost.keep = keep_failed and not result.passed
+    if result.passed:
+        if workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
     else:
         result.notes["workdir"] = str(base)
     return result
@@ -421,6 +425,11 @@ def _log_alarms(stack: Stack) -> list[str]:
         if (ours and line.get("level") == "critical") or line.get("event") in ALARMS:
             alarms.append(f"log alarm {line.get('event')} batch_no={line.get('batch_no')}")
     return alarms[:20]
+
+
+def keep_failed_from_env() -> bool:
+    """`CHAOS_KEEP_FAILED=1` keeps a failed run's database, vhost and sandbox books."""
+    return os.environ.get("CHAOS_KEEP_FAILED", "") not in ("", "0")
 
 
 def default_outage_mode() -> str:

@@ -55,8 +55,13 @@ class Kill(Scenario):
         )
 
     def faults(self, load: Load) -> dict[str, Any]:
-        # Answers that take a while, as production's do, so a kill often lands mid-request.
-        return {"slow": {"rate": 0.5, "seconds": 0.4}, "seed": self.seed}
+        # Answers that take a while, as production's do, so a kill often lands mid-request;
+        # some never come in time and leave their batch in doubt when its worker dies.
+        return {
+            "slow": {"rate": 0.4, "seconds": 0.4},
+            "hang": {"rate": 0.1, "seconds": 2.0, "accept": False},
+            "seed": self.seed,
+        }
 
     def disrupt(self, run: Run) -> None:
         kills = run.profile.disruptions

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import default_outage_mode, run_scenario
+from tests.chaos.harness import default_outage_mode, keep_failed_from_env, run_scenario
 from tests.chaos.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,11 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario_keeps_every_invariant(name: str, tmp_path: Path) -> None:
     result = run_scenario(
-        SCENARIOS[name], "short", outage_mode=default_outage_mode(), workdir=tmp_path / name
+        SCENARIOS[name],
+        "short",
+        outage_mode=default_outage_mode(),
+        workdir=tmp_path / name,
+        keep_failed=keep_failed_from_env(),
     )
     print(result.line())
     assert result.refunds > 0 and result.disruptions >= SCENARIOS[name].short.disruptions
