@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 from worker.errors import DetailDataError, NotifyFormatError, ProtocolError
 from worker.mapi import RefundItem, decode_form, encode_detail_data, encode_form
 from worker.mapi.charsets import codec_for
-from worker.mapi.detail import _decode_checked, _decode_fast, _has_blanked, decode_detail_data
+from worker.mapi.detail import (
+    _decode_checked,
+    _decode_fast,
+    _has_blanked,
+    decode_detail_data,
+    decode_detail_rows,
+)
 from worker.mapi.forms import quote_form_value, unquote_form_value
 
 # --- references: the straightforward versions --------------------------------------
@@ -171,13 +177,16 @@ detail_texts = st.one_of(
 @given(detail_texts, st.sampled_from(["utf-8", "gbk"]))
 def test_decode_detail_data_equals_the_reference(text: str, codec: str) -> None:
     fast = outcome(lambda: decode_detail_data(text, charset=codec))
+    rows = outcome(lambda: decode_detail_rows(text, charset=codec))
     reference = outcome(lambda: _decode_checked(text, codec))
     if reference[0] == "ok":
+        expected_rows = [(i.trade_no, i.amount, i.reason) for i in reference[1]]
         assert fast == reference
-        assert _decode_fast(text, codec, text.count("#") + 1) == reference[1]
+        assert rows == ("ok", expected_rows)
+        assert _decode_fast(text, codec, text.count("#") + 1) == expected_rows
     else:
-        # The reference names the problem; the whole function must refuse too.
-        assert fast[0] == "DetailDataError"
+        # The reference names the problem; both functions must refuse too.
+        assert fast[0] == rows[0] == "DetailDataError"
         assert _decode_fast(text, codec, text.count("#") + 1) is None
 
 
@@ -202,8 +211,9 @@ def test_valid_batches_take_the_fast_path(case: tuple[str, list[RefundItem]]) ->
     codec, expected = case
     text = encode_detail_data(expected, charset=codec)
     fast = _decode_fast(text, codec, len(expected))
-    assert fast == expected == _decode_checked(text, codec)
-    assert fast is not None and [type(item.amount) for item in fast] == [Decimal] * len(fast)
+    assert fast is not None
+    assert [RefundItem(*row) for row in fast] == expected == _decode_checked(text, codec)
+    assert [type(amount) for _, amount, _ in fast] == [Decimal] * len(fast)
 
 
 def test_a_full_batch_takes_the_fast_path_in_both_charsets() -> None:
@@ -211,7 +221,7 @@ def test_a_full_batch_takes_the_fast_path_in_both_charsets() -> None:
              for n in range(1000)]  # fmt: skip
     for codec in ("utf-8", "gbk"):
         text = encode_detail_data(batch, charset=codec)
-        assert _decode_fast(text, codec, 1000) == batch
+        assert _decode_fast(text, codec, 1000) == [(i.trade_no, i.amount, i.reason) for i in batch]
 
 
 def test_errors_still_name_the_first_broken_item() -> None:
