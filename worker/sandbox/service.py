@@ -52,6 +52,7 @@ from worker.sandbox.notifier import Delivery, Notifier, Outcome
 from worker.sandbox.protocol import (
     NOTIFY_TYPE,
     SUCCESS,
+    batch_results,
     format_result_details,
     new_notify_id,
     notify_time,
@@ -220,14 +221,14 @@ class SandboxService:
             elif self.faults.draw("lock_error") is not None:
                 code, reason = "BATCH_REFUND_LOCK_ERROR", "injected lock_error"
             else:
-                code = self.faults.sync_item_failure(item.trade_no for item in request.items)
+                code = self.faults.sync_item_failure(row[0] for row in request.rows)
                 reason = "injected sync_item_failure"
             if code is not None:
-                self._refuse_locked(request.service, batch_no, code, reason, len(request.items))
+                self._refuse_locked(request.service, batch_no, code, reason, len(request.rows))
                 return code, None
             auto = self.config.auto_trade_amount if self.config.auto_trades else None
             planned = self.ledger.plan_items(
-                ((i.trade_no, i.amount, i.reason) for i in request.items),
+                request.rows,
                 auto_amount=auto,
                 item_fault=(
                     self.faults.item_failure if self.faults.active("item_failure") else None
@@ -249,9 +250,8 @@ class SandboxService:
                 auto_amount=auto,
             )
             self._record_locked(record)
-        successes = sum(1 for item in planned if item[3] == SUCCESS)
+        details, successes = batch_results(planned)
         if notify_id is not None:
-            details = format_result_details([(t, a, c) for t, a, _, c, _ in planned])
             with self._lock:
                 self._details[notify_id] = (details, successes)
         log.info(
@@ -300,8 +300,7 @@ class SandboxService:
             items = self.ledger.batches[note.batch_no].record.items
             cached = self._details.get(notify_id)
             if cached is None:
-                details = format_result_details([(t, a, c) for t, a, _, c, _ in items])
-                cached = (details, sum(1 for item in items if item[3] == SUCCESS))
+                cached = batch_results(items)
                 self._details[notify_id] = cached
             batch_no, charset, sign_type, url = (
                 note.batch_no,

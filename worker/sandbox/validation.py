@@ -67,10 +67,11 @@ from worker.errors import DetailDataError, NotifyFormatError
 from worker.mapi import (
     SERVICE_NOPWD,
     SERVICE_PWD,
+    DetailRow,
     RefundItem,
     batch_no_date,
     codec_for,
-    decode_detail_data,
+    decode_detail_rows,
     decode_form,
     is_valid_batch_no,
     is_valid_partner,
@@ -141,16 +142,24 @@ class NotifyVerifyQuery:
 
 @dataclass(frozen=True)
 class RefundRequest:
-    """A refund request that passed every stateless check."""
+    """A refund request that passed every stateless check.
+
+    `rows` holds the items as `(trade_no, amount, reason)` tuples, the form
+    the books take them in; `items` gives them as RefundItems.
+    """
 
     service: str
     charset: str
     sign_type: str
     batch_no: str
     refund_date: str
-    items: tuple[RefundItem, ...]
+    rows: tuple[DetailRow, ...]
     notify_url: str | None
     dback_notify_url: str | None
+
+    @property
+    def items(self) -> tuple[RefundItem, ...]:
+        return tuple(RefundItem(*row) for row in self.rows)
 
 
 Verdict = Refusal | NotifyVerifyQuery | RefundRequest
@@ -293,7 +302,7 @@ def _check_params(
     if count != batch_num:
         raise _Refused("BATCH_NUM_NOT_EQUAL_TOTAL", f"batch_num {batch_num} but {count} items")
     try:
-        items = decode_detail_data(detail_data, charset=charset)
+        rows = decode_detail_rows(detail_data, charset=charset)
     except DetailDataError:
         code, reason = detail_data_problem(detail_data, charset, pwd=service == PWD_SERVICE)
         raise _Refused(code, reason) from None
@@ -305,7 +314,7 @@ def _check_params(
         sign_type=sign_type,
         batch_no=batch_no,
         refund_date=refund_date,
-        items=tuple(items),
+        rows=tuple(rows),
         notify_url=notify_url,
         dback_notify_url=dback_notify_url,
     )
@@ -349,7 +358,7 @@ def _refund_day(text: str) -> date | None:
 def detail_data_problem(detail_data: str, charset: str, *, pwd: bool = False) -> tuple[str, str]:
     """The code and reason of the first item rule `detail_data` breaks (rule 13 above).
 
-    Called when `decode_detail_data` refused the text, to name the gateway's
+    Called when `decode_detail_rows` refused the text, to name the gateway's
     code for it; an unexpected refusal falls back to DETAIL_DATA_FORMAT_ERROR.
     """
     codec = codec_for(charset) or "utf-8"
