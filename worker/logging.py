@@ -17,6 +17,18 @@ the rule "never log a key, a signature or a signed payload":
 
 Settings register every secret they load, so a key that leaks into an
 exception message or a library's log line is still caught.
+
+Cost. Every refund leaves a line in intake, packer and worker, so a line's cost
+counts. The project's own events take structlog's native path (a filtering
+bound logger, one processor chain, no stdlib `LogRecord`); only other
+libraries' records go through the stdlib handler. Both end in one
+`LineWriter`, which writes each line at once by default; the roles ask it to
+buffer (`configure_logging(..., buffered=True)`): lines are written together at
+most `FLUSH_INTERVAL` seconds after the first of them, at once for WARNING and
+above, when `MAX_PENDING_BYTES` are waiting, before a fork and at exit. The
+trade-off: a process killed with SIGKILL (or a crash of the interpreter itself)
+loses the lines of its last `FLUSH_INTERVAL` seconds at most. The ledger, not
+the log, is the record of what happened to a refund.
 """
 
 from __future__ import annotations
@@ -26,10 +38,13 @@ import decimal
 import enum
 import functools
 import logging
+import os
 import re
 import sys
 import threading
+import traceback
 import uuid
+import weakref
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any, Final, TextIO
@@ -38,9 +53,13 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
+    "FLUSH_INTERVAL",
+    "MAX_PENDING_BYTES",
     "NOISY_LOGGERS",
     "REDACTED",
+    "LineWriter",
     "configure_logging",
+    "flush_logs",
     "is_secret_key",
     "redact",
     "register_secret",
@@ -276,6 +295,208 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
 
 
 # --------------------------------------------------------------------------
+# Writing lines
+# --------------------------------------------------------------------------
+
+# A buffered line waits at most this long (seconds) before it is written.
+FLUSH_INTERVAL: Final = 0.05
+# Lines waiting beyond this many characters are written at once.
+MAX_PENDING_BYTES: Final = 256 * 1024
+
+_writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+class LineWriter(logging.Handler):
+    """The root handler, and the sink of the project's own (structlog) lines.
+
+    Unbuffered, every line is written and flushed as it comes (the stdlib
+    `StreamHandler` behaviour). Buffered, lines are kept in memory and written
+    with one `write` each time a background thread wakes (at most
+    `flush_interval` seconds after the first waiting line), at once for a line
+    at WARNING or above (and everything before it, in order), when more than
+    `max_pending` characters wait, before the process forks, on `flush()` and
+    at exit (`logging.shutdown`, which runs at interpreter exit, flushes every
+    handler).
+
+    Records are formatted outside any lock, so threads logging at once only
+    contend for a list append.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        buffered: bool = False,
+        flush_interval: float = FLUSH_INTERVAL,
+        max_pending: int = MAX_PENDING_BYTES,
+    ) -> None:
+        super().__init__()
+        self.stream = stream
+        self.buffered = buffered
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self._reset()
+        _writers.add(self)
+
+    def _reset(self) -> None:
+        # Reentrant: a signal handler may log on a thread that is inside these sections.
+        self._pending_lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+
+    # -- stdlib records (other libraries) ------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and emit without holding the handler's lock while formatting."""
+        rv = self.filter(record)
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.write_line(line, record.levelno)
+
+    # -- lines -----------------------------------------------------------------------
+
+    def write_line(self, line: str, level: int) -> None:
+        """Write one rendered line (a newline is added), now or with the next flush."""
+        if not self.buffered or self._closed:
+            with self._write_lock:
+                self._write(line + "\n")
+            return
+        with self._pending_lock:
+            self._pending.append(line + "\n")
+            self._pending_size += len(line) + 1
+            full = self._pending_size >= self.max_pending
+        if level >= logging.WARNING or full:
+            self.flush()
+        elif not self._wake.is_set():
+            if self._flusher is None:
+                self._start_flusher()
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write every waiting line now, in the order they were logged."""
+        with self._write_lock:
+            with self._pending_lock:
+                if not self._pending:
+                    return
+                pending, self._pending, self._pending_size = self._pending, [], 0
+            self._write("".join(pending))
+
+    def close(self) -> None:
+        """Write what waits and stop the flusher; later lines are written at once."""
+        self._closed = True
+        self._closing.set()
+        self._wake.set()
+        self.flush()
+        _writers.discard(self)
+        super().close()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            flush = getattr(self.stream, "flush", None)
+            if flush is not None:
+                flush()
+        except Exception:
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+
+    def _start_flusher(self) -> None:
+        with self._pending_lock:
+            if self._flusher is not None:
+                return
+            self._flusher = threading.Thread(
+                target=self._run_flusher, name="log-flusher", daemon=True
+            )
+            self._flusher.start()
+
+    def _run_flusher(self) -> None:
+        wake, closing = self._wake, self._closing
+        while not closing.is_set():
+            wake.wait()
+            closing.wait(self.flush_interval)  # let the lines of this interval gather
+            wake.clear()
+            self.flush()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent writes the lines it held; the child starts empty, with fresh locks
+        # (another thread may have held them at the fork) and no flusher thread yet.
+        self._reset()
+
+
+def flush_logs() -> None:
+    """Write every buffered line of this process now (e.g. when a role is told to stop)."""
+    for writer in list(_writers):
+        writer.flush()
+
+
+def _flush_before_fork() -> None:
+    for writer in list(_writers):
+        writer.flush()
+
+
+def _reset_after_fork() -> None:
+    for writer in list(_writers):
+        writer._after_fork_in_child()
+
+
+os.register_at_fork(before=_flush_before_fork, after_in_child=_reset_after_fork)
+
+_sink: LineWriter | None = None
+
+
+class _LineLogger:
+    """What structlog's bound loggers write their rendered lines to: the current `LineWriter`."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str | None = None, *_args: object) -> None:
+        self.name = name or "root"
+
+    def _line(self, level: int, line: str) -> None:
+        sink = _sink
+        if sink is None:
+            sys.stderr.write(line + "\n")
+        else:
+            sink.write_line(line, level)
+
+    def debug(self, line: str) -> None:
+        self._line(logging.DEBUG, line)
+
+    def info(self, line: str) -> None:
+        self._line(logging.INFO, line)
+
+    msg = info
+
+    def warning(self, line: str) -> None:
+        self._line(logging.WARNING, line)
+
+    warn = warning
+
+    def error(self, line: str) -> None:
+        self._line(logging.ERROR, line)
+
+    exception = error
+
+    def critical(self, line: str) -> None:
+        self._line(logging.CRITICAL, line)
+
+    fatal = critical
+
+
+# --------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------
 
@@ -312,14 +533,26 @@ def _add_process_context(
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    *,
+    buffered: bool = False,
+    flush_interval: float = FLUSH_INTERVAL,
+) -> None:
     """Send structlog and stdlib logging to `stream` (default: standard output).
 
     `fmt` is `json` (one JSON object per line), `console` (human-readable) or
-    `auto`: console on a terminal, JSON otherwise. Calling it again replaces the
-    previous setup (one handler, never two), so it is safe in tests and in
-    processes that fork roles.
+    `auto`: console on a terminal, JSON otherwise. `buffered` lets lines wait up
+    to `flush_interval` seconds to be written together (see `LineWriter`); the
+    roles use it, tests and tools write each line at once. Calling it again
+    replaces the previous setup (one handler, never two; the old one is flushed),
+    so it is safe in tests and in processes that fork roles. The level applies to
+    structlog loggers when they are first used (they are cached), so configure
+    before logging.
     """
+    global _sink
     threshold = _level_number(level)
     if fmt not in _FORMATS:
         raise ValueError(f"unknown log format {fmt!r} (one of auto, json, console)")
@@ -348,39 +581,44 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = LineWriter(out, buffered=buffered, flush_interval=flush_interval)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(threshold)
+    _sink = handler
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(threshold, logging.WARNING))
     logging.captureWarnings(True)
-    # Every refund leaves a line in intake, packer and worker, so a record's cost counts.
-    # The renderers show none of the caller, thread or process fields the stdlib gathers
-    # for each record (the logging HOWTO's "Optimization" switches), so skip gathering them.
+    # Other libraries' records: their renderers show none of the caller, thread or process
+    # fields the stdlib gathers for each record (the logging HOWTO's "Optimization"
+    # switches), so skip gathering them.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # no stack walk for the caller's file and line
 
+    # The project's own events: structlog's native path. The level is checked by the
+    # bound logger's class (a method below it does nothing), the chain runs once, and the
+    # rendered line goes straight to the handler above, in order with the stdlib records.
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
             structlog.contextvars.merge_contextvars,
             _add_process_context,
-            structlog.stdlib.add_log_level,
+            structlog.processors.add_log_level,
             structlog.stdlib.add_logger_name,
             timestamper,
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=_LineLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         cache_logger_on_first_use=True,
     )

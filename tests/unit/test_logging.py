@@ -5,15 +5,27 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 import structlog
 
 from worker import logging as worker_logging
-from worker.logging import REDACTED, configure_logging, is_secret_key, register_secret
+from worker.logging import (
+    REDACTED,
+    LineWriter,
+    configure_logging,
+    flush_logs,
+    is_secret_key,
+    register_secret,
+)
 from worker.settings import Secret
 
 MD5_KEY = "k3y9x2mq7w1v8b5n4c6z0a2s4d6f8g1h"
@@ -32,6 +44,7 @@ def _clean_logging() -> Iterator[None]:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == "refund-worker"]:
         root.removeHandler(handler)
+        handler.close()
     root.setLevel(logging.WARNING)
     structlog.reset_defaults()
 
@@ -329,24 +342,147 @@ def test_bad_arguments_are_refused(level: str, fmt: str) -> None:
         configure_logging(level, fmt, io.StringIO())
 
 
-def test_records_skip_the_caller_thread_and_process_lookups() -> None:
-    # One line per refund per role: the stdlib's per-record lookups of fields no renderer
-    # shows (caller's file and line, thread, process) are switched off.
+def test_project_events_make_no_stdlib_record_and_library_records_skip_lookups() -> None:
+    # One line per refund per role: the project's events take structlog's native path
+    # (no stdlib LogRecord at all); other libraries' records skip the stdlib's per-record
+    # lookups of fields no renderer shows (caller's file and line, thread, process).
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    configure_logging("INFO", "json", io.StringIO())
+    stream = _json_stream("INFO")
     keep = Keep()
     logging.getLogger().addHandler(keep)
     try:
         structlog.get_logger("worker.test").info("refund.received", refund_id="r-1")
+        logging.getLogger("some.library").info("library line")
     finally:
         logging.getLogger().removeHandler(keep)
+    assert [line["event"] for line in _lines(stream)] == ["refund.received", "library line"]
     assert len(records) == 1
     record = records[0]
+    assert record.name == "some.library"
     assert record.thread is None
     assert record.process is None
     assert record.lineno == 0
+
+
+def _buffered(stream: TextIO, interval: float = 60.0) -> None:
+    configure_logging("INFO", "json", stream, buffered=True, flush_interval=interval)
+
+
+def test_buffered_lines_wait_and_a_warning_writes_them_in_order() -> None:
+    stream = io.StringIO()
+    _buffered(stream)
+    structlog.get_logger("worker.intake").info("refund.received", refund_id="r-1")
+    logging.getLogger("some.library").info("library line")
+    assert stream.getvalue() == ""
+    structlog.get_logger("worker.intake").warning("refund.conflicting_duplicate", refund_id="r-1")
+    assert [line["event"] for line in _lines(stream)] == [
+        "refund.received",
+        "library line",
+        "refund.conflicting_duplicate",
+    ]
+
+
+def test_library_warnings_are_written_at_once_too() -> None:
+    stream = io.StringIO()
+    _buffered(stream)
+    structlog.get_logger("t").info("first")
+    logging.getLogger("pika.connection").warning("connection lost")
+    assert [line["event"] for line in _lines(stream)] == ["first", "connection lost"]
+
+
+def test_buffered_lines_are_written_by_the_flusher_within_the_interval() -> None:
+    stream = io.StringIO()
+    _buffered(stream, interval=0.02)
+    structlog.get_logger("t").info("refund.batched", refund_id="r-2")
+    deadline = time.monotonic() + 10
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [line["event"] for line in _lines(stream)] == ["refund.batched"]
+
+
+def test_buffered_lines_are_written_at_the_size_bound_and_on_flush_logs() -> None:
+    stream = io.StringIO()
+    writer = LineWriter(stream, buffered=True, flush_interval=60.0, max_pending=100)
+    writer.write_line("a" * 60, logging.INFO)
+    assert stream.getvalue() == ""
+    writer.write_line("b" * 60, logging.INFO)
+    assert stream.getvalue() == "a" * 60 + "\n" + "b" * 60 + "\n"
+    writer.write_line("c", logging.DEBUG)
+    flush_logs()
+    assert stream.getvalue().endswith("\nc\n")
+    writer.close()
+    writer.write_line("after close", logging.INFO)
+    assert stream.getvalue().endswith("\nafter close\n")
+
+
+def test_buffered_lines_are_redacted_like_the_others() -> None:
+    register_secret(MD5_KEY)
+    stream = io.StringIO()
+    _buffered(stream)
+    structlog.get_logger("t").info("x", sign="0f1e2d3c4b5a69788796a5b4c3d2e1f0", note=MD5_KEY)
+    logging.getLogger("some.library").info("key %s", MD5_KEY)
+    flush_logs()
+    raw = stream.getvalue()
+    assert MD5_KEY not in raw and "0f1e2d3c4b5a" not in raw
+    first, second = _lines(stream)
+    assert first["sign"] == REDACTED and first["note"] == REDACTED
+    assert second["event"] == f"key {REDACTED}"
+
+
+_EXITING = """
+import os, signal, sys
+from worker.logging import configure_logging
+import structlog
+configure_logging("INFO", "json", buffered=True, flush_interval=60.0)
+log = structlog.get_logger("worker.test")
+if sys.argv[1] == "sigterm":
+    from worker.roles._common import stop_on_signals
+    stop = stop_on_signals()
+    log.info("refund.received", refund_id="r-exit")
+    os.kill(os.getpid(), signal.SIGTERM)
+    stop.wait(10)
+    log.info("role.stopped")
+else:
+    log.info("refund.received", refund_id="r-exit")
+    sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_buffered_lines_are_written_when_the_process_ends(how: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITING, how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    expected = {
+        "exit": ["refund.received"],
+        "sigterm": ["refund.received", "role.stopping", "role.stopped"],
+    }[how]
+    assert events == expected
+
+
+def test_a_forked_child_does_not_repeat_the_parents_waiting_lines(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with path.open("a", encoding="utf-8") as out:
+        _buffered(out)
+        structlog.get_logger("t").info("parent.before_fork")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            structlog.get_logger("t").info("child.line")
+            flush_logs()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        structlog.get_logger("t").info("parent.after_fork")
+        flush_logs()
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events == ["parent.before_fork", "child.line", "parent.after_fork"]

@@ -10,7 +10,7 @@ from types import FrameType
 import structlog
 
 from worker.errors import TransientError
-from worker.logging import bind_process, configure_logging
+from worker.logging import bind_process, configure_logging, flush_logs
 from worker.settings import Settings, load_or_exit
 
 log = structlog.get_logger("worker.role")
@@ -19,7 +19,9 @@ log = structlog.get_logger("worker.role")
 def boot(role: str) -> Settings:
     """Load and validate the settings (exit 78 with one line if bad), set up logging."""
     settings = load_or_exit()
-    configure_logging(settings.log_level, settings.log_format)
+    # Buffered: lines are written together every few tens of milliseconds instead of one
+    # write per line (see worker.logging); warnings and errors are written at once.
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     bind_process(role=role)
     log.info("role.starting", settings=settings.describe())
     if role in ("intake", "worker", "relay", "scheduler"):
@@ -35,6 +37,7 @@ def stop_on_signals() -> threading.Event:
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("role.stopping", signal=signal.Signals(signum).name)
+        flush_logs()
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
