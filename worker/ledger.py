@@ -86,9 +86,20 @@ class Completion:
 # --- intake -----------------------------------------------------------------
 
 
+def _json_list(values: Iterable[str | int]) -> str:
+    """A list parameter as one JSON text (see `_TEXTS`): C to build, no per-element adapting."""
+    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+
+
+# A text[] built server-side from a `_json_list` parameter, once per statement (an InitPlan),
+# so `= ANY(...)` keeps its index scan.
+_TEXTS = "ARRAY(SELECT json_array_elements_text(%s::json))"
+
+
 def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, str]:
     rows = conn.execute(
-        "SELECT refund_id, content_hash FROM refunds WHERE refund_id = ANY(%s)", (list(refund_ids),)
+        f"SELECT refund_id, content_hash FROM refunds WHERE refund_id = ANY({_TEXTS})",
+        (_json_list(refund_ids),),
     ).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
 
@@ -97,14 +108,19 @@ def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
     """Serialise rule checks per trade across intake replicas (transaction-scoped)."""
     keys = sorted({lock_key("trade", t) for t in trade_nos})
     if keys:
-        conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(k::bigint)"
+            " FROM json_array_elements_text(%s::json) WITH ORDINALITY AS a(k, n) ORDER BY n",
+            (_json_list(keys),),
+        )
 
 
 def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, TradeTally]:
     rows = conn.execute(
         "SELECT trade_no, count(*), coalesce(sum(amount), 0) FROM refunds"
-        " WHERE trade_no = ANY(%s) AND state NOT IN ('rejected', 'failed') GROUP BY trade_no",
-        (list(set(trade_nos)),),
+        f" WHERE trade_no = ANY({_TEXTS}) AND state NOT IN ('rejected', 'failed')"
+        " GROUP BY trade_no",
+        (_json_list(set(trade_nos)),),
     ).fetchall()
     tallies = {t: TradeTally() for t in trade_nos}
     for trade_no, count, total in rows:
@@ -112,46 +128,64 @@ def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, Trade
     return tallies
 
 
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
-    """Insert refunds that are not there yet; returns the refund_ids actually inserted."""
+    """Insert refunds that are not there yet; returns the refund_ids actually inserted.
+
+    The rows travel as one JSON parameter expanded by `json_to_recordset`: `json.dumps`
+    is C, where adapting twelve arrays element by element is Python. Amounts go as
+    decimal strings (exact), times as ISO 8601 with their offset.
+    """
     if not refunds:
         return set()
+    payload = json.dumps(
+        [
+            {
+                "refund_id": r.refund_id,
+                "event_id": r.event_id,
+                "trade_no": r.trade_no,
+                "amount": str(r.amount),
+                "reason": r.reason,
+                "trade_amount": _money(r.trade_amount),
+                "order_id": r.order_id,
+                "metadata": r.metadata,
+                "requested_at": None if r.requested_at is None else r.requested_at.isoformat(),
+                "content_hash": r.content_hash,
+                "state": r.state,
+                "code": r.code,
+            }
+            for r in refunds
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     rows = conn.execute(
         """
         INSERT INTO refunds (refund_id, event_id, trade_no, amount, reason, trade_amount,
                              order_id, metadata, requested_at, content_hash, state, code,
                              completed_at)
         SELECT r.refund_id, r.event_id, r.trade_no, r.amount, r.reason, r.trade_amount,
-               r.order_id, r.metadata::jsonb, r.requested_at, r.content_hash, r.state, r.code,
+               r.order_id, r.metadata, r.requested_at, r.content_hash, r.state, r.code,
                CASE WHEN r.state = 'rejected' THEN clock_timestamp() END
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::text[],
-                    %s::numeric[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
-                    %s::text[], %s::text[])
-             AS r(refund_id, event_id, trade_no, amount, reason, trade_amount, order_id,
-                  metadata, requested_at, content_hash, state, code)
+        FROM json_to_recordset(%s::json)
+             AS r(refund_id text, event_id text, trade_no text, amount numeric, reason text,
+                  trade_amount numeric, order_id text, metadata jsonb,
+                  requested_at timestamptz, content_hash text, state text, code text)
         ON CONFLICT (refund_id) DO NOTHING
         RETURNING refund_id
         """,
-        (
-            [r.refund_id for r in refunds],
-            [r.event_id for r in refunds],
-            [r.trade_no for r in refunds],
-            [r.amount for r in refunds],
-            [r.reason for r in refunds],
-            [r.trade_amount for r in refunds],
-            [r.order_id for r in refunds],
-            [None if r.metadata is None else json.dumps(r.metadata) for r in refunds],
-            [r.requested_at for r in refunds],
-            [r.content_hash for r in refunds],
-            [r.state for r in refunds],
-            [r.code for r in refunds],
-        ),
+        (payload,),
     ).fetchall()
     return {str(r[0]) for r in rows}
 
 
 def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Completion]:
     """Final refunds (with their event fields) among `refund_ids`."""
+    if not refund_ids:
+        return []
     rows = conn.execute(
         "SELECT refund_id, trade_no, amount, order_id, metadata, state, code, batch_no,"
         " completed_at FROM refunds WHERE refund_id = ANY(%s)"

@@ -73,6 +73,66 @@ def test_intake_stores_valid_requests_once(db: Database) -> None:
     ]
 
 
+def test_intake_stores_every_field_as_it_was_requested(db: Database) -> None:
+    # The micro-batch travels to PostgreSQL as one JSON document: text with quotes,
+    # backslashes and non-ASCII, exact amounts, offsets and nested metadata survive it.
+    metadata = {"source": '退货 "quoted" \\ back', "lines": [1, 2.5, None], "nested": {"a": {}}}
+    full = request(
+        "r-full",
+        trade(1),
+        "12.50",
+        reason='破损 #3 ^ 部分退款 | $ "运费" \\',
+        trade_amount="99999999.99",
+        order_id="order-1",
+        metadata=metadata,
+        requested_at="2026-11-22T08:30:15.123456+08:00",
+    )
+    bare = request("r-bare", trade(2), "0.01")
+    over = request("r-over", trade(3), "5.00", trade_amount="4.99", metadata={"k": "é"})
+    assert handle_deliveries(db, [delivery(full), delivery(bare), delivery(over)]) == []
+    stored = {
+        r[0]: r[1:]
+        for r in rows(
+            db,
+            "SELECT refund_id, trade_no, amount, reason, trade_amount, order_id, metadata,"
+            " requested_at, state, code, completed_at IS NOT NULL FROM refunds",
+        )
+    }
+    assert stored["r-full"] == (
+        trade(1),
+        Decimal("12.50"),
+        full["reason"],
+        Decimal("99999999.99"),
+        "order-1",
+        metadata,
+        datetime(2026, 11, 22, 0, 30, 15, 123456, tzinfo=UTC),
+        "pending",
+        None,
+        False,
+    )
+    assert stored["r-bare"] == (
+        trade(2),
+        Decimal("0.01"),
+        None,
+        None,
+        None,
+        None,
+        None,
+        "pending",
+        None,
+        False,
+    )
+    assert stored["r-over"][5:] == (
+        {"k": "é"},
+        None,
+        "rejected",
+        REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT,
+        True,
+    )
+    (event,) = outbox_events(db)
+    assert (event["refund_id"], event["metadata"]) == ("r-over", {"k": "é"})
+
+
 def test_intake_duplicate_is_a_noop_and_conflict_is_dead_lettered(db: Database) -> None:
     first = request("r-1", trade(1), "5.00", reason="damaged")
     assert handle_deliveries(db, [delivery(first)]) == []
