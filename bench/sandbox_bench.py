@@ -1,14 +1,18 @@
 """Benchmark of the sandbox gateway: batch submissions/s and notifications delivered/s.
 
     .venv/bin/python bench/sandbox_bench.py [--batches 600] [--clients 1,4,8] [--items 1000]
+                                            [--repeat 1]
 
 For each scenario it starts a fresh sandbox (`refund-worker sandbox`, time
 factor 0.001) and a trivial notify receiver in its own process (answers
-`success` to everything, verifies nothing), builds the signed requests
-beforehand (so the client's own signing cost is not measured), then lets
-C client threads post them as fast as the sandbox answers. Each batch holds
-`--items` refunds of distinct trades; trades are reused across batches (at
-most 50 refunds each, below the 99 limit) so the books stay a sensible size.
+`success` to everything, verifies nothing), builds and signs every request
+beforehand, each with a fresh batch_no (so the client's own encoding and
+signing cost is not measured), then lets C client threads post them as fast
+as the sandbox answers, each over one kept-alive `http.client` connection (a
+`requests` session would take a noticeable share of the same two cores).
+Each batch holds `--items` refunds of distinct trades; trades are reused
+across batches (at most 50 refunds each, below the 99 limit) so the books
+stay a sensible size.
 
 Scenarios: the first sign type/charset with every client count, the others
 with the largest count, and one "gated" run in which the receiver holds
@@ -19,12 +23,17 @@ Columns: submissions/s and items/s over the submission phase, answer
 latency (p50/p99), refused answers (should be 0), notifications
 acknowledged/s (normal runs: from the first submission to the last
 acknowledgement; gated runs: the drain alone), the notification backlog when
-the last answer came back, and the seconds it took to drain after that.
+the last answer came back, the seconds it took to drain after that, and the
+1-minute load average when the scenario started (other work on the machine
+shares its cores: compare runs at similar load). With `--repeat N` every
+scenario runs N times (in rounds) and a summary gives the best and the
+median submissions/s and notifications/s of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import multiprocessing
 import os
 import secrets
@@ -38,8 +47,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import requests
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -169,6 +177,15 @@ class Result:
     notify_seconds: float
     backlog_at_end: int
     drain_seconds: float
+    load: float
+
+    @property
+    def submit_rate(self) -> float:
+        return self.batches / self.submit_seconds
+
+    @property
+    def notify_rate(self) -> float:
+        return self.batches / self.notify_seconds
 
     def row(self) -> list[str]:
         lat = sorted(self.latencies)
@@ -185,6 +202,7 @@ class Result:
             f"{self.batches / self.notify_seconds:.0f}",
             str(self.backlog_at_end),
             f"{self.drain_seconds:.2f}",
+            f"{self.load:.1f}",
         ]
 
 
@@ -199,6 +217,7 @@ HEADER = [
     "notify/s",
     "backlog",
     "drain s",
+    "load",
 ]
 
 
@@ -218,6 +237,7 @@ def run_scenario(
     over, so the submission rate is measured without notification work and
     the notification rate is the drain of the whole backlog at once.
     """
+    load = os.getloadavg()[0]
     receiver_port = free_port()
     ready = multiprocessing.Event()
     gate = multiprocessing.Event()
@@ -262,22 +282,29 @@ def run_scenario(
             cursor = iter(prepared)
 
             def client() -> None:
+                # A bare keep-alive http.client connection: a fraction of the
+                # CPU of a requests session, which this machine's second core
+                # would otherwise spend on the client instead of the sandbox.
                 nonlocal refused
-                session = requests.Session()
-                while True:
-                    with lock:
-                        request = next(cursor, None)
-                    if request is None:
-                        return
-                    started = time.perf_counter()
-                    answer = session.post(
-                        request.url, data=request.body, headers=request.headers, timeout=60
-                    )
-                    took = time.perf_counter() - started
-                    ok = parse_sync_response(answer.content).accepted
-                    with lock:
-                        latencies.append(took)
-                        refused += 0 if ok else 1
+                target = urlsplit(prepared[0].url)
+                conn = http.client.HTTPConnection(target.netloc, timeout=60)
+                path = f"{target.path}?{target.query}"
+                try:
+                    while True:
+                        with lock:
+                            request = next(cursor, None)
+                        if request is None:
+                            return
+                        started = time.perf_counter()
+                        conn.request("POST", path, body=request.body, headers=request.headers)
+                        answer = conn.getresponse().read()
+                        took = time.perf_counter() - started
+                        ok = parse_sync_response(answer).accepted
+                        with lock:
+                            latencies.append(took)
+                            refused += 0 if ok else 1
+                finally:
+                    conn.close()
 
             threads = [threading.Thread(target=client) for _ in range(clients)]
             started = time.perf_counter()
@@ -306,17 +333,43 @@ def run_scenario(
                 notify_seconds=idle_at - notify_from,
                 backlog_at_end=backlog,
                 drain_seconds=idle_at - started - submit_seconds,
+                load=load,
             )
     finally:
         receiver.terminate()
         receiver.join(5)
 
 
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    print("  ".join(h.rjust(w) for h, w in zip(HEADER, widths, strict=True)))
+def print_table(rows: list[list[str]], header: list[str] = HEADER) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def summary_rows(results: list[Result]) -> list[list[str]]:
+    """Per scenario: runs, best and median submissions/s and notifications/s, load range."""
+    rows = []
+    for name in dict.fromkeys(r.name for r in results):
+        runs = [r for r in results if r.name == name]
+        submit = [r.submit_rate for r in runs]
+        notify = [r.notify_rate for r in runs]
+        loads = [r.load for r in runs]
+        rows.append(
+            [
+                name,
+                str(len(runs)),
+                f"{max(submit):.0f}",
+                f"{statistics.median(submit):.0f}",
+                f"{max(notify):.0f}",
+                f"{statistics.median(notify):.0f}",
+                f"{min(loads):.1f}-{max(loads):.1f}",
+            ]
+        )
+    return rows
+
+
+SUMMARY_HEADER = ["scenario", "runs", "best submit/s", "median", "best notify/s", "median", "load"]
 
 
 def main() -> int:
@@ -334,6 +387,7 @@ def main() -> int:
         action="store_true",
         help="skip the run that holds notifications back until every batch is in",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over all scenarios")
     args = parser.parse_args()
     variants = [tuple(v.split("/")) for v in args.variants.split(",") if v]
     client_counts = [int(c) for c in args.clients.split(",") if c]
@@ -347,9 +401,9 @@ def main() -> int:
     runs = [(v, c, False) for v, c in plan]
     if not args.no_gated:
         runs.append((variants[0], max(client_counts), True))
-    for (sign_type, charset), clients, gated in runs:
+    for (sign_type, charset), clients, gated in runs * max(1, args.repeat):
         name = f"{sign_type}/{charset} x{clients}" + (" gated" if gated else "")
-        print(f"running {name} ...", flush=True)
+        print(f"running {name} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
         results.append(
             run_scenario(
                 name,
@@ -363,6 +417,9 @@ def main() -> int:
         )
     print()
     print_table([r.row() for r in results])
+    if args.repeat > 1:
+        print()
+        print_table(summary_rows(results), SUMMARY_HEADER)
     return 0
 
 
