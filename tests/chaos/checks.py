@@ -179,20 +179,35 @@ def _events(result: Result, load: Load, final: FinalState) -> set[str]:
 
 
 def _payments(result: Result, final: FinalState) -> None:
-    """Invariant 1 from the gateway's books: each trade paid exactly what the ledger says."""
-    paid_by_ledger: dict[str, Counter[tuple[str, Decimal]]] = defaultdict(Counter)
+    """Invariant 1 from the gateway's books: each trade paid exactly what the ledger says.
+
+    An execution must match a refund the ledger has as succeeded in that batch, or one
+    still open in that batch (paid, its result not known yet: reported as waiting).
+    Anything else is money out that the ledger cannot account for: paid twice.
+    """
+    succeeded: dict[str, Counter[tuple[str, Decimal]]] = defaultdict(Counter)
+    pending: dict[str, Counter[tuple[str, Decimal]]] = defaultdict(Counter)
     for state, _code, batch_no, trade, amount in final.refunds.values():
-        if state == "succeeded" and batch_no is not None:
-            paid_by_ledger[trade][(batch_no, amount)] += 1
-    excess = phantom = 0
-    for trade in set(paid_by_ledger) | set(final.executions):
+        if batch_no is None:
+            continue
+        if state == "succeeded":
+            succeeded[trade][(batch_no, amount)] += 1
+        elif state not in FINAL:
+            pending[trade][(batch_no, amount)] += 1
+    excess = phantom = unconfirmed = 0
+    for trade in set(succeeded) | set(final.executions):
         executed = Counter(final.executions.get(trade, []))
-        recorded = paid_by_ledger.get(trade, Counter())
-        excess += sum((executed - recorded).values())
+        recorded = succeeded.get(trade, Counter())
+        beyond = executed - recorded
+        waiting = beyond & pending.get(trade, Counter())
+        unconfirmed += sum(waiting.values())
+        excess += sum((beyond - waiting).values())
         phantom += sum((recorded - executed).values())
     doubles = final.sandbox_summary.get("double_executed") or []
     over = final.sandbox_summary.get("over_refunded") or []
     result.double_paid += excess + len(doubles)
+    if unconfirmed:
+        result.notes["paid_not_yet_known"] = unconfirmed
     if excess:
         result.violations.append(f"the gateway executed {excess} refunds the ledger does not hold")
     if phantom:

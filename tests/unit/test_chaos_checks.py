@@ -95,6 +95,29 @@ def test_a_refund_paid_twice_by_the_gateway_is_double_paid() -> None:
     assert result.double_paid == 1 and not result.passed
 
 
+def test_paid_but_not_yet_known_is_waiting_not_double_paid() -> None:
+    load = load_of()
+    final = healthy(load)
+    rid = next(iter(load.valid))
+    row = final.refunds[rid]
+    final.refunds[rid] = ("submitted", None, BATCH, row[3], row[4])
+    result = run_checks(load, final)
+    assert result.double_paid == 0 and result.lost == 1
+    assert result.notes["paid_not_yet_known"] == 1
+
+
+def test_paid_although_the_ledger_says_failed_is_double_paid() -> None:
+    load = load_of()
+    final = healthy(load)
+    rid = next(iter(load.valid))
+    row = final.refunds[rid]
+    final.refunds[rid] = ("failed", "SELLER_BALANCE_NOT_ENOUGH", BATCH, row[3], row[4])
+    final.events[rid] = [dict(event(rid, "failed"), code="SELLER_BALANCE_NOT_ENOUGH")]
+    result = Result("unit", "short", len(load.valid), 1.0)
+    check(result, load, final, allowed_failures=frozenset({"SELLER_BALANCE_NOT_ENOUGH"}))
+    assert result.double_paid == 1
+
+
 def test_two_live_batches_for_one_refund_are_double_paid() -> None:
     load = load_of()
     final = healthy(load)
