@@ -125,6 +125,9 @@ def _outcomes(
                 wrong_outcome.append(f"{refund_id} rejected {code}")
         elif state == "failed" and code not in allowed_failures:
             wrong_outcome.append(f"{refund_id} failed {code}")
+    states = Counter(row[0] for rid, row in final.refunds.items() if rid in load.valid)
+    result.notes["failed"] = states["failed"]
+    result.notes["rejected"] = states["rejected"]
     if wrong_outcome:
         result.violations.append(
             f"{len(wrong_outcome)} refunds ended with an outcome nothing called for:"

@@ -399,7 +399,8 @@ def _final_state(run: Run) -> FinalState:
     depths.update({f"{q} (unacked)": n for q, n in run.vhost.unacked().items()})
     with run.collector._lock:
         events = {k: list(v) for k, v in run.collector.received.events.items()}
-        run.notes["observer_redeliveries"] = run.collector.received.observer_redeliveries
+        if run.collector.received.observer_redeliveries:
+            run.notes["observer_redeliveries"] = run.collector.received.observer_redeliveries
     return FinalState(
         refunds=refunds,
         batches=batches,

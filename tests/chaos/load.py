@@ -60,6 +60,14 @@ class Load:
     def add(self, message: Message) -> None:
         self.messages.append(message)
 
+    def extend(self, other: Load) -> None:
+        """Append another load's messages and expectations (refund_ids must not overlap)."""
+        if set(other.valid) & set(self.valid):
+            raise ValueError("the loads share refund_ids")
+        self.messages.extend(other.messages)
+        self.valid.update(other.valid)
+        self.rejections.update(other.rejections)
+
     @property
     def expected_dead(self) -> dict[str, str]:
         return {m.message_id: m.expect_dead for m in self.messages if m.expect_dead}

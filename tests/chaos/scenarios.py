@@ -45,14 +45,21 @@ class Kill(Scenario):
     roles = {"intake": 2, "worker": 2, "notify-server": 1, "relay": 1, "scheduler": 2}  # noqa: RUF012
 
     def build_load(self, rng: random.Random, profile: Profile) -> Load:
-        return good_load(
-            rng,
-            refunds=profile.refunds,
-            trades=profile.trades,
-            tag=self.tag,
-            prefix="k",
-            resend=0.02,
+        # Trades over the worker's own limits, checked by two intake replicas at once.
+        load = Load()
+        add_rule_breakers(load, rng, tag=self.tag, prefix="k", crowded=1, capped=5)
+        load.extend(
+            good_load(
+                rng,
+                refunds=profile.refunds - len(load.valid),
+                trades=profile.trades,
+                tag=self.tag,
+                prefix="k",
+                resend=0.02,
+            )
         )
+        load.shuffle_tail(rng, 0)
+        return load
 
     def faults(self, load: Load) -> dict[str, Any]:
         # Answers that take a while, as production's do, so a kill often lands mid-request;
@@ -337,16 +344,18 @@ class BadInput(Scenario):
     allowed_failures = frozenset({ITEM_FAILURE})
 
     def build_load(self, rng: random.Random, profile: Profile) -> Load:
+        breakers = Load()
+        add_rule_breakers(breakers, rng, tag=self.tag, prefix="v", crowded=2, capped=10)
         load = good_load(
             rng,
-            refunds=profile.refunds,
+            refunds=profile.refunds - len(breakers.valid),
             trades=profile.trades,
             tag=self.tag,
             prefix="v",
             resend=0.1,
         )
         start = len(load.messages) // 5  # the first fifth goes out clean
-        add_rule_breakers(load, rng, tag=self.tag, prefix="v", crowded=2, capped=10)
+        load.extend(breakers)
         add_conflicts(load, rng, count=profile.bad_messages // 20)
         add_bad_input(load, rng, count=profile.bad_messages, tag=self.tag)
         load.shuffle_tail(rng, start)
