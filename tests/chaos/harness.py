@@ -12,8 +12,9 @@ One run of one scenario:
    idle, queues and outbox empty), or the scenario's deadline passes;
 4. gather the final state and run `tests.chaos.checks`.
 
-Seeds are fixed: the load and every random choice of the chaos loop come from the
-scenario's seed, so a failure can be replayed.
+Seeds are fixed: the load and every choice of the chaos loop (which role, when, how
+long) come from the scenario's seed, so a rerun sends the same messages and makes the
+same choices; only the processes' own timing differs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import structlog
@@ -45,6 +46,8 @@ from worker.sandbox.client import SandboxClient
 
 log = structlog.get_logger("chaos")
 
+# Short gateway timeouts keep the in-flight lease (connect + read + 10 s) at 12.5 s, so a
+# submission lost with its worker is taken up again within a scenario's budget.
 GATEWAY_TIMEOUTS = {"GATEWAY_CONNECT_TIMEOUT": "1.0", "GATEWAY_READ_TIMEOUT": "1.5"}
 
 
@@ -70,7 +73,7 @@ class Scenario:
     tag = 0  # keeps trade numbers of scenarios apart
     short = Profile(refunds=100, trades=20, publish_seconds=1, deadline=60)
     long = Profile(refunds=100, trades=20, publish_seconds=1, deadline=60)
-    roles: dict[str, int] = {role: 1 for role in ROLES}  # noqa: RUF012
+    roles: ClassVar[dict[str, int]] = {role: 1 for role in ROLES}
     batch_max_items = 500
     batch_max_wait = 0.3
     time_factor = 0.001
@@ -397,10 +400,9 @@ def _final_state(run: Run) -> FinalState:
     dead = drain_queue(run.vhost.url, run.stack.topology.dead_letter_queue)
     depths = run.vhost.queue_depths()
     depths.update({f"{q} (unacked)": n for q, n in run.vhost.unacked().items()})
-    with run.collector._lock:
-        events = {k: list(v) for k, v in run.collector.received.events.items()}
-        if run.collector.received.observer_redeliveries:
-            run.notes["observer_redeliveries"] = run.collector.received.observer_redeliveries
+    events, observer_redeliveries = run.collector.events()
+    if observer_redeliveries:
+        run.notes["observer_redeliveries"] = observer_redeliveries
     return FinalState(
         refunds=refunds,
         batches=batches,

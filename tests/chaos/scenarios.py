@@ -12,7 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -42,7 +42,13 @@ class Kill(Scenario):
     tag = 1
     short = Profile(refunds=2500, trades=400, publish_seconds=12, deadline=120, disruptions=4)
     long = Profile(refunds=20000, trades=3000, publish_seconds=45, deadline=420, disruptions=12)
-    roles = {"intake": 2, "worker": 2, "notify-server": 1, "relay": 1, "scheduler": 2}  # noqa: RUF012
+    roles: ClassVar[dict[str, int]] = {
+        "intake": 2,
+        "worker": 2,
+        "notify-server": 1,
+        "relay": 1,
+        "scheduler": 2,
+    }
 
     def build_load(self, rng: random.Random, profile: Profile) -> Load:
         # Trades over the worker's own limits, checked by two intake replicas at once.
@@ -340,7 +346,7 @@ class BadInput(Scenario):
         probes=1000,
     )
     # One intake: "the first one stands" is about arrival order, which one consumer keeps.
-    roles = {role: 1 for role in ROLES}  # noqa: RUF012
+    roles: ClassVar[dict[str, int]] = {role: 1 for role in ROLES}
     allowed_failures = frozenset({ITEM_FAILURE})
 
     def build_load(self, rng: random.Random, profile: Profile) -> Load:

@@ -63,6 +63,13 @@ class EventCollector(threading.Thread):
         with self._lock:
             return set(self.received.events), self.received.total
 
+    def events(self) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """A copy of the events seen so far, and how many of the broker's redeliveries to
+        this consumer were left out."""
+        with self._lock:
+            copy = {k: list(v) for k, v in self.received.events.items()}
+            return copy, self.received.observer_redeliveries
+
     def quiet_for(self) -> float:
         with self._lock:
             last = self.received.last_at
