@@ -215,9 +215,9 @@ def insert_outbox(conn: Connection, events: Sequence[tuple[str, str, str]]) -> N
         return
     conn.execute(
         "INSERT INTO outbox (event_id, routing_key, body)"
-        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+        " SELECT e->>0, e->>1, e->>2 FROM json_array_elements(%s::json) AS e"
         " ON CONFLICT (event_id) DO NOTHING",
-        ([e[0] for e in events], [e[1] for e in events], [e[2] for e in events]),
+        (json.dumps(events, ensure_ascii=False, separators=(",", ":")),),
     )
     conn.execute("NOTIFY refund_outbox")
 
@@ -319,11 +319,18 @@ def update_batch(conn: Connection, batch_no: str, **fields: object) -> None:
     )
 
 
+# The statements below that move a batch's refunds run unprepared (`prepare=False`): a
+# generic plan made while the table was small stays cached in the session and may keep
+# scanning a whole partial index (refunds_open_idx) once the backlog has grown. Planned on
+# each run, they find the batch's rows through refunds_batch_idx or the primary key.
+
+
 def mark_submitted(conn: Connection, batch_no: str) -> None:
     conn.execute(
         "UPDATE refunds SET state = 'submitted', updated_at = clock_timestamp()"
         " WHERE batch_no = %s AND state = 'batched'",
         (batch_no,),
+        prepare=False,
     )
 
 
@@ -346,6 +353,20 @@ def detach_items(conn: Connection, batch_no: str) -> None:
     )
 
 
+_COMPLETION_COLUMNS = (
+    "f.refund_id, f.trade_no, f.amount, f.order_id, f.metadata, f.state, f.code,"
+    " f.batch_no, f.completed_at"
+)
+
+
+def _outcomes_json(outcomes: Sequence[tuple[str, str, str]]) -> str:
+    return json.dumps(
+        [{"refund_id": o[0], "state": o[1], "code": o[2]} for o in outcomes],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
 def finish_refunds(
     conn: Connection, batch_no: str, outcomes: Sequence[tuple[str, str, str]]
 ) -> list[Completion]:
@@ -356,19 +377,51 @@ def finish_refunds(
     if not outcomes:
         return []
     rows = conn.execute(
-        """
+        f"""
         UPDATE refunds AS f
            SET state = o.state, code = o.code, completed_at = clock_timestamp(),
                updated_at = clock_timestamp()
-          FROM unnest(%s::text[], %s::text[], %s::text[]) AS o(refund_id, state, code)
+          FROM json_to_recordset(%s::json) AS o(refund_id text, state text, code text)
          WHERE f.refund_id = o.refund_id AND f.batch_no = %s
            AND f.state IN ('batched', 'submitted')
-        RETURNING f.refund_id, f.trade_no, f.amount, f.order_id, f.metadata, f.state, f.code,
-                  f.batch_no, f.completed_at
+        RETURNING {_COMPLETION_COLUMNS}
         """,
-        ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes], batch_no),
+        (_outcomes_json(outcomes), batch_no),
+        prepare=False,
     ).fetchall()
     return [_completion(r) for r in rows]
+
+
+def apply_results(
+    conn: Connection, batch_no: str, outcomes: Sequence[tuple[str, str, str]]
+) -> list[Completion]:
+    """A batch's result in one statement: `mark_submitted`, then `finish_refunds`.
+
+    Refunds of `batch_no` named in `outcomes` (refund_id, state, code) move from `batched`
+    or `submitted` to their final state; the batch's other `batched` refunds move to
+    `submitted`; nothing else changes. Each row is written once instead of twice when
+    the notification comes before the submission's answer was settled. Returns the
+    refunds this call completed.
+    """
+    rows = conn.execute(
+        f"""
+        UPDATE refunds AS f
+           SET state = coalesce(o.state, 'submitted'),
+               code = CASE WHEN o.state IS NULL THEN f.code ELSE o.code END,
+               completed_at = CASE WHEN o.state IS NULL THEN f.completed_at
+                                   ELSE clock_timestamp() END,
+               updated_at = clock_timestamp()
+          FROM batch_items AS i
+          LEFT JOIN json_to_recordset(%s::json) AS o(refund_id text, state text, code text)
+                 ON o.refund_id = i.refund_id
+         WHERE i.batch_no = %s AND f.refund_id = i.refund_id AND f.batch_no = i.batch_no
+           AND (f.state = 'batched' OR (f.state = 'submitted' AND o.state IS NOT NULL))
+        RETURNING {_COMPLETION_COLUMNS}, o.state IS NOT NULL
+        """,
+        (_outcomes_json(outcomes), batch_no),
+        prepare=False,
+    ).fetchall()
+    return [_completion(r) for r in rows if r[9]]
 
 
 def submission_halt(conn: Connection) -> str | None:

@@ -256,6 +256,80 @@ def accepted_batch(db: Database) -> Iterator[tuple[str, list[ledger.BatchItem]]]
     yield batch_no, items
 
 
+def _refund_states(db: Database, batch_no: str) -> list[tuple[Any, ...]]:
+    return rows(
+        db,
+        "SELECT i.position, r.state, r.code, r.batch_no IS NULL, r.completed_at IS NULL"
+        " FROM batch_items i JOIN refunds r USING (refund_id) WHERE i.batch_no = %s"
+        " ORDER BY i.position",
+        batch_no,
+    )
+
+
+def test_apply_results_does_what_mark_submitted_then_finish_refunds_did(db: Database) -> None:
+    # Two identical batches in every state a notification can meet; one gets the single
+    # statement, the other the two statements it replaces.
+    batches = []
+    for part in range(2):
+        handle_deliveries(
+            db, [delivery(request(f"r-{part}-{i}", trade(part * 10 + i))) for i in range(6)]
+        )
+        (batch_no,) = pack(db, force=True)
+        batches.append(batch_no)
+    for batch_no in batches:
+        with db.transaction() as conn:
+            items = ledger.batch_items(conn, batch_no)
+            ids = [i.refund_id for i in items]
+            conn.execute(
+                "UPDATE refunds SET state = 'submitted' WHERE refund_id = ANY(%s)", (ids[2:4],)
+            )
+            conn.execute(
+                "UPDATE refunds SET state = 'succeeded', code = 'SUCCESS',"
+                " completed_at = clock_timestamp() WHERE refund_id = %s",
+                (ids[4],),
+            )
+            conn.execute(  # released and waiting for another batch
+                "UPDATE refunds SET state = 'pending', batch_no = NULL WHERE refund_id = %s",
+                (ids[5],),
+            )
+    outcomes = {}
+    for batch_no in batches:
+        with db.transaction() as conn:
+            ids = [i.refund_id for i in ledger.batch_items(conn, batch_no)]
+        outcomes[batch_no] = [
+            (ids[0], "succeeded", "SUCCESS"),
+            (ids[2], "failed", "TRADE_STATUS_ERROR"),
+            (ids[4], "failed", "LATE_AND_WRONG"),
+            (ids[5], "succeeded", "SUCCESS"),
+        ]
+    one, two = batches
+    with db.transaction() as conn:
+        completed_one = ledger.apply_results(conn, one, outcomes[one])
+    with db.transaction() as conn:
+        ledger.mark_submitted(conn, two)
+        completed_two = ledger.finish_refunds(conn, two, outcomes[two])
+
+    assert _refund_states(db, one) == _refund_states(db, two)
+    assert [r[1:3] for r in _refund_states(db, one)] == [
+        ("succeeded", "SUCCESS"),
+        ("submitted", None),
+        ("failed", "TRADE_STATUS_ERROR"),
+        ("submitted", None),
+        ("succeeded", "SUCCESS"),
+        ("pending", None),
+    ]
+    position = {r: n for n, r in enumerate(o[0] for o in outcomes[one])}
+    position.update({r: n for n, r in enumerate(o[0] for o in outcomes[two])})
+    assert sorted(position[c.refund_id] for c in completed_one) == [0, 1]
+    assert sorted(position[c.refund_id] for c in completed_two) == [0, 1]
+    assert {(c.status, c.code, c.batch_no) for c in completed_one} == {
+        ("succeeded", "SUCCESS", one),
+        ("failed", "TRADE_STATUS_ERROR", one),
+    }
+    with db.transaction() as conn:  # nothing reported and nothing left batched: no change
+        assert ledger.apply_results(conn, one, []) == []
+
+
 def notify_form(
     batch_no: str, results: list[tuple[str, str, str]], notify_id: str = "n-1"
 ) -> dict[str, str]:

@@ -131,8 +131,7 @@ def apply_notification(
             strangers.append(item.trade_no)
             continue
         outcomes.append((refund_id, "succeeded" if item.succeeded else "failed", item.code))
-    ledger.mark_submitted(conn, note.batch_no)
-    completed = ledger.finish_refunds(conn, note.batch_no, outcomes)
+    completed = ledger.apply_results(conn, note.batch_no, outcomes)
     record_completions(conn, completed)
 
     reported = {i.trade_no for i in note.items}
