@@ -218,7 +218,12 @@ class Notifier:
                 self._push(nid, 0.0)
             if next_delay is not None:
                 self._push(notify_id, next_delay)
-            self._cond.notify_all()
+            # One waiter per new entry (a waiter recomputes its timeout from the
+            # heap): waking every sender after every delivery cost a thread
+            # switch per sender for each notification.
+            pushed = len(released) + (next_delay is not None)
+            if pushed:
+                self._cond.notify(pushed)
 
 
 class Poster:
