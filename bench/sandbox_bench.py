@@ -23,9 +23,13 @@ Columns: submissions/s and items/s over the submission phase, answer
 latency (p50/p99), refused answers (should be 0), notifications
 acknowledged/s (normal runs: from the first submission to the last
 acknowledgement; gated runs: the drain alone), the notification backlog when
-the last answer came back, the seconds it took to drain after that, and the
+the last answer came back, the seconds it took to drain after that, the
+sandbox server's CPU time per batch (user + system, from the first
+submission until every notification was acknowledged: the better figure to
+compare changes by, as it depends much less than the rates on what else runs
+on the machine), and the
 1-minute load average when the scenario started (other work on the machine
-shares its cores: compare runs at similar load). With `--repeat N` every
+shares its cores: compare rates at similar load). With `--repeat N` every
 scenario runs N times (in rounds) and a summary gives the best and the
 median submissions/s and notifications/s of each.
 """
@@ -76,6 +80,9 @@ def _receiver_main(port: int, ready: Any, gate: Any) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The answer goes out as headers then body: without TCP_NODELAY the body
+        # waits for the sender's delayed ACK (40 ms) on every kept-alive post.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -178,6 +185,7 @@ class Result:
     backlog_at_end: int
     drain_seconds: float
     load: float
+    cpu_seconds: float | None
 
     @property
     def submit_rate(self) -> float:
@@ -202,6 +210,7 @@ class Result:
             f"{self.batches / self.notify_seconds:.0f}",
             str(self.backlog_at_end),
             f"{self.drain_seconds:.2f}",
+            "-" if self.cpu_seconds is None else f"{self.cpu_seconds / self.batches * 1000:.2f}",
             f"{self.load:.1f}",
         ]
 
@@ -217,6 +226,7 @@ HEADER = [
     "notify/s",
     "backlog",
     "drain s",
+    "cpu ms",
     "load",
 ]
 
@@ -257,7 +267,7 @@ def run_scenario(
                 "--threads",
                 "32",
                 "--senders",
-                "16",
+                "8",
                 "--notify-timeout",
                 "300",
                 "--log-level",
@@ -276,6 +286,8 @@ def run_scenario(
                 gateway_url=sb.gateway_url,
                 notify_url=f"http://127.0.0.1:{receiver_port}/alipay/notify",
             )
+            server_pid = int(sb.client.info()["pid"])
+            cpu_before = process_cpu_seconds(server_pid)
             latencies: list[float] = []
             refused = 0
             lock = threading.Lock()
@@ -320,6 +332,7 @@ def run_scenario(
                 gate.set()
             sb.client.wait_idle(timeout=600, poll=0.02)
             idle_at = time.perf_counter()
+            cpu_after = process_cpu_seconds(server_pid)
             summary = sb.client.summary()
             assert summary["double_executed"] == [], summary["double_executed"]
             assert summary["notifications"]["acknowledged"] == batches - refused
@@ -334,10 +347,22 @@ def run_scenario(
                 backlog_at_end=backlog,
                 drain_seconds=idle_at - started - submit_seconds,
                 load=load,
+                cpu_seconds=(
+                    None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+                ),
             )
     finally:
         receiver.terminate()
         receiver.join(5)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_table(rows: list[list[str]], header: list[str] = HEADER) -> None:
