@@ -486,14 +486,19 @@ def batch_refund_ids(conn: Connection, batch_no: str) -> dict[str, str]:
 # --- relay ------------------------------------------------------------------
 
 
-def claim_outbox(conn: Connection, limit: int) -> list[tuple[int, str, str, str]]:
+def take_outbox(conn: Connection, limit: int) -> list[tuple[int, str, str, str]]:
+    """Delete and return the `limit` oldest outbox rows no other relay holds, oldest first.
+
+    The rows stay locked (deleted but not committed) until the caller's transaction ends;
+    if it rolls back (the broker did not take them), they are all there again. One
+    statement where a claim (SELECT ... FOR UPDATE SKIP LOCKED) and a DELETE by id were two.
+    """
     rows = conn.execute(
-        "SELECT id, event_id, routing_key, body FROM outbox ORDER BY id LIMIT %s"
-        " FOR UPDATE SKIP LOCKED",
+        "DELETE FROM outbox WHERE id = ANY(ARRAY("
+        "SELECT id FROM outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED))"
+        " RETURNING id, event_id, routing_key, body",
         (limit,),
     ).fetchall()
-    return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
-
-
-def delete_outbox(conn: Connection, ids: Sequence[int]) -> None:
-    conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(ids),))
+    taken = [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+    taken.sort()
+    return taken

@@ -1,8 +1,9 @@
 """The outbox relay: publish `refund.completed` rows, delete them once confirmed.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas never publish the same
-row at the same time; a crash after the broker confirmed but before the delete
-commits republishes the same event_id (at-least-once, deduplicable by consumers).
+Rows are taken with `DELETE ... RETURNING` over `FOR UPDATE SKIP LOCKED`, so
+replicas never publish the same row at the same time, and the delete commits only
+after the broker confirmed; a crash in between republishes the same event_id
+(at-least-once, deduplicable by consumers).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class BatchPublisher(Protocol):
 def relay_once(db: Database, publisher: BatchPublisher, *, limit: int = 1000) -> int:
     """Publish up to `limit` outbox rows; returns how many were published."""
     with db.transaction() as conn:
-        rows = ledger.claim_outbox(conn, limit)
+        # Deleted inside this transaction: if publishing fails, the rollback keeps them.
+        rows = ledger.take_outbox(conn, limit)
         if not rows:
             return 0
         publisher.publish_batch(
@@ -36,7 +38,6 @@ def relay_once(db: Database, publisher: BatchPublisher, *, limit: int = 1000) ->
                 for _, event_id, key, body in rows
             ]
         )
-        ledger.delete_outbox(conn, [row[0] for row in rows])
     EVENTS_PUBLISHED.inc(len(rows))
     log.debug("relay.published", count=len(rows))
     return len(rows)
