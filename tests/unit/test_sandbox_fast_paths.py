@@ -12,6 +12,7 @@ repeated inside one batch, auto-created trades, injected item failures, the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.errors import DetailDataError
+from worker.mapi import decode_detail_rows
 from worker.sandbox.ledger import (
     MAX_REFUNDS_PER_TRADE,
     REFUND_AMOUNT_NOT_VALID,
@@ -33,9 +36,11 @@ from worker.sandbox.ledger import (
     Notification,
     Trade,
     TradeRecord,
+    batch_columns,
     record_from_json,
 )
 from worker.sandbox.protocol import SUCCESS, batch_results, format_result_details, success_num
+from worker.sandbox.validation import _LOOSE_AMOUNT
 
 AT = "2026-11-22T01:00:00+00:00"
 Planned = tuple[tuple[str, Decimal, str, str, bool], ...]
@@ -252,6 +257,29 @@ def test_damaged_item_columns_are_refused(items: dict[str, Any]) -> None:
         record_from_json(data)
 
 
+# --- amounts without exactly two decimals -----------------------------------------------
+
+# How the gateway looked for them at first, in "#" + detail_data.
+REFERENCE_LOOSE = re.compile(r"#[0-9]+\^(?![0-9]+\.[0-9]{2}\^)", re.ASCII)
+detail_items = st.tuples(
+    st.text(alphabet="0123456789", min_size=16, max_size=20),
+    st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,2})?", fullmatch=True),
+    st.text(alphabet="ab 协商退款0123456789.", max_size=8),
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(detail_items, min_size=1, max_size=8, unique_by=lambda item: item[0]))
+def test_loose_amount_search_equals_the_first_one(items: list[tuple[str, str, str]]) -> None:
+    text = "#".join("^".join(item) for item in items)
+    try:
+        decode_detail_rows(text, charset="utf-8")
+    except DetailDataError:
+        return  # the check only runs on detail_data that decoded
+    expected = REFERENCE_LOOSE.search("#" + text) is not None
+    assert (_LOOSE_AMOUNT.search(text) is not None) is expected
+
+
 # --- result details -----------------------------------------------------------------
 
 
@@ -261,4 +289,9 @@ def test_batch_results_equal_the_item_by_item_format(items: Planned) -> None:
     triples = [(t, a, c) for t, a, _, c, _ in items]
     reference = "#".join([f"{t}^{a}^{c}" for t, a, c in triples])
     assert format_result_details(triples) == reference
-    assert batch_results(items) == (reference, success_num(triples))
+    columns = batch_columns(items)
+    assert batch_results(columns.trade_nos, columns.amounts, columns.codes) == (
+        reference,
+        success_num(triples),
+    )
+    assert list(zip(*columns, strict=True)) == [(t, f"{a}", r, c, au) for t, a, r, c, au in items]

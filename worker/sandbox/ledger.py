@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from worker.mapi import format_amount
 from worker.sandbox.protocol import SUCCESS
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_REFUNDS_PER_TRADE",
     "TRADE_STATUSES",
     "Batch",
+    "BatchColumns",
     "BatchRecord",
     "ClockRecord",
     "GaveUpRecord",
@@ -48,6 +49,7 @@ __all__ = [
     "SendRecord",
     "Trade",
     "TradeRecord",
+    "batch_columns",
     "record_from_json",
 ]
 
@@ -128,7 +130,8 @@ class BatchRecord:
     items: tuple[tuple[str, Decimal, str, str, bool], ...]
     auto_amount: Decimal | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, columns: BatchColumns | None = None) -> dict[str, Any]:
+        """The journal line; `columns` when the caller already has `batch_columns(items)`."""
         return {
             "type": "batch",
             "ts": self.ts,
@@ -141,7 +144,7 @@ class BatchRecord:
             "notify_url": self.notify_url,
             "notify_id": self.notify_id,
             "auto_amount": None if self.auto_amount is None else format_amount(self.auto_amount),
-            "items": _items_to_json(self.items),
+            "items": _items_to_json(batch_columns(self.items) if columns is None else columns),
         }
 
 
@@ -253,24 +256,41 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
 BatchItem = tuple[str, Decimal, str, str, bool]
 
 
-def _items_to_json(items: Sequence[BatchItem]) -> dict[str, Any]:
+class BatchColumns(NamedTuple):
+    """A batch's items as columns, amounts written out (`batch_columns`)."""
+
+    trade_nos: tuple[str, ...]
+    amounts: tuple[str, ...]
+    reasons: tuple[str, ...]
+    codes: tuple[str, ...]
+    autos: tuple[bool, ...]
+
+
+def batch_columns(items: Sequence[BatchItem]) -> BatchColumns:
+    """Columns of a batch's items; the journal line and `result_details` both read them.
+
+    Amounts in the books are Decimals quantized to cents, so `str` writes
+    exactly two decimals (and is much cheaper than `format_amount`'s checks).
+    """
+    if not items:
+        return BatchColumns((), (), (), (), ())
+    trade_nos, amounts, reasons, codes, autos = zip(*items, strict=True)
+    return BatchColumns(trade_nos, tuple(map(str, amounts)), reasons, codes, autos)
+
+
+def _items_to_json(columns: BatchColumns) -> dict[str, Any]:
     """The items of a batch as columns, the cheap way to write 1000 of them per line.
 
     `trade_no`, `amount` and `code` are comma-joined strings (digits, amounts
     and upper-case codes hold no comma; a column that does is written as a
-    list instead), `reason` is a list, `auto` one `0`/`1` per item. Amounts
-    in the books are Decimals quantized to cents, so `str` writes exactly two
-    decimals (and is much cheaper than `format_amount`'s checks).
+    list instead), `reason` is a list, `auto` one `0`/`1` per item.
     """
-    if not items:
-        return {"trade_no": [], "amount": [], "reason": [], "code": [], "auto": ""}
-    trade_nos, amounts, reasons, codes, autos = zip(*items, strict=True)
     return {
-        "trade_no": _joined(trade_nos),
-        "amount": _joined(list(map(str, amounts))),
-        "reason": list(reasons),
-        "code": _joined(codes),
-        "auto": "".join(["1" if auto else "0" for auto in autos]),
+        "trade_no": _joined(columns.trade_nos),
+        "amount": _joined(columns.amounts),
+        "reason": list(columns.reasons),
+        "code": _joined(columns.codes),
+        "auto": "".join(["1" if auto else "0" for auto in columns.autos]),
     }
 
 

@@ -5,7 +5,7 @@
   `<alipay><is_success>T</is_success></alipay>`, or `F` with `<error>CODE</error>`).
 * `format_result_details`: `trade_no^amount^CODE` items joined with `#`, the
   plain form Alipay reports for plain requests; `success_num` counts SUCCESS;
-  `batch_results` gives both from a batch's items as the books hold them.
+  `batch_results` gives both from a batch's columns.
 * `RESEND_GAPS` / `resend_delay`: the resend schedule of `batch_refund_notify`
   (seed 001: up to 8 deliveries within about 25 hours, the gaps after the
   first try being 4m, 10m, 10m, 1h, 2h, 6h, 15h), scaled by a time factor.
@@ -72,17 +72,16 @@ def format_result_details(results: Sequence[tuple[str, Decimal, str]]) -> str:
     return "#".join(map("^".join, zip(trade_nos, map(str, amounts), codes, strict=True)))
 
 
-def batch_results(items: Sequence[tuple[str, Decimal, str, str, bool]]) -> tuple[str, int]:
-    """`result_details` and `success_num` of an accepted batch's items as the books hold them.
+def batch_results(
+    trade_nos: Sequence[str], amounts: Sequence[str], codes: Sequence[str]
+) -> tuple[str, int]:
+    """`result_details` and `success_num` from an accepted batch's columns.
 
-    Items are (trade_no, amount, reason, code, auto-created); the same as
-    `format_result_details` and `success_num` over (trade_no, amount, code),
-    without building those triples first (1000 of them per batch).
+    `amounts` are already written with two decimals. The same as
+    `format_result_details` and `success_num` over (trade_no, amount, code)
+    triples, without building 1000 of them per batch first.
     """
-    if not items:
-        return "", 0
-    trade_nos, amounts, _, codes, _ = zip(*items, strict=True)
-    details = "#".join(map("^".join, zip(trade_nos, map(str, amounts), codes, strict=True)))
+    details = "#".join(map("^".join, zip(trade_nos, amounts, codes, strict=True)))
     return details, codes.count(SUCCESS)
 
 

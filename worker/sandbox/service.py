@@ -47,6 +47,7 @@ from worker.sandbox.ledger import (
     RequestRecord,
     SendRecord,
     TradeRecord,
+    batch_columns,
 )
 from worker.sandbox.notifier import Delivery, Notifier, Outcome
 from worker.sandbox.protocol import (
@@ -249,8 +250,12 @@ class SandboxService:
                 items=planned,
                 auto_amount=auto,
             )
-            self._record_locked(record)
-        details, successes = batch_results(planned)
+            # As `_record_locked` does (journal first, then the books), with the
+            # columns built once for the journal line and the result details.
+            columns = batch_columns(planned)
+            self.journal.append_json(record.to_json(columns))
+            self.ledger.apply(record)
+        details, successes = batch_results(columns.trade_nos, columns.amounts, columns.codes)
         if notify_id is not None:
             with self._lock:
                 self._details[notify_id] = (details, successes)
@@ -300,7 +305,8 @@ class SandboxService:
             items = self.ledger.batches[note.batch_no].record.items
             cached = self._details.get(notify_id)
             if cached is None:
-                cached = batch_results(items)
+                columns = batch_columns(items)
+                cached = batch_results(columns.trade_nos, columns.amounts, columns.codes)
                 self._details[notify_id] = cached
             batch_no, charset, sign_type, url = (
                 note.batch_no,

@@ -105,9 +105,10 @@ MAX_URL_CHARS: Final = 200
 _REFUND_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 _BATCH_NUM = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 _AMOUNT_2DP = re.compile(r"[0-9]+\.[0-9]{2}", re.ASCII)
-# An item (trade digits, then `^`) whose amount is not `digits.dd^`; searched
-# in "#" + detail_data (a literal first character makes the search fast).
-_LOOSE_AMOUNT = re.compile(r"#[0-9]+\^(?![0-9]+\.[0-9]{2}\^)", re.ASCII)
+# An amount with no or one decimal, in a `detail_data` that decoded (so every
+# item is trade^amount^reason, amounts are digits with up to two decimals and
+# reasons hold no `^`): the only `^...^` without a `#` inside is an amount.
+_LOOSE_AMOUNT = re.compile(r"\^[0-9]+(?:\.[0-9])?\^", re.ASCII)
 _FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
 
 
@@ -306,7 +307,7 @@ def _check_params(
     except DetailDataError:
         code, reason = detail_data_problem(detail_data, charset, pwd=service == PWD_SERVICE)
         raise _Refused(code, reason) from None
-    if _LOOSE_AMOUNT.search("#" + detail_data):
+    if _LOOSE_AMOUNT.search(detail_data):
         raise _Refused("DETAIL_DATA_FORMAT_ERROR", "an amount does not have exactly two decimals")
     return RefundRequest(
         service=service,
