@@ -18,6 +18,8 @@ from worker.services.intake import handle_deliveries
 
 log = structlog.get_logger("worker.intake")
 
+TRANSIENT_HOLD_SECONDS = 600.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -50,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         queue_type=settings.intake_queue_type,  # type: ignore[arg-type]
         delivery_limit=settings.intake_delivery_limit,
         connection_name=default_connection_name("intake"),
+        # Ride out a database outage holding the micro-batch (well inside RabbitMQ's
+        # 30-minute consumer_timeout) rather than returning it: each return counts
+        # against the quorum queue's delivery limit and would dead-letter valid requests.
+        transient_hold=TRANSIENT_HOLD_SECONDS,
+        # Reconnect to the broker at least every 5 s once it is back.
+        max_backoff=5.0,
     )
     rt.close()
     log.info("role.stopped")
