@@ -37,6 +37,7 @@ import datetime as _dt
 import decimal
 import enum
 import functools
+import json
 import logging
 import os
 import re
@@ -285,13 +286,53 @@ def _scrub(key: object, value: Any, depth: int) -> Any:
     return _scrub_text(_plain(value))
 
 
+def _flat_texts(event_dict: EventDict) -> list[str] | None:
+    """The string values of an event made only of strings, numbers, booleans and None under
+    ordinary key names; None for any other event (it takes the full walk)."""
+    texts: list[str] = []
+    for key, value in event_dict.items():
+        if not isinstance(key, str) or is_secret_key(key):
+            return None
+        if isinstance(value, str):
+            texts.append(value)
+        elif value is not None and not isinstance(value, bool | int | float):
+            return None
+    return texts
+
+
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: hide secrets by key name and by value (see the module doc).
 
     Values that are not JSON-native (objects, exceptions, bytes) are turned into
     their text first, so a secret inside an object's repr is caught too.
+
+    Most events (a refund's `refund.received`) hold a few plain values under ordinary
+    names: their strings are scanned together, in one pass, and the event is kept as
+    it is when none holds a PEM block or a registered secret. A secret inside any one
+    string is inside the joined text too, so the shortcut never lets one through; a
+    match, or any other event, takes the value-by-value walk.
     """
+    texts = _flat_texts(event_dict)
+    if texts is not None:
+        joined = "\n".join(texts)
+        pattern = _secret_pattern
+        if "-----BEGIN " not in joined and (pattern is None or pattern.search(joined) is None):
+            return event_dict
     return {key: _scrub(key, value, 0) for key, value in event_dict.items()}
+
+
+def _json_fallback(value: object) -> str:
+    return repr(value)
+
+
+# After `redact` every value is JSON-native; one encoder, built once, renders the line
+# exactly as `structlog.processors.JSONRenderer()` would, without building one per call.
+_JSON_ENCODER: Final = json.JSONEncoder(default=_json_fallback)
+
+
+def render_json(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
+    """structlog renderer: the event as one JSON object (ASCII, keys in event order)."""
+    return _JSON_ENCODER.encode(event_dict)
 
 
 # --------------------------------------------------------------------------
@@ -562,7 +603,7 @@ def configure_logging(
     if fmt == "console" or (fmt == "auto" and tty):
         renderer = structlog.dev.ConsoleRenderer(colors=tty)
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = render_json
 
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     foreign_chain: list[Processor] = [

@@ -187,6 +187,42 @@ def test_objects_are_rendered_as_text_and_scanned() -> None:
     assert line["raw"] == "\\xff ok"
 
 
+def test_registered_secret_in_a_plain_event_is_redacted() -> None:
+    # A flat event (strings, numbers, None) is scanned in one pass; a hit anywhere still
+    # takes the value-by-value walk.
+    register_secret(MD5_KEY)
+    stream = _json_stream()
+    structlog.get_logger("t").info(
+        "refund.received", refund_id="r-1", amount="1.00", detail=f"with {MD5_KEY}!", n=3, x=None
+    )
+    assert MD5_KEY not in stream.getvalue()
+    (line,) = _lines(stream)
+    assert line["detail"] == f"with {REDACTED}!"
+    assert (line["refund_id"], line["amount"], line["n"], line["x"]) == ("r-1", "1.00", 3, None)
+
+
+def test_plain_event_without_secrets_is_rendered_unchanged() -> None:
+    register_secret(MD5_KEY)
+    # Halves of a secret in two values are no secret in either value.
+    half = len(MD5_KEY) // 2
+    event = {"a": MD5_KEY[:half], "b": MD5_KEY[half:], "amount": "12.50", "ok": True}
+    assert worker_logging.redact(None, "info", dict(event)) == event
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "refund.received", "refund_id": "r-1", "amount": "12.34", "code": None},
+        {"event": "退款 ünïcödé", "n": 1, "f": 1.5, "big": 10**20, "flag": False},
+        {"event": "nested", "items": [1, "two", {"three": [None]}], "empty": {}},
+        {"event": "odd floats", "inf": float("inf"), "neg": -0.0},
+    ],
+)
+def test_json_lines_are_what_structlogs_json_renderer_writes(event: dict[str, Any]) -> None:
+    expected = structlog.processors.JSONRenderer()(None, "info", dict(event))
+    assert worker_logging.render_json(None, "info", dict(event)) == expected
+
+
 def test_short_values_are_not_registered() -> None:
     register_secret("guest")
     stream = _json_stream()
