@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="unacked deliveries held (default INTAKE_PREFETCH)",
     )
     parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="deliveries stored per transaction (default half the prefetch, so the next"
+        " micro-batch arrives while one is being stored)",
+    )
+    parser.add_argument(
         "--max-wait",
         type=float,
         default=0.05,
@@ -41,13 +48,17 @@ def run(args: argparse.Namespace) -> int:
     rt = runtime.current()
     stop = stop_on_signals()
     prefetch = args.prefetch or settings.intake_prefetch
+    # With a micro-batch as large as the prefetch, the broker has no credit left while a
+    # batch is stored and starts sending the next one only after the ack: storing and
+    # delivering take turns. Half the prefetch keeps one micro-batch arriving meanwhile.
+    max_batch = min(prefetch, args.max_batch or max(1, prefetch // 2))
     run_consumer(
         settings.amqp_url,
         Topology.for_exchange(settings.refund_exchange),
         lambda deliveries: handle_deliveries(rt.db, deliveries),
         stop=stop,
         prefetch=prefetch,
-        max_batch=prefetch,
+        max_batch=max_batch,
         max_wait=args.max_wait,
         queue_type=settings.intake_queue_type,  # type: ignore[arg-type]
         delivery_limit=settings.intake_delivery_limit,
