@@ -175,6 +175,9 @@ detail_texts = st.one_of(
 
 @settings(max_examples=800)
 @given(detail_texts, st.sampled_from(["utf-8", "gbk"]))
+@example("2016081821001004270231872174^1.00^a\udc80b", "utf-8")  # a lone surrogate
+@example("2016081821001004270231872174^1.00^a\U0001f600b", "gbk")  # no GBK for emoji
+@example("2016081821001004270231872174^1.00^a\u3000b", "utf-8")  # not printable, allowed
 def test_decode_detail_data_equals_the_reference(text: str, codec: str) -> None:
     fast = outcome(lambda: decode_detail_data(text, charset=codec))
     rows = outcome(lambda: decode_detail_rows(text, charset=codec))

@@ -198,7 +198,8 @@ def _decode_fast(text: str, codec: str, count: int) -> list[DetailRow] | None:
     * each distinct amount passes `parse_amount` (> 0, at most 1e8);
     * no control or format character anywhere (trade numbers, amounts and
       separators are printable ASCII, so the whole text stands for its reasons);
-    * the whole text encodes in the codec (it is stateless: so does every reason);
+    * the whole text encodes in the codec (it is stateless: so does every reason;
+      printable text always encodes in UTF-8);
     * no reason longer than 256 bytes (only reasons with more than 256 // the
       codec's widest character are encoded to count).
     """
@@ -213,12 +214,16 @@ def _decode_fast(text: str, codec: str, count: int) -> list[DetailRow] | None:
             amounts[amount_text] = parse_amount(amount_text)
         except DetailDataError:
             return None
-    if _has_blanked(text):
+    printable = text.isprintable()
+    if not printable and _has_blanked(text):
         return None
-    try:
-        text.encode(codec)
-    except UnicodeEncodeError:
-        return None
+    # Printable text holds no lone surrogate (category Cs), and UTF-8 encodes
+    # every other code point: only GBK, or text that is not printable, is tried.
+    if codec != "utf-8" or not printable:
+        try:
+            text.encode(codec)
+        except UnicodeEncodeError:
+            return None
     longest = MAX_REASON_BYTES // _MAX_CHAR_BYTES[codec]
     if max(len(reason) for _, _, reason in found) > longest and any(
         len(reason.encode(codec)) > MAX_REASON_BYTES
