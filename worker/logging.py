@@ -343,6 +343,32 @@ def render_json(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> 
 FLUSH_INTERVAL: Final = 0.05
 # Lines waiting beyond this many characters are written at once.
 MAX_PENDING_BYTES: Final = 256 * 1024
+# Lines are written in pieces of whole lines of at most this many bytes (PIPE_BUF on
+# Linux): a write that small to a pipe is never split or interleaved with another
+# process's, so processes sharing one standard output (gunicorn's master and workers,
+# `refund-worker all`) never cut into each other's lines.
+ATOMIC_WRITE_BYTES: Final = 4096
+
+
+def _pieces(lines: list[str]) -> list[str]:
+    """`lines` joined into as few texts of at most ATOMIC_WRITE_BYTES as whole lines allow.
+
+    A longer line is a piece of its own, as it was when every line was written alone.
+    A non-ASCII line is counted at 4 bytes a character (UTF-8's most).
+    """
+    pieces: list[str] = []
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line) if line.isascii() else 4 * len(line)
+        if piece and size + n > ATOMIC_WRITE_BYTES:
+            pieces.append("".join(piece))
+            piece, size = [], 0
+        piece.append(line)
+        size += n
+    if piece:
+        pieces.append("".join(piece))
+    return pieces
 
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
@@ -427,13 +453,14 @@ class LineWriter(logging.Handler):
             self._wake.set()
 
     def flush(self) -> None:
-        """Write every waiting line now, in the order they were logged."""
+        """Write every waiting line now, in the order they were logged (see `_pieces`)."""
         with self._write_lock:
             with self._pending_lock:
                 if not self._pending:
                     return
                 pending, self._pending, self._pending_size = self._pending, [], 0
-            self._write("".join(pending))
+            for piece in _pieces(pending):
+                self._write(piece)
 
     def close(self) -> None:
         """Write what waits and stop the flusher; later lines are written at once."""

@@ -470,6 +470,59 @@ def test_buffered_lines_are_redacted_like_the_others() -> None:
     assert second["event"] == f"key {REDACTED}"
 
 
+def test_pieces_are_whole_lines_of_at_most_one_atomic_write() -> None:
+    lines = [f"{n:04d}" + "x" * 295 + "\n" for n in range(40)]  # 300 bytes each
+    long_line = "L" * 5000 + "\n"
+    wide = "退" * 1100 + "\n"  # 1101 characters, up to 4404 bytes
+    pieces = worker_logging._pieces([*lines[:20], long_line, *lines[20:], wide])
+    assert "".join(pieces) == "".join([*lines[:20], long_line, *lines[20:], wide])
+    assert all(piece.endswith("\n") for piece in pieces)
+    assert long_line in pieces and wide in pieces
+    for piece in pieces:
+        if piece not in (long_line, wide):
+            assert len(piece.encode()) <= worker_logging.ATOMIC_WRITE_BYTES
+
+
+_WRITER = """
+import sys
+from worker.logging import configure_logging, flush_logs
+import structlog
+configure_logging("INFO", "json", buffered=True, flush_interval=60.0)
+log = structlog.get_logger("worker.test")
+for n in range(int(sys.argv[1])):
+    log.info("refund.received", refund_id=f"{sys.argv[2]}-{n}", pad="p" * 200)
+    if n % 997 == 0:
+        flush_logs()
+"""
+
+
+def test_processes_sharing_one_pipe_never_cut_into_each_others_lines() -> None:
+    # Like gunicorn's master and workers on one standard output: each writes large
+    # buffered batches while the other does.
+    count = 4000
+    read_end, write_end = os.pipe()
+    root = Path(__file__).resolve().parents[2]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(count), name],
+            stdout=write_end,
+            cwd=root,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for name in ("a", "b", "c")
+    ]
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as reader:
+        while data := reader.read(1000):  # a slow reader keeps the pipe full
+            chunks.append(data)
+            time.sleep(0.0005)
+    assert all(w.wait(60) == 0 for w in writers)
+    lines = b"".join(chunks).decode().splitlines()
+    ids = [json.loads(line)["refund_id"] for line in lines]  # every line parses
+    assert len(ids) == 3 * count and len(set(ids)) == 3 * count
+
+
 _EXITING = """
 import os, signal, sys
 from worker.logging import configure_logging
