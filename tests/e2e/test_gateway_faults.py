@@ -17,13 +17,15 @@ from worker.sandbox.client import SandboxClient
 pytestmark = pytest.mark.e2e
 
 FAULTS = {
-    "hang": {"rate": 0.2, "count": 3, "seconds": 2.5, "accept": True},
-    "reset_after_accept": {"rate": 0.2, "count": 3},
-    "http_5xx": {"rate": 0.2, "count": 3, "status": 502, "accept": True},
-    "lock_error": {"rate": 0.1},
+    # Rates high enough and counts bounded so that each fires a few times even when
+    # the ~30 batches of this load give few opportunities.
+    "hang": {"rate": 0.25, "count": 3, "seconds": 2.5, "accept": True},
+    "reset_after_accept": {"rate": 0.25, "count": 3},
+    "http_5xx": {"rate": 0.25, "count": 3, "status": 502, "accept": True},
+    "lock_error": {"rate": 0.25, "count": 3},
     "slow": {"rate": 0.1, "seconds": 0.3},
     "notify_lost": {"rate": 0.2},
-    "notify_duplicate": {"rate": 0.2},
+    "notify_duplicate": {"rate": 0.3},
     "notify_reorder": {"rate": 0.2},
     "notify_bad_sign": {"rate": 0.2},
     "item_failure": {"rate": 0.02, "code": "SELLER_BALANCE_NOT_ENOUGH"},
