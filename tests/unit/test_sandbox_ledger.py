@@ -247,3 +247,18 @@ def test_damage_in_the_middle_stops_the_replay(tmp_path: Path) -> None:
     journal.path.write_bytes(b"not json\n" + b"".join(lines))
     with pytest.raises(ConfigError, match="line 1 is damaged"):
         list(Journal(tmp_path).replay())
+
+
+def test_a_damaged_amount_in_the_middle_stops_the_replay_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    for record in sample_records()[:2]:
+        journal.append(record)
+    journal.close()
+    first, *rest = journal.path.read_bytes().splitlines(keepends=True)
+    damaged = json.loads(first)
+    damaged["amount"] = "not-a-number"
+    journal.path.write_bytes(json.dumps(damaged).encode() + b"\n" + b"".join(rest))
+    with pytest.raises(ConfigError, match="line 1 is damaged"):
+        list(Journal(tmp_path).replay())

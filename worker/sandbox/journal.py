@@ -53,7 +53,7 @@ class Journal:
                 if not line.endswith(b"\n"):
                     raise ValueError("line is not terminated")
                 record = record_from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # Decimal too
                 if number == len(lines):
                     log.warning(
                         "sandbox.journal.torn_tail",
