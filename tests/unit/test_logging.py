@@ -29,6 +29,8 @@ from worker.logging import (
 from worker.settings import Secret
 
 MD5_KEY = "k3y9x2mq7w1v8b5n4c6z0a2s4d6f8g1h"
+# Test-only: PEM-shaped text with a made-up body (not a key), to prove the redactor
+# hides anything that looks like key material.
 PEM = (
     "-----BEGIN RSA PRIVATE KEY-----\n"
     "MIICXAIBAAKBgQC1hTq1u7f0m8n4d0oBr7m9PzQ0m3sQ2k7m8Hq2eWl0p4dJxk3Q\n"
