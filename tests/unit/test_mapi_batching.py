@@ -48,7 +48,7 @@ def test_invariants(trades: list[str], max_items: int) -> None:
     flat = [item for batch in batches for item in batch]
     assert sorted(i.refund_id for i in flat) == list(range(len(items)))  # each exactly once
     for batch in batches:
-        assert 1 <= len(batch) <= max_items
+        assert batch and len(batch) <= max_items
         assert len({item.trade_no for item in batch}) == len(batch)
         ids = [item.refund_id for item in batch]
         assert ids == sorted(ids)  # arrival order inside a batch

@@ -70,13 +70,9 @@ _REQUIRED = (
 )
 
 
-@dataclass(frozen=True)
-class FeePart:
-    """Service fee given back with the refund (`$account^user_id^amount^CODE`)."""
+class _Outcome:
+    """A result part whose `code` is `SUCCESS` or the gateway's error code."""
 
-    account: str
-    user_id: str
-    amount: Decimal
     code: str
 
     @property
@@ -85,7 +81,17 @@ class FeePart:
 
 
 @dataclass(frozen=True)
-class RoyaltyPart:
+class FeePart(_Outcome):
+    """Service fee given back with the refund (`$account^user_id^amount^CODE`)."""
+
+    account: str
+    user_id: str
+    amount: Decimal
+    code: str
+
+
+@dataclass(frozen=True)
+class RoyaltyPart(_Outcome):
     """A royalty given back (`|out_account^out_user_id^in_account^in_user_id^amount^CODE`)."""
 
     out_account: str
@@ -95,26 +101,18 @@ class RoyaltyPart:
     amount: Decimal
     code: str
 
-    @property
-    def succeeded(self) -> bool:
-        return self.code == SUCCESS
-
 
 @dataclass(frozen=True)
-class SubTradePart:
+class SubTradePart(_Outcome):
     """A sub-trade refund (`$$refund_amount^refundable_amount^CODE`)."""
 
     amount: Decimal
     refundable_amount: Decimal
     code: str
 
-    @property
-    def succeeded(self) -> bool:
-        return self.code == SUCCESS
-
 
 @dataclass(frozen=True)
-class ResultItem:
+class ResultItem(_Outcome):
     """The outcome of one trade's refund in a batch; `raw` is the entry as received."""
 
     trade_no: str
@@ -124,11 +122,6 @@ class ResultItem:
     royalties: tuple[RoyaltyPart, ...] = ()
     sub_trades: tuple[SubTradePart, ...] = ()
     raw: str = ""
-
-    @property
-    def succeeded(self) -> bool:
-        """True when the trade part says SUCCESS: the refund of this trade was made."""
-        return self.code == SUCCESS
 
 
 @dataclass(frozen=True)
