@@ -182,7 +182,7 @@ def make_app(
     *,
     charset: str,
     max_body_bytes: int,
-    verify_signature: Callable[[Mapping[str, str]], bool],
+    verify_signature: Callable[[Mapping[str, str], str], bool],
     notify_verify: Callable[[str], str],
     enqueue: Callable[[str, dict[str, str]], None],
     ready: Callable[[], bool],
@@ -190,8 +190,9 @@ def make_app(
     """Build the receiver around its collaborators.
 
     `charset` is the request charset the notifications are expected in when
-    the Content-Type declares none; `verify_signature` checks the `sign` of a
-    decoded form; `notify_verify` returns the gateway's answer for a
+    the Content-Type declares none; `verify_signature(form, charset)` checks the
+    `sign` of a decoded form over its values in `charset`, the charset the body
+    was decoded in; `notify_verify` returns the gateway's answer for a
     `notify_id` (`"true"` authenticates; `"false"`/`"invalid"` refute;
     anything else, or raising, means "cannot tell now"); `enqueue(kind,
     form)` returns only once the broker confirmed the message; `ready` tells
@@ -203,9 +204,9 @@ def make_app(
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
 
-    def authenticate(form: Mapping[str, str]) -> None:
+    def authenticate(form: Mapping[str, str], form_charset: str) -> None:
         try:
-            genuine = verify_signature(form)
+            genuine = verify_signature(form, form_charset)
         except Exception as exc:
             raise _Rejected(503, "signature_check_failed", error=_error_text(exc)) from exc
         if not genuine:
@@ -241,7 +242,7 @@ def make_app(
             )
             bound.info("notify.received", bytes=len(body), charset=form_charset)
             _check_fields(kind, form)
-            authenticate(form)
+            authenticate(form, form_charset)
             try:
                 enqueue(kind, dict(form))
             except Exception as exc:

@@ -52,11 +52,13 @@ class Fakes:
     ready_error: Exception | None = None
     calls: list[str] = field(default_factory=list)
     signed_forms: list[dict[str, str]] = field(default_factory=list)
+    signed_charsets: list[str] = field(default_factory=list)
     verified_ids: list[str] = field(default_factory=list)
     enqueued: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
-    def verify_signature(self, form: Mapping[str, str]) -> bool:
+    def verify_signature(self, form: Mapping[str, str], charset: str) -> bool:
         self.calls.append("signature")
+        self.signed_charsets.append(charset)
         self.signed_forms.append(dict(form))
         if self.signature_error is not None:
             raise self.signature_error
@@ -190,7 +192,7 @@ def test_gbk_body_with_real_md5_signature_verifies_over_values_as_received() -> 
     fakes = Fakes()
     app = fakes.app(
         charset="utf-8",
-        verify_signature=lambda f: verify(f, charset="gbk", md5_key=MD5_KEY),
+        verify_signature=lambda f, charset: verify(f, charset=charset, md5_key=MD5_KEY),
     )
 
     reply = call(app, body=body, content_type="application/x-www-form-urlencoded; charset=GBK")
@@ -395,7 +397,7 @@ def test_real_md5_check_rejects_a_tampered_value() -> None:
     form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
     form["result_details"] = form["result_details"].replace("0.01", "9.99")
     fakes = Fakes()
-    app = fakes.app(verify_signature=lambda f: verify(f, charset="utf-8", md5_key=MD5_KEY))
+    app = fakes.app(verify_signature=lambda f, charset: verify(f, charset=charset, md5_key=MD5_KEY))
 
     reply = post_form(app, form)
 
@@ -716,20 +718,41 @@ def test_signature_checker_accepts_only_the_configured_sign_type() -> None:
     form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
 
     # Correctly MD5-signed, but the merchant signs with RSA: no downgrade.
-    assert signature_checker(settings)(form) is False
+    assert signature_checker(settings)(form, "utf-8") is False
     md5_settings = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY))
-    assert signature_checker(md5_settings)(form) is True
-    assert signature_checker(md5_settings)({**form, "sign_type": "md5"}) is False
+    assert signature_checker(md5_settings)(form, "utf-8") is True
+    assert signature_checker(md5_settings)({**form, "sign_type": "md5"}, "utf-8") is False
 
 
-def test_signature_checker_uses_the_configured_charset() -> None:
+def test_signature_checker_verifies_in_the_charset_it_is_given() -> None:
     form = batch_form(extra_memo="退款")
     form["sign"] = sign(form, sign_type="MD5", charset="gbk", md5_key=MD5_KEY)
 
-    gbk = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset="gbk")
-    utf8 = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset="utf-8")
-    assert signature_checker(gbk)(form) is True
-    assert signature_checker(utf8)(form) is False
+    check = signature_checker(Settings(sign_type="MD5", md5_key=Secret(MD5_KEY)))
+    assert check(form, "gbk") is True
+    assert check(form, "utf-8") is False
+
+
+@pytest.mark.parametrize(("configured", "sent"), [("utf-8", "gbk"), ("gbk", "utf-8")])
+def test_a_form_signed_in_the_other_charset_verifies_in_the_charset_it_was_decoded_in(
+    configured: str, sent: str
+) -> None:
+    """Alipay signs in the charset it sends; the Content-Type label names it."""
+    form = batch_form(result_details="2024050121001004270231872174^0.01^SUCCESS")
+    form["extra_memo"] = "协商退款 + 部分"
+    form["sign"] = sign(form, sign_type="MD5", charset=sent, md5_key=MD5_KEY)
+    settings = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset=configured)
+    fakes = Fakes()
+    app = fakes.app(charset=configured, verify_signature=signature_checker(settings))
+
+    reply = call(
+        app,
+        body=encode_form(form, sent),
+        content_type=f"application/x-www-form-urlencoded; charset={sent}",
+    )
+
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.enqueued[0][1]["extra_memo"] == "协商退款 + 部分"
 
 
 def test_readiness_probe_needs_every_check_and_caches_the_answer() -> None:

@@ -147,8 +147,12 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
     return bounded_socket_reads(app, body_timeout)
 
 
-def signature_checker(settings: Settings) -> Callable[[Mapping[str, str]], bool]:
+def signature_checker(settings: Settings) -> Callable[[Mapping[str, str], str], bool]:
     """A check of a notification's `sign` with the configured sign type and key.
+
+    The signature is checked over the values in the charset the form was decoded
+    in (its Content-Type label, given by the receiver), not the configured
+    `ALIPAY_INPUT_CHARSET`: Alipay signs in the charset it sends.
 
     Only the configured `ALIPAY_SIGN_TYPE` is accepted: the sender chooses the
     `sign_type` field, and letting it pick MD5 when the merchant uses RSA
@@ -158,11 +162,10 @@ def signature_checker(settings: Settings) -> Callable[[Mapping[str, str]], bool]
     from worker.mapi import verify
 
     sign_type = settings.sign_type
-    charset = settings.input_charset
     md5_key = settings.md5_key
     public_key_pem = settings.alipay_public_key_pem
 
-    def check(form: Mapping[str, str]) -> bool:
+    def check(form: Mapping[str, str], charset: str) -> bool:
         if form.get("sign_type") != sign_type:
             return False
         if sign_type == "MD5":
