@@ -51,11 +51,36 @@ from worker.errors import NotifyFormatError
 from worker.mapi.amounts import parse_reported_amount
 from worker.mapi.dates import BEIJING, REFUND_DATE_FORMAT, is_valid_batch_no
 from worker.mapi.detail import is_valid_trade_no
+from worker.mapi.parts import (
+    SUCCESS,
+    FeePart,
+    ResultOutcome,
+    RoyaltyPart,
+    SubTradePart,
+    fee_part,
+    result_amount,
+    result_code,
+    royalty_part,
+    split_entry,
+    split_fields,
+    sub_trade_part,
+)
+
+__all__ = [
+    "NOTIFY_TYPE",
+    "SUCCESS",
+    "BatchRefundNotify",
+    "FeePart",
+    "ResultItem",
+    "RoyaltyPart",
+    "SubTradePart",
+    "UnfreezeResult",
+    "is_valid_notify_id",
+    "parse_notify",
+    "parse_result_details",
+]
 
 NOTIFY_TYPE = "batch_refund_notify"
-SUCCESS = "SUCCESS"
-
-_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}", re.ASCII)
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 _COUNT = re.compile(r"[0-9]{1,6}", re.ASCII)
 _NOTIFY_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
@@ -70,49 +95,8 @@ _REQUIRED = (
 )
 
 
-class _Outcome:
-    """A result part whose `code` is `SUCCESS` or the gateway's error code."""
-
-    code: str
-
-    @property
-    def succeeded(self) -> bool:
-        return self.code == SUCCESS
-
-
 @dataclass(frozen=True)
-class FeePart(_Outcome):
-    """Service fee given back with the refund (`$account^user_id^amount^CODE`)."""
-
-    account: str
-    user_id: str
-    amount: Decimal
-    code: str
-
-
-@dataclass(frozen=True)
-class RoyaltyPart(_Outcome):
-    """A royalty given back (`|out_account^out_user_id^in_account^in_user_id^amount^CODE`)."""
-
-    out_account: str
-    out_user_id: str
-    in_account: str
-    in_user_id: str
-    amount: Decimal
-    code: str
-
-
-@dataclass(frozen=True)
-class SubTradePart(_Outcome):
-    """A sub-trade refund (`$$refund_amount^refundable_amount^CODE`)."""
-
-    amount: Decimal
-    refundable_amount: Decimal
-    code: str
-
-
-@dataclass(frozen=True)
-class ResultItem(_Outcome):
+class ResultItem(ResultOutcome):
     """The outcome of one trade's refund in a batch; `raw` is the entry as received."""
 
     trade_no: str
@@ -244,63 +228,23 @@ def _check_timestamp(text: str) -> None:
 def _parse_item(raw: str, where: str) -> ResultItem:
     if not raw:
         raise NotifyFormatError(f"{where} is empty")
-    main, *sub_texts = raw.split("$$")
-    head, *royalty_texts = main.split("|")
-    trade_text, has_fee, fee_text = head.partition("$")
-    trade_no, amount, code = _fields(trade_text, 3, f"{where} trade part")
+    trade_text, fee_text, royalty_texts, sub_texts = split_entry(raw)
+    trade_no, amount, code = split_fields(trade_text, 3, f"{where} trade part")
     if not is_valid_trade_no(trade_no):
         raise NotifyFormatError(f"{where}: trade_no {trade_no[:70]!r} is not 16-64 digits")
     where = f"{where} (trade {trade_no})"
-    fee = None
-    if has_fee:
-        account, user_id, fee_amount, fee_code = _fields(fee_text, 4, f"{where} fee part")
-        fee = FeePart(account, user_id, _amount(fee_amount, where), _code(fee_code, where))
-    royalties = tuple(_royalty(text, where) for text in royalty_texts)
-    sub_trades = tuple(_sub_trade(text, where) for text in sub_texts)
+    fee = fee_part(fee_text, where) if fee_text is not None else None
+    royalties = tuple(royalty_part(text, where) for text in royalty_texts)
+    sub_trades = tuple(sub_trade_part(text, where) for text in sub_texts)
     return ResultItem(
         trade_no=trade_no,
-        amount=_amount(amount, where),
-        code=_code(code, where),
+        amount=result_amount(amount, where),
+        code=result_code(code, where),
         fee=fee,
         royalties=royalties,
         sub_trades=sub_trades,
         raw=raw,
     )
-
-
-def _royalty(text: str, where: str) -> RoyaltyPart:
-    out_account, out_user, in_account, in_user, amount, code = _fields(
-        text, 6, f"{where} royalty part"
-    )
-    return RoyaltyPart(
-        out_account, out_user, in_account, in_user, _amount(amount, where), _code(code, where)
-    )
-
-
-def _sub_trade(text: str, where: str) -> SubTradePart:
-    amount, refundable, code = _fields(text, 3, f"{where} sub-trade part")
-    return SubTradePart(_amount(amount, where), _amount(refundable, where), _code(code, where))
-
-
-def _fields(text: str, count: int, where: str) -> list[str]:
-    fields = text.split("^")
-    if len(fields) != count or "$" in text:
-        raise NotifyFormatError(f"{where}: expected {count} '^'-separated fields")
-    return fields
-
-
-def _amount(text: str, where: str) -> Decimal:
-    value = parse_reported_amount(text)
-    if value is None:
-        raise NotifyFormatError(f"{where}: amount {text[:30]!r} is not a non-negative amount")
-    return value
-
-
-def _code(text: str, where: str) -> str:
-    if not _CODE.fullmatch(text):
-        raise NotifyFormatError(f"{where}: result code {text[:30]!r} is malformed")
-    # Codes are upper case; some gateways were seen lower-casing them.
-    return text.upper()
 
 
 def _parse_unfreezed(text: str) -> tuple[UnfreezeResult, ...] | None:
