@@ -9,6 +9,15 @@ The central fact is `maybe_sent`: once any attempt's outcome was unknown
 gateway may hold the batch, so its items must never go out under another
 batch_no. Such a batch is only ever retried under the same batch_no (on the
 same Beijing day) or waited on until its notification arrives.
+
+DUPLICATE_BATCH_NO means the gateway already holds the batch_no. After an
+attempt whose outcome was unknown it was ours: accepted. On a first attempt it
+may still have been ours (a database restored from before the submission, or
+an egress proxy that replayed the POST), so the batch is kept as maybe-sent,
+flagged `duplicate_batch_no_unverified`, and resolved by a query of that
+batch_no: the gateway listing these trades under it means accepted; other
+trades or nothing means the number was someone else's and the items may be
+re-batched.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ class Action(enum.Enum):
     ACCEPTED = "accepted"  # the gateway has the batch: wait for its notification
     RETRY_SAME = "retry_same"  # try again later under the same batch_no
     WAIT_NOTIFY = "wait_notify"  # may be accepted but cannot be resent: wait for the notification
+    # DUPLICATE_BATCH_NO on a first attempt: the number may have been ours; keep the items
+    # and let a query of the batch_no show whether the gateway holds these trades under it
+    VERIFY_DUPLICATE = "verify_duplicate"
     HALT = "halt"  # merchant configuration is wrong: stop all submission, keep the batch
     HOLD = "hold"  # an answer the worker does not understand: keep this batch for an operator
     SPLIT = "split"  # definitely refused because of some item: split into halves, new batch_nos
@@ -117,10 +129,11 @@ def decide(
             return Decision(Action.ACCEPTED, "DUPLICATE_BATCH_NO after an unknown outcome", code)
         if attempts == 1:
             return Decision(
-                Action.REBATCH,
-                "first attempt answered DUPLICATE_BATCH_NO: the number was used elsewhere",
+                Action.VERIFY_DUPLICATE,
+                "first attempt answered DUPLICATE_BATCH_NO: the number may have been ours"
+                " (a restored database, a replayed request); a query of it must tell",
                 code,
-                operator_flag=None,
+                operator_flag="duplicate_batch_no_unverified",
             )
         return Decision(
             Action.WAIT_NOTIFY,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,8 +81,9 @@ class Env:
         return [process_notification(self.db, "batch_refund", f, now_utc()) for f in forms.values()]
 
 
-@pytest.fixture
-def env(db: Database) -> Iterator[Env]:
+@contextmanager
+def open_env(db: Database) -> Iterator[Env]:
+    """A sandbox gateway, a notify receiver and a client for it, around the test's ledger."""
     with NotifyReceiver() as receiver, run_sandbox(process_delay=0.05, time_factor=0.0001) as sb:
         merchant = Merchant(
             partner=sb.partner,
@@ -98,6 +100,12 @@ def env(db: Database) -> Iterator[Env]:
             read_timeout=1.0,
         )
         yield Env(db, sb, receiver, merchant, gateway)
+
+
+@pytest.fixture
+def env(db: Database) -> Iterator[Env]:
+    with open_env(db) as opened:
+        yield opened
 
 
 def make_batches(env: Env, refunds: int, trades: int | None = None, prefix: str = "r") -> list[str]:

@@ -64,8 +64,20 @@ def test_duplicate_batch_no_after_unknown_outcome_means_accepted() -> None:
     assert run(refused("DUPLICATE_BATCH_NO"), maybe_sent=True, attempts=2) is Action.ACCEPTED
 
 
-def test_duplicate_batch_no_on_a_first_attempt_is_a_collision() -> None:
-    assert run(refused("DUPLICATE_BATCH_NO"), attempts=1) is Action.REBATCH
+@pytest.mark.parametrize("items", [1, 10])
+def test_duplicate_batch_no_on_a_first_attempt_is_verified_by_a_query(items: int) -> None:
+    # The number may have been ours (a restored database, a replayed POST): never renumber
+    # before a query of that batch_no has shown whose it was.
+    decision = decide(
+        refused("DUPLICATE_BATCH_NO"),
+        maybe_sent_before=False,
+        attempts=1,
+        item_count=items,
+        refund_batches=1,
+    )
+    assert decision.action is Action.VERIFY_DUPLICATE
+    assert decision.operator_flag == "duplicate_batch_no_unverified"
+    assert decision.code == "DUPLICATE_BATCH_NO"
 
 
 def test_duplicate_batch_no_after_definite_refusals_is_left_to_an_operator() -> None:

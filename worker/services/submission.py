@@ -269,6 +269,20 @@ def _settle(
         log_.error("batch.awaiting_notification")
         return SubmitResult("awaiting_notification")
 
+    if action is Action.VERIFY_DUPLICATE:
+        ledger.update_batch(
+            conn,
+            batch_no,
+            state="unknown",
+            maybe_sent=True,
+            next_attempt_at=None,
+            last_code=decision.code,
+            last_error=decision.reason,
+            **flag,
+        )
+        log_.error("batch.duplicate_unverified")
+        return SubmitResult("awaiting_query")
+
     if action in (Action.HALT, Action.HOLD):
         ledger.update_batch(
             conn,
