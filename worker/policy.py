@@ -1,23 +1,35 @@
 """The money-safety rules of submission, as pure functions.
 
 Given what happened to one attempt at submitting a batch, decide what to do
-next. This file is where DESIGN section 3 (invariant 1) and the error-code
-handling of section 4.6 live; the submission service only carries decisions out.
+next; the submission service only carries decisions out.
 
-The central fact is `maybe_sent`: once any attempt's outcome was unknown
-(timeout, reset, 5xx, garbage, or a crash while the request was in flight), the
-gateway may hold the batch, so its items must never go out under another
-batch_no. Such a batch is only ever retried under the same batch_no (on the
-same Beijing day) or waited on until its notification arrives.
+The central fact is `maybe_sent`: once the gateway MAY have received a batch,
+its items must never go out under another batch_no. Such a batch is only ever
+retried under the same batch_no (on the same Beijing day) or waited on until
+its notification arrives. Every `Decision` carries `maybe_sent`, computed here
+and nowhere else, and a decision that releases items (split, re-batch, fail)
+cannot be built with `maybe_sent` set.
+
+Only a proof that the gateway refused the batch leaves it not maybe-sent:
+
+* a connection that was never opened (`Outcome.NOT_SENT`);
+* an `F` answer whose code says the batch was refused and nothing recorded:
+  kinds BATCH_FIXABLE, CONFIGURATION and ITEM, and BATCH_REFUND_LOCK_ERROR.
 
 DUPLICATE_BATCH_NO means the gateway already holds the batch_no. After an
-attempt whose outcome was unknown it was ours: accepted. On a first attempt it
-may still have been ours (a database restored from before the submission, or
-an egress proxy that replayed the POST), so the batch is kept as maybe-sent,
-flagged `duplicate_batch_no_unverified`, and resolved by a query of that
-batch_no: the gateway listing these trades under it means accepted; other
-trades or nothing means the number was someone else's and the items may be
-re-batched.
+attempt that may have reached the gateway it was ours: accepted. On a first
+attempt it may still have been ours (a database restored from before the
+submission, or an egress proxy that replayed the POST), so the batch is kept
+as maybe-sent, flagged `duplicate_batch_no_unverified`, and resolved by a
+query of that batch_no: the gateway listing these trades under it means
+accepted; other trades or nothing means the number was someone else's and the
+items may be re-batched.
+
+Everything else is not a proof: `T`/`P`, SYSTEM_ERROR (the code table says the
+batch may or may not be recorded; retried under the same batch_no), an `F`
+without a code or with a code this worker does not know, DUPLICATE_BATCH_NO,
+an unparseable answer, a timeout, a reset, a non-200 status, a crash while the
+request was in flight.
 """
 
 from __future__ import annotations
@@ -70,16 +82,57 @@ class Attempt:
         return self.response.error if self.response is not None else None
 
 
-@dataclass(frozen=True, slots=True)
+# Actions that hand the batch's refunds back (new batches, or failed): only after a proof.
+RELEASING = frozenset({Action.SPLIT, Action.FAIL_ITEM, Action.REBATCH})
+# Actions that leave the batch with the gateway, as far as the worker can tell.
+WAITING = frozenset({Action.ACCEPTED, Action.WAIT_NOTIFY, Action.VERIFY_DUPLICATE})
+
+# RETRY_LATER codes whose F answer proves nothing was recorded. Any other RETRY_LATER
+# code (SYSTEM_ERROR, or one added to the table later) is retried as maybe-sent.
+_REFUSED_RETRY_CODES = frozenset({"BATCH_REFUND_LOCK_ERROR"})
+# Kinds whose F answer proves the batch was refused as a whole and nothing recorded.
+_REFUSED_KINDS = frozenset({CodeKind.BATCH_FIXABLE, CodeKind.CONFIGURATION, CodeKind.ITEM})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
+    """What to do with a batch, and whether the gateway may now hold it.
+
+    `maybe_sent` is what the batch row must record: True once any attempt of this
+    batch_no may have reached the gateway. It can only be False for an action that
+    releases the items, and must be False for one.
+    """
+
     action: Action
     reason: str
+    maybe_sent: bool
     code: str | None = None
     operator_flag: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.maybe_sent and self.action in RELEASING:
+            raise ValueError(
+                f"{self.action.value} releases the items: the batch cannot be maybe-sent"
+            )
+        if not self.maybe_sent and self.action in WAITING:
+            raise ValueError(f"{self.action.value} waits for the gateway: the batch is maybe-sent")
+
+
+def proves_refusal(attempt: Attempt) -> bool:
+    """True when this attempt proves the gateway did not record the batch (module docstring)."""
+    if attempt.outcome is Outcome.NOT_SENT:
+        return True
+    response = attempt.response
+    if attempt.outcome is not Outcome.ANSWERED or response is None:
+        return False
+    if response.status is not SyncStatus.REFUSED or not response.error:
+        return False
+    code = response.error.strip().upper()
+    return classify(code) in _REFUSED_KINDS or code in _REFUSED_RETRY_CODES
+
 
 def decide_before_send(*, batch_day: date, today: date, maybe_sent: bool) -> Decision | None:
-    """The Beijing-day rule (DESIGN 4.2); None means: go ahead and send.
+    """The Beijing-day rule; None means: go ahead and send.
 
     A batch_no carries its day and is only valid on that day. A batch that may have
     been accepted is never renumbered: it waits for its notification (Alipay resends
@@ -90,10 +143,25 @@ def decide_before_send(*, batch_day: date, today: date, maybe_sent: bool) -> Dec
         return None
     if maybe_sent:
         return Decision(
-            Action.WAIT_NOTIFY,
-            "batch day is over and an earlier attempt's outcome is unknown",
+            action=Action.WAIT_NOTIFY,
+            reason="batch day is over and an earlier attempt's outcome is unknown",
+            maybe_sent=True,
         )
-    return Decision(Action.REBATCH, "batch day is over and the gateway never took the batch")
+    return Decision(
+        action=Action.REBATCH,
+        reason="batch day is over and the gateway never took the batch",
+        maybe_sent=False,
+    )
+
+
+def decide_unsendable(error: str, *, maybe_sent_before: bool) -> Decision:
+    """The client refused to send the request (e.g. text the charset cannot encode)."""
+    return Decision(
+        action=Action.HOLD,
+        reason=f"request cannot be sent: {error}",
+        maybe_sent=maybe_sent_before,
+        operator_flag="request_invalid",
+    )
 
 
 def decide(
@@ -106,64 +174,95 @@ def decide(
 ) -> Decision:
     """What to do after an attempt.
 
-    `maybe_sent_before`: some earlier attempt of this batch_no had an unknown outcome.
+    `maybe_sent_before`: some earlier attempt of this batch_no may have reached the gateway.
     `attempts`: attempts so far, this one included.
     `refund_batches`: for a single-item batch, how many batches its refund has been in.
     """
+    maybe_sent = maybe_sent_before or not proves_refusal(attempt)
+    action, reason, code, flag = _choose(
+        attempt,
+        maybe_sent_before=maybe_sent_before,
+        attempts=attempts,
+        item_count=item_count,
+        refund_batches=refund_batches,
+    )
+    return Decision(
+        action=action, reason=reason, maybe_sent=maybe_sent, code=code, operator_flag=flag
+    )
+
+
+_Choice = tuple[Action, str, str | None, str | None]
+
+
+def _choose(
+    attempt: Attempt,
+    *,
+    maybe_sent_before: bool,
+    attempts: int,
+    item_count: int,
+    refund_batches: int,
+) -> _Choice:
     if attempt.outcome is Outcome.NOT_SENT:
-        return Decision(Action.RETRY_SAME, f"not sent: {attempt.error}")
+        return Action.RETRY_SAME, f"not sent: {attempt.error}", None, None
     if attempt.outcome is Outcome.UNKNOWN or attempt.response is None:
-        return Decision(Action.RETRY_SAME, f"outcome unknown: {attempt.error}")
+        return Action.RETRY_SAME, f"outcome unknown: {attempt.error}", None, None
 
     response = attempt.response
     if response.status in (SyncStatus.ACCEPTED, SyncStatus.PROCESSING):
-        return Decision(Action.ACCEPTED, f"gateway answered {response.status.name}")
+        return Action.ACCEPTED, f"gateway answered {response.status.name}", None, None
     if response.status is SyncStatus.UNKNOWN:
-        return Decision(Action.RETRY_SAME, f"unparseable answer: {response.detail}")
+        return Action.RETRY_SAME, f"unparseable answer: {response.detail}", None, None
 
     code = response.error or "UNKNOWN_ERROR"
     kind = classify(code)
 
     if kind is CodeKind.DUPLICATE_BATCH:
         if maybe_sent_before:
-            return Decision(Action.ACCEPTED, "DUPLICATE_BATCH_NO after an unknown outcome", code)
+            return Action.ACCEPTED, "DUPLICATE_BATCH_NO after an unknown outcome", code, None
         if attempts == 1:
-            return Decision(
+            return (
                 Action.VERIFY_DUPLICATE,
                 "first attempt answered DUPLICATE_BATCH_NO: the number may have been ours"
                 " (a restored database, a replayed request); a query of it must tell",
                 code,
-                operator_flag="duplicate_batch_no_unverified",
+                "duplicate_batch_no_unverified",
             )
-        return Decision(
+        return (
             Action.WAIT_NOTIFY,
             "DUPLICATE_BATCH_NO after definite refusals: cannot tell whether it was accepted",
             code,
-            operator_flag="duplicate_batch_no_ambiguous",
+            "duplicate_batch_no_ambiguous",
         )
     if kind is CodeKind.RETRY_LATER:
-        return Decision(Action.RETRY_SAME, "gateway busy with another batch", code)
+        if code.strip().upper() in _REFUSED_RETRY_CODES:
+            return Action.RETRY_SAME, "gateway busy with another batch", code, None
+        return (
+            Action.RETRY_SAME,
+            "gateway error: the batch may or may not be recorded, retry the same batch_no",
+            code,
+            None,
+        )
     if kind is CodeKind.CONFIGURATION:
-        return Decision(Action.HALT, "merchant configuration refused", code, "configuration_error")
+        return Action.HALT, "merchant configuration refused", code, "configuration_error"
     if maybe_sent_before:
-        return Decision(
+        return (
             Action.WAIT_NOTIFY,
             "refused after an earlier unknown outcome: the first attempt may have been accepted",
             code,
-            operator_flag="refused_after_unknown_outcome",
+            "refused_after_unknown_outcome",
         )
     if kind is None:
-        return Decision(
+        return (
             Action.HOLD,
             "gateway answered a code this worker does not know",
             code,
-            operator_flag="unknown_code",
+            "unknown_code",
         )
     if item_count > 1:
-        return Decision(Action.SPLIT, "refused: split the batch to isolate the cause", code)
+        return Action.SPLIT, "refused: split the batch to isolate the cause", code, None
     if kind is CodeKind.ITEM or refund_batches >= MAX_BATCHES_PER_REFUND:
-        return Decision(Action.FAIL_ITEM, "gateway refused this refund", code)
-    return Decision(Action.REBATCH, "single refund refused at batch level: try a new batch", code)
+        return Action.FAIL_ITEM, "gateway refused this refund", code, None
+    return Action.REBATCH, "single refund refused at batch level: try a new batch", code, None
 
 
 def retry_delay(attempts: int) -> float:

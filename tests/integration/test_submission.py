@@ -1,6 +1,6 @@
 """Submission against the sandbox gateway over HTTP and a real PostgreSQL ledger.
 
-Each DESIGN 3 / 4.6 rule of what happens after an attempt has a test here: unknown
+Each rule of what happens after an attempt has a test here: unknown
 outcomes retried under the same batch_no (and DUPLICATE_BATCH_NO then meaning
 accepted), definite refusals split or failed, configuration errors halting,
 lock errors backing off, and the Beijing-day rule.

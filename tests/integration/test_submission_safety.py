@@ -1,15 +1,23 @@
-"""Answers that must leave a batch maybe-sent (real PostgreSQL ledger, sandbox gateway)."""
+"""Answers that must leave a batch maybe-sent, or must not count against its refunds.
+
+Real PostgreSQL ledger and sandbox gateway throughout. Where the sandbox cannot give
+the answer (SYSTEM_ERROR), a scripted `Submitter` stands in for the HTTP client and
+returns the parsed answer the client would have returned.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import pytest
 
 from tests.integration.test_submission import Env, make_batches, now_utc, open_env
 from worker import ledger
 from worker.db import Database
-from worker.mapi import RefundItem, SyncStatus, build_refund_request
+from worker.mapi import RefundItem, SyncResponse, SyncStatus, build_refund_request
+from worker.services.submission import SubmitResult, submit_batch
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +26,77 @@ pytestmark = pytest.mark.integration
 def env(db: Database) -> Iterator[Env]:
     with open_env(db) as opened:
         yield opened
+
+
+@dataclass
+class ScriptedGateway:
+    """A submission port that returns the scripted answers in order, one per call."""
+
+    answers: list[SyncResponse]
+    sent: list[dict[str, str]] = field(default_factory=list)
+
+    def submit(self, params: dict[str, str]) -> SyncResponse:
+        self.sent.append(dict(params))
+        return self.answers.pop(0)
+
+
+def refused(code: str) -> SyncResponse:
+    return SyncResponse(SyncStatus.REFUSED, code, f"is_success F, error {code}")
+
+
+def tomorrow() -> datetime:
+    return now_utc() + timedelta(days=1)
+
+
+def submit_via(env: Env, gateway: ScriptedGateway, batch_no: str, clock: object = now_utc) -> str:
+    result: SubmitResult = submit_batch(
+        env.db,
+        gateway,
+        env.merchant,
+        batch_no,
+        clock=clock,
+        lease_seconds=0.5,  # type: ignore[arg-type]
+    )
+    return result.status
+
+
+def batch_count(env: Env) -> int:
+    with env.db.transaction() as conn:
+        row = conn.execute("SELECT count(*) FROM batches").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_system_error_then_day_rollover_waits_instead_of_renumbering(env: Env) -> None:
+    (batch_no,) = make_batches(env, 3)
+    gateway = ScriptedGateway([refused("SYSTEM_ERROR")])
+
+    assert submit_via(env, gateway, batch_no) == "unknown"
+    batch = env.batch(batch_no)
+    assert (batch.state, batch.maybe_sent) == ("unknown", True)
+    assert batch.next_attempt_at is not None  # retried under the same batch_no today
+
+    # Beijing midnight passes before the retry: the batch may be at the gateway, so it
+    # waits for its notification instead of being renumbered.
+    assert submit_via(env, gateway, batch_no, clock=tomorrow) == "awaiting_notification"
+    batch = env.batch(batch_no)
+    assert (batch.state, batch.maybe_sent, batch.next_attempt_at) == ("unknown", True, None)
+    assert env.refund_states() == {"batched": 3}
+    assert batch_count(env) == 1
+    assert len(gateway.sent) == 1
+
+
+def test_system_error_then_a_definite_refusal_never_splits(env: Env) -> None:
+    (batch_no,) = make_batches(env, 4)
+    gateway = ScriptedGateway([refused("SYSTEM_ERROR"), refused("TRADE_STATUS_ERROR")])
+
+    assert submit_via(env, gateway, batch_no) == "unknown"
+    assert submit_via(env, gateway, batch_no) == "awaiting_notification"
+    batch = env.batch(batch_no)
+    assert (batch.state, batch.maybe_sent) == ("unknown", True)
+    assert env.refund_states() == {"batched": 4}
+    assert batch_count(env) == 1
+    assert [p["batch_no"] for p in gateway.sent] == [batch_no, batch_no]
 
 
 def batch_row(env: Env, batch_no: str) -> tuple[object, ...]:

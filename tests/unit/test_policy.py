@@ -1,4 +1,4 @@
-"""The submission decisions of worker.policy: invariant 1 and DESIGN 4.6, case by case."""
+"""The submission decisions of worker.policy, case by case."""
 
 from __future__ import annotations
 
@@ -8,21 +8,53 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.mapi import SyncResponse, SyncStatus
+from worker.mapi import ERROR_CODES, CodeKind, SyncResponse, SyncStatus
 from worker.policy import (
     MAX_BATCHES_PER_REFUND,
     RETRY_CAP_SECONDS,
     Action,
     Attempt,
+    Decision,
     Outcome,
     decide,
     decide_before_send,
+    decide_unsendable,
     retry_delay,
 )
+
+CODES = sorted(ERROR_CODES)
+
+# Codes whose F answer proves the gateway refused the batch and recorded nothing.
+PROVEN_REFUSALS = {
+    code
+    for code, entry in ERROR_CODES.items()
+    if entry.kind in (CodeKind.BATCH_FIXABLE, CodeKind.CONFIGURATION, CodeKind.ITEM)
+} | {"BATCH_REFUND_LOCK_ERROR"}
 
 
 def refused(code: str) -> Attempt:
     return Attempt(Outcome.ANSWERED, SyncResponse(SyncStatus.REFUSED, code, ""))
+
+
+def answered(status: SyncStatus) -> Attempt:
+    return Attempt(Outcome.ANSWERED, SyncResponse(status, None, ""))
+
+
+def decision(
+    attempt: Attempt,
+    *,
+    maybe_sent: bool = False,
+    attempts: int = 1,
+    items: int = 10,
+    refund_batches: int = 1,
+) -> Decision:
+    return decide(
+        attempt,
+        maybe_sent_before=maybe_sent,
+        attempts=attempts,
+        item_count=items,
+        refund_batches=refund_batches,
+    )
 
 
 def run(
@@ -33,11 +65,11 @@ def run(
     items: int = 10,
     refund_batches: int = 1,
 ) -> Action:
-    return decide(
+    return decision(
         attempt,
-        maybe_sent_before=maybe_sent,
+        maybe_sent=maybe_sent,
         attempts=attempts,
-        item_count=items,
+        items=items,
         refund_batches=refund_batches,
     ).action
 
@@ -58,6 +90,54 @@ def test_unknown_outcomes_retry_under_the_same_batch_no() -> None:
     assert run(Attempt(Outcome.NOT_SENT, error="refused")) is Action.RETRY_SAME
     garbage = Attempt(Outcome.ANSWERED, SyncResponse(SyncStatus.UNKNOWN, None, "html"))
     assert run(garbage) is Action.RETRY_SAME
+
+
+def test_system_error_is_retried_under_the_same_batch_no_as_maybe_sent() -> None:
+    # SYSTEM_ERROR: "the batch may or may not be recorded". Not a proof of refusal.
+    for items in (1, 10):
+        got = decision(refused("SYSTEM_ERROR"), items=items)
+        assert got.action is Action.RETRY_SAME
+        assert got.maybe_sent is True
+        assert got.code == "SYSTEM_ERROR"
+
+
+def test_a_refusal_after_a_system_error_never_releases_the_items() -> None:
+    for code in ("ILLEGAL_ARGUMENT", "TRADE_STATUS_ERROR", "REFUND_DATE_ERROR"):
+        got = decision(refused(code), maybe_sent=True, attempts=2, items=1, refund_batches=5)
+        assert got.action is Action.WAIT_NOTIFY
+        assert got.maybe_sent is True
+
+
+# Every kind of answer, and whether it leaves the batch maybe-sent (on a first attempt).
+MAYBE_SENT_TABLE: list[tuple[str, Attempt, bool]] = [
+    ("connection never opened", Attempt(Outcome.NOT_SENT, error="connect_failed"), False),
+    ("read timeout", Attempt(Outcome.UNKNOWN, error="read_timeout"), True),
+    ("reset", Attempt(Outcome.UNKNOWN, error="connection_lost"), True),
+    ("http 502", Attempt(Outcome.UNKNOWN, error="http_502"), True),
+    ("unparseable", Attempt(Outcome.ANSWERED, SyncResponse(SyncStatus.UNKNOWN, None, "x")), True),
+    ("T", answered(SyncStatus.ACCEPTED), True),
+    ("P", answered(SyncStatus.PROCESSING), True),
+    ("F without a code", answered(SyncStatus.REFUSED), True),
+    ("F SYSTEM_ERROR", refused("SYSTEM_ERROR"), True),
+    ("F system_error, any case", refused(" system_error "), True),
+    ("F unknown code", refused("NEVER_SEEN_BEFORE"), True),
+    ("F DUPLICATE_BATCH_NO", refused("DUPLICATE_BATCH_NO"), True),
+    ("F BATCH_REFUND_LOCK_ERROR", refused("BATCH_REFUND_LOCK_ERROR"), False),
+    ("F batch fixable", refused("ILLEGAL_ARGUMENT"), False),
+    ("F configuration", refused("ILLEGAL_SIGN"), False),
+    ("F item", refused("TRADE_STATUS_ERROR"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "attempt", "maybe_sent"), MAYBE_SENT_TABLE, ids=[c for c, _, _ in MAYBE_SENT_TABLE]
+)
+def test_only_a_proven_refusal_leaves_the_batch_not_maybe_sent(
+    case: str, attempt: Attempt, maybe_sent: bool
+) -> None:
+    for items in (1, 10):
+        got = decision(attempt, items=items)
+        assert got.maybe_sent is maybe_sent, case
 
 
 def test_duplicate_batch_no_after_unknown_outcome_means_accepted() -> None:
@@ -133,8 +213,30 @@ def test_day_rule() -> None:
     later = date(2026, 11, 23)
     waiting = decide_before_send(batch_day=day, today=later, maybe_sent=True)
     assert waiting is not None and waiting.action is Action.WAIT_NOTIFY
+    assert waiting.maybe_sent is True
     fresh = decide_before_send(batch_day=day, today=later, maybe_sent=False)
     assert fresh is not None and fresh.action is Action.REBATCH
+    assert fresh.maybe_sent is False
+
+
+def test_a_request_that_cannot_be_built_is_held_and_keeps_what_was_known() -> None:
+    for before in (False, True):
+        got = decide_unsendable("unencodable reason", maybe_sent_before=before)
+        assert got.action is Action.HOLD
+        assert got.maybe_sent is before
+        assert got.operator_flag == "request_invalid"
+
+
+@pytest.mark.parametrize("action", [Action.SPLIT, Action.FAIL_ITEM, Action.REBATCH])
+def test_a_decision_that_releases_items_cannot_be_maybe_sent(action: Action) -> None:
+    with pytest.raises(ValueError, match="maybe"):
+        Decision(action=action, reason="x", maybe_sent=True)
+
+
+@pytest.mark.parametrize("action", [Action.ACCEPTED, Action.WAIT_NOTIFY, Action.VERIFY_DUPLICATE])
+def test_a_decision_that_waits_for_the_gateway_is_maybe_sent(action: Action) -> None:
+    with pytest.raises(ValueError, match="maybe"):
+        Decision(action=action, reason="x", maybe_sent=False)
 
 
 @given(
@@ -157,14 +259,53 @@ def test_a_batch_that_may_have_been_sent_is_never_released(
     outcome: Outcome, code: str, attempts: int, items: int, refund_batches: int
 ) -> None:
     attempt = refused(code) if outcome is Outcome.ANSWERED else Attempt(outcome, error="x")
-    action = decide(
+    got = decide(
         attempt,
         maybe_sent_before=True,
         attempts=attempts,
         item_count=items,
         refund_batches=refund_batches,
-    ).action
-    assert action not in (Action.SPLIT, Action.REBATCH, Action.FAIL_ITEM)
+    )
+    assert got.action not in (Action.SPLIT, Action.REBATCH, Action.FAIL_ITEM)
+    assert got.maybe_sent is True
+
+
+@given(
+    outcome=st.sampled_from(list(Outcome)),
+    status=st.sampled_from(list(SyncStatus)),
+    code=st.one_of(st.none(), st.sampled_from(CODES), st.text(max_size=12)),
+    maybe_sent_before=st.booleans(),
+    attempts=st.integers(min_value=1, max_value=50),
+    items=st.integers(min_value=1, max_value=1000),
+    refund_batches=st.integers(min_value=0, max_value=10),
+)
+def test_items_are_released_only_after_a_proven_refusal(
+    outcome: Outcome,
+    status: SyncStatus,
+    code: str | None,
+    maybe_sent_before: bool,
+    attempts: int,
+    items: int,
+    refund_batches: int,
+) -> None:
+    response = SyncResponse(status, code, "") if outcome is Outcome.ANSWERED else None
+    attempt = Attempt(outcome, response, error="x")
+    got = decide(
+        attempt,
+        maybe_sent_before=maybe_sent_before,
+        attempts=attempts,
+        item_count=items,
+        refund_batches=refund_batches,
+    )
+    proven = outcome is Outcome.NOT_SENT or (
+        status is SyncStatus.REFUSED
+        and code is not None
+        and code.strip().upper() in PROVEN_REFUSALS
+    )
+    if not got.maybe_sent:
+        assert proven and not maybe_sent_before
+    if got.action in (Action.SPLIT, Action.REBATCH, Action.FAIL_ITEM):
+        assert not got.maybe_sent
 
 
 def test_retry_delay_grows_and_is_capped() -> None:

@@ -36,6 +36,7 @@ from worker.policy import (
     Outcome,
     decide,
     decide_before_send,
+    decide_unsendable,
     retry_delay,
 )
 from worker.services.outcomes import record_completions
@@ -95,9 +96,7 @@ def submit_batch(
     except (ProtocolError, ConfigError, SigningError) as exc:
         # Refused by the client before anything was sent (e.g. unencodable text).
         attempt = Attempt(Outcome.NOT_SENT, error=str(exc))
-        unsendable = Decision(
-            Action.HOLD, f"request cannot be sent: {exc}", None, "request_invalid"
-        )
+        unsendable = decide_unsendable(str(exc), maybe_sent_before=claim.maybe_sent)
 
     decision = unsendable or decide(
         attempt,
@@ -153,7 +152,7 @@ def _claim(
             conn,
             batch_no,
             state="unknown",
-            maybe_sent=True,
+            maybe_sent=before.maybe_sent,
             next_attempt_at=None,
             last_error=before.reason,
         )
@@ -207,124 +206,170 @@ def _settle(
         action=decision.action.value,
         code=decision.code,
         reason=decision.reason,
+        maybe_sent=decision.maybe_sent,
     )
     if batch is None or batch.state != "submitting" or batch.attempts != claim.attempts:
         # A notification (or another attempt) settled the batch while we were sending.
         log_.info("batch.outcome_superseded", state=None if batch is None else batch.state)
         return SubmitResult(batch.state if batch else "missing")
 
-    maybe_sent = claim.maybe_sent or attempt.outcome is Outcome.UNKNOWN
-    action = decision.action
-    SUBMIT_OUTCOMES.labels(action.value).inc()
-    flag = {"operator_flag": decision.operator_flag} if decision.operator_flag else {}
+    SUBMIT_OUTCOMES.labels(decision.action.value).inc()
     if decision.operator_flag:
         conn.execute(
             "UPDATE batches SET flagged_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
         )
+    step = _STEPS[decision.action]
+    return step(_Settling(conn, batch_no, claim, attempt, decision, now, log_))
 
-    if action is Action.ACCEPTED:
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state="accepted",
-            maybe_sent=True,
-            accepted_at=now,
-            next_attempt_at=None,
-            last_code=decision.code,
-        )
-        ledger.mark_submitted(conn, batch_no)
-        log_.info("batch.submitted", items=len(claim.items))
-        return SubmitResult("accepted")
 
-    if action is Action.RETRY_SAME:
-        delay = retry_delay(claim.attempts)
-        state = "unknown" if maybe_sent else "retry"
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state=state,
-            maybe_sent=maybe_sent,
-            last_code=decision.code,
-            last_error=(attempt.error or decision.reason)[:500],
-        )
-        conn.execute(
-            "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
-            " WHERE batch_no = %s",
-            (delay, batch_no),
-        )
-        log_.warning("batch.retry_scheduled", delay_seconds=delay, outcome=attempt.outcome.value)
-        return SubmitResult(state)
+@dataclass(slots=True)
+class _Settling:
+    """Everything one settle step needs."""
 
-    if action is Action.WAIT_NOTIFY:
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state="unknown",
-            maybe_sent=True,
-            next_attempt_at=None,
-            last_code=decision.code,
-            last_error=decision.reason,
-            **flag,
-        )
-        log_.error("batch.awaiting_notification")
-        return SubmitResult("awaiting_notification")
+    conn: Connection
+    batch_no: str
+    claim: _Claim
+    attempt: Attempt
+    decision: Decision
+    now: datetime
+    log: structlog.typing.FilteringBoundLogger
 
-    if action is Action.VERIFY_DUPLICATE:
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state="unknown",
-            maybe_sent=True,
-            next_attempt_at=None,
-            last_code=decision.code,
-            last_error=decision.reason,
-            **flag,
-        )
-        log_.error("batch.duplicate_unverified")
-        return SubmitResult("awaiting_query")
+    def flag(self) -> dict[str, object]:
+        flag = self.decision.operator_flag
+        return {"operator_flag": flag} if flag else {}
 
-    if action in (Action.HALT, Action.HOLD):
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state="held",
-            maybe_sent=maybe_sent,
-            next_attempt_at=None,
-            last_code=decision.code,
-            last_error=decision.reason,
-            **flag,
-        )
-        if action is Action.HALT:
-            ledger.set_submission_halt(conn, f"{decision.code} on batch {batch_no}")
-            log_.critical("submission.halted")
-        else:
-            log_.error("batch.held")
-        return SubmitResult("held")
 
-    # The gateway definitely did not take this batch: its items may go out again.
+def _accepted(s: _Settling) -> SubmitResult:
     ledger.update_batch(
-        conn,
-        batch_no,
+        s.conn,
+        s.batch_no,
+        state="accepted",
+        maybe_sent=True,
+        accepted_at=s.now,
+        next_attempt_at=None,
+        last_code=s.decision.code,
+    )
+    ledger.mark_submitted(s.conn, s.batch_no)
+    s.log.info("batch.submitted", items=len(s.claim.items))
+    return SubmitResult("accepted")
+
+
+def _retry_same(s: _Settling) -> SubmitResult:
+    delay = retry_delay(s.claim.attempts)
+    state = "unknown" if s.decision.maybe_sent else "retry"
+    ledger.update_batch(
+        s.conn,
+        s.batch_no,
+        state=state,
+        maybe_sent=s.decision.maybe_sent,
+        last_code=s.decision.code,
+        last_error=(s.attempt.error or s.decision.reason)[:500],
+    )
+    s.conn.execute(
+        "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
+        " WHERE batch_no = %s",
+        (delay, s.batch_no),
+    )
+    s.log.warning("batch.retry_scheduled", delay_seconds=delay, outcome=s.attempt.outcome.value)
+    return SubmitResult(state)
+
+
+def _wait(s: _Settling) -> None:
+    """Keep the batch as maybe-sent, with no next attempt: something else must settle it."""
+    ledger.update_batch(
+        s.conn,
+        s.batch_no,
+        state="unknown",
+        maybe_sent=True,
+        next_attempt_at=None,
+        last_code=s.decision.code,
+        last_error=s.decision.reason,
+        **s.flag(),
+    )
+
+
+def _wait_notify(s: _Settling) -> SubmitResult:
+    _wait(s)
+    s.log.error("batch.awaiting_notification")
+    return SubmitResult("awaiting_notification")
+
+
+def _verify_duplicate(s: _Settling) -> SubmitResult:
+    _wait(s)
+    s.log.error("batch.duplicate_unverified")
+    return SubmitResult("awaiting_query")
+
+
+def _hold(s: _Settling) -> SubmitResult:
+    ledger.update_batch(
+        s.conn,
+        s.batch_no,
+        state="held",
+        maybe_sent=s.decision.maybe_sent,
+        next_attempt_at=None,
+        last_code=s.decision.code,
+        last_error=s.decision.reason,
+        **s.flag(),
+    )
+    if s.decision.action is Action.HALT:
+        ledger.set_submission_halt(s.conn, f"{s.decision.code} on batch {s.batch_no}")
+        s.log.critical("submission.halted")
+    else:
+        s.log.error("batch.held")
+    return SubmitResult("held")
+
+
+def _refused(s: _Settling) -> None:
+    """The gateway proved it did not take this batch: its items may go out again."""
+    if s.decision.maybe_sent:  # Decision cannot be built so; never release on a doubt
+        raise AssertionError(f"{s.decision.action.value} of a batch that may have been sent")
+    ledger.update_batch(
+        s.conn,
+        s.batch_no,
         state="refused",
         next_attempt_at=None,
-        last_code=decision.code,
-        last_error=decision.reason,
-        **flag,
+        last_code=s.decision.code,
+        last_error=s.decision.reason,
+        **s.flag(),
     )
-    if action is Action.FAIL_ITEM:
-        outcomes = [(i.refund_id, "failed", decision.code or "UNKNOWN_ERROR") for i in claim.items]
-        record_completions(conn, ledger.finish_refunds(conn, batch_no, outcomes))
-        log_.warning("batch.refused")
-        return SubmitResult("refused")
 
-    ledger.detach_items(conn, batch_no)
-    if action is Action.SPLIT:
-        half = (len(claim.items) + 1) // 2
-        due = db_now(conn) + timedelta(seconds=REDRIVE_AFTER_SECONDS)
-        parts = [claim.items[:half], claim.items[half:]]
-        follow_ups = [new_batch(conn, now, part, due) for part in parts if part]
-        log_.warning("batch.split", into=follow_ups)
-        return SubmitResult("refused", follow_ups)
 
-    log_.warning("batch.rebatched", refunds=len(claim.items))
+def _fail_item(s: _Settling) -> SubmitResult:
+    _refused(s)
+    code = s.decision.code or "UNKNOWN_ERROR"
+    outcomes = [(i.refund_id, "failed", code) for i in s.claim.items]
+    record_completions(s.conn, ledger.finish_refunds(s.conn, s.batch_no, outcomes))
+    s.log.warning("batch.refused")
     return SubmitResult("refused")
+
+
+def _split(s: _Settling) -> SubmitResult:
+    _refused(s)
+    ledger.detach_items(s.conn, s.batch_no)
+    items = s.claim.items
+    half = (len(items) + 1) // 2
+    due = db_now(s.conn) + timedelta(seconds=REDRIVE_AFTER_SECONDS)
+    parts = (items[:half], items[half:])
+    follow_ups = [new_batch(s.conn, s.now, part, due) for part in parts if part]
+    s.log.warning("batch.split", into=follow_ups)
+    return SubmitResult("refused", follow_ups)
+
+
+def _rebatch(s: _Settling) -> SubmitResult:
+    _refused(s)
+    ledger.detach_items(s.conn, s.batch_no)
+    s.log.warning("batch.rebatched", refunds=len(s.claim.items))
+    return SubmitResult("refused")
+
+
+_STEPS: dict[Action, Callable[[_Settling], SubmitResult]] = {
+    Action.ACCEPTED: _accepted,
+    Action.RETRY_SAME: _retry_same,
+    Action.WAIT_NOTIFY: _wait_notify,
+    Action.VERIFY_DUPLICATE: _verify_duplicate,
+    Action.HALT: _hold,
+    Action.HOLD: _hold,
+    Action.SPLIT: _split,
+    Action.FAIL_ITEM: _fail_item,
+    Action.REBATCH: _rebatch,
+}
