@@ -146,6 +146,8 @@ class Settings:
     intake_delivery_limit: int = 5
     metrics_port: int | None = None
     clock_offset_file: str | None = None
+    reconcile_after_seconds: float = 600.0
+    reconcile_release_after_seconds: float = 86400.0
 
     @property
     def notify_host(self) -> str:
@@ -537,6 +539,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         metrics_port=None if metrics_port is None else _int("METRICS_PORT", metrics_port, 1, 65535),
         clock_offset_file=get("CLOCK_OFFSET_FILE"),
+        reconcile_after_seconds=_float(
+            "RECONCILE_AFTER_SECONDS", text("RECONCILE_AFTER_SECONDS", "600"), 7 * 86400
+        ),
+        reconcile_release_after_seconds=_float(
+            "RECONCILE_RELEASE_AFTER_SECONDS",
+            text("RECONCILE_RELEASE_AFTER_SECONDS", "86400"),
+            30 * 86400,
+        ),
     )
 
 

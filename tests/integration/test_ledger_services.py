@@ -2,67 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from tests.support.ledger import (
+    delivery,
+    fixed_clock,
+    outbox_events,
+    pack,
+    request,
+    rows,
+    trade,
+)
 from worker import ledger
-from worker.bus import Delivery
 from worker.db import Database
 from worker.mapi import BEIJING, decode_detail_data, encode_detail_data
 from worker.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
 from worker.services.intake import handle_deliveries
-from worker.services.notifications import process_notification
-from worker.services.packing import pack_pending
 
 pytestmark = pytest.mark.integration
-
-_tags = iter(range(1, 10**9))
-
-
-def delivery(body: bytes | dict[str, Any]) -> Delivery:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Delivery(
-        delivery_tag=next(_tags),
-        body=raw,
-        message_id=str(uuid.uuid4()),
-        headers={},
-        redelivered=False,
-        content_type="application/json",
-        routing_key="refund.requested",
-    )
-
-
-def request(refund_id: str, trade_no: str, amount: str = "1.00", **extra: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "refund_id": refund_id,
-        "trade_no": trade_no,
-        "amount": amount,
-        **extra,
-    }
-
-
-def trade(n: int) -> str:
-    return f"2026112221{n:014d}"
-
-
-def fixed_clock() -> datetime:
-    return datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
-
-
-def rows(db: Database, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with db.transaction() as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def outbox_events(db: Database) -> list[dict[str, Any]]:
-    return [json.loads(r[0]) for r in rows(db, "SELECT body FROM outbox ORDER BY id")]
 
 
 def test_intake_stores_valid_requests_once(db: Database) -> None:
@@ -198,14 +160,6 @@ def test_refund_above_trade_amount_is_rejected(db: Database) -> None:
     }
 
 
-def pack(
-    db: Database, *, max_items: int = 1000, max_wait: float = 3600, force: bool = False
-) -> list[str]:
-    return pack_pending(
-        db, max_items=max_items, max_wait=max_wait, charset="utf-8", clock=fixed_clock, force=force
-    )
-
-
 def test_packer_waits_for_a_full_batch_or_the_wait_time(db: Database) -> None:
     handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(5)])
     assert pack(db, max_items=10) == []
@@ -240,20 +194,6 @@ def test_packer_respects_the_gateway_rules(db: Database) -> None:
     assert len(seen) == 95
     # The original reason is kept in the ledger.
     assert rows(db, "SELECT DISTINCT reason FROM refunds") == [("broken # item ^ x",)]
-
-
-@pytest.fixture
-def accepted_batch(db: Database) -> Iterator[tuple[str, list[ledger.BatchItem]]]:
-    handle_deliveries(
-        db,
-        [delivery(request(f"r-{i}", trade(i), "2.50", order_id=f"o-{i}")) for i in range(4)],
-    )
-    (batch_no,) = pack(db, force=True)
-    with db.transaction() as conn:
-        ledger.update_batch(conn, batch_no, state="accepted", maybe_sent=True)
-        ledger.mark_submitted(conn, batch_no)
-        items = ledger.batch_items(conn, batch_no)
-    yield batch_no, items
 
 
 def _refund_states(db: Database, batch_no: str) -> list[tuple[Any, ...]]:
@@ -328,96 +268,6 @@ def test_apply_results_does_what_mark_submitted_then_finish_refunds_did(db: Data
     }
     with db.transaction() as conn:  # nothing reported and nothing left batched: no change
         assert ledger.apply_results(conn, one, []) == []
-
-
-def notify_form(
-    batch_no: str, results: list[tuple[str, str, str]], notify_id: str = "n-1"
-) -> dict[str, str]:
-    return {
-        "notify_time": "2026-11-22 12:00:00",
-        "notify_type": "batch_refund_notify",
-        "notify_id": notify_id,
-        "sign_type": "MD5",
-        "sign": "0" * 32,
-        "batch_no": batch_no,
-        "success_num": str(sum(1 for r in results if r[2] == "SUCCESS")),
-        "result_details": "#".join("^".join(r) for r in results),
-    }
-
-
-def test_notification_completes_refunds_once(
-    db: Database, accepted_batch: tuple[str, list[ledger.BatchItem]]
-) -> None:
-    batch_no, items = accepted_batch
-    results = [(i.trade_no, "2.50", "SUCCESS") for i in items[:3]]
-    results.append((items[3].trade_no, "2.50", "TRADE_STATUS_ERROR"))
-    form = notify_form(batch_no, results)
-    now = datetime.now(tz=UTC)
-    assert process_notification(db, "batch_refund", form, now) == "applied"
-    assert process_notification(db, "batch_refund", form, now) == "duplicate"
-    states = rows(db, "SELECT state, code, count(*) FROM refunds GROUP BY 1, 2 ORDER BY 1")
-    assert states == [("failed", "TRADE_STATUS_ERROR", 1), ("succeeded", "SUCCESS", 3)]
-    events = outbox_events(db)
-    assert len(events) == 4
-    assert {e["status"] for e in events} == {"succeeded", "failed"}
-    assert all(e["batch_no"] == batch_no and e["order_id"].startswith("o-") for e in events)
-    assert rows(db, "SELECT state FROM batches") == [("completed",)]
-
-    # A late notification under another notify_id claiming the opposite changes nothing.
-    flipped = [(t, a, "SUCCESS") for t, a, _ in results]
-    assert (
-        process_notification(db, "batch_refund", notify_form(batch_no, flipped, "n-2"), now)
-        == "applied"
-    )
-    assert rows(db, "SELECT state, count(*) FROM refunds GROUP BY 1 ORDER BY 1") == [
-        ("failed", 1),
-        ("succeeded", 3),
-    ]
-    assert len(outbox_events(db)) == 4
-
-
-def test_notification_with_missing_items_is_flagged_and_kept(
-    db: Database, accepted_batch: tuple[str, list[ledger.BatchItem]]
-) -> None:
-    batch_no, items = accepted_batch
-    results = [
-        (items[0].trade_no, "2.50", "SUCCESS"),
-        ("2026112299999999999999", "1.00", "SUCCESS"),
-    ]
-    outcome = process_notification(
-        db, "batch_refund", notify_form(batch_no, results), datetime.now(tz=UTC)
-    )
-    assert outcome == "applied_with_problems"
-    assert rows(db, "SELECT state, operator_flag FROM batches") == [
-        ("accepted", "items_missing_from_notification")
-    ]
-    assert rows(db, "SELECT count(*) FROM refunds WHERE state = 'submitted'") == [(3,)]
-
-
-def test_unknown_batch_and_malformed_notifications_are_stored(db: Database) -> None:
-    now = datetime.now(tz=UTC)
-    form = notify_form("20261122000000000777", [(trade(1), "1.00", "SUCCESS")], "n-x")
-    assert process_notification(db, "batch_refund", form, now) == "unknown_batch"
-    broken = dict(form, notify_id="n-y", result_details="garbage^^^", success_num="x")
-    assert process_notification(db, "batch_refund", broken, now) == "malformed"
-    assert rows(db, "SELECT notify_id, outcome FROM notifications ORDER BY 1") == [
-        ("n-x", "unknown_batch"),
-        ("n-y", "malformed"),
-    ]
-
-
-def test_dback_notification_is_stored_verbatim(db: Database) -> None:
-    form = {
-        "notify_id": "d-1",
-        "trade_no": trade(1),
-        "batch_no": "x",
-        "status": "S",
-        "card_no": "6222***",
-    }
-    now = datetime.now(tz=UTC)
-    assert process_notification(db, "dback", form, now) == "stored"
-    assert process_notification(db, "dback", form, now) == "duplicate"
-    assert rows(db, "SELECT form FROM notifications") == [(form,)]
 
 
 def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:

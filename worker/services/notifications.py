@@ -1,10 +1,18 @@
 """Applying Alipay's verified notifications to the ledger.
 
 The receiver only enqueues notifications whose signature verified and that the
-gateway's `notify_verify` confirmed. Here each is stored in the inbox (keyed by
-`notify_id`, so a resend or a replay changes nothing), parsed, and its items move
-refunds forward -- only forward -- with their `refund.completed` outbox rows in
-the same transaction. Whatever does not add up is logged and kept.
+gateway's `notify_verify` confirmed, and it has already answered `success`, so
+Alipay will not send them again: a verified notification must never be lost.
+Each is therefore first stored in the inbox (keyed by `notify_id`, so a resend
+or a replay changes nothing) with outcome `pending`, in a transaction of its
+own, and only then applied. If applying fails, the row stays (`pending` after a
+crash, `apply_failed` after an error) and is applied again by the scheduler's
+sweep or by `refund-worker replay notifications`; nothing expires.
+
+Applying reads `result_details` as tolerantly as its grammar allows
+(`worker.mapi.results`) and goes through `worker.services.results`, the same
+code path as a query's answer. Whatever a notification does not settle is
+left to reconciliation by query.
 """
 
 from __future__ import annotations
@@ -16,20 +24,33 @@ from datetime import datetime
 
 import structlog
 
-from worker import ledger
+from worker import ledger, ledger_reconcile
 from worker.db import Connection, Database
-from worker.errors import NotifyFormatError
-from worker.mapi import parse_notify
+from worker.errors import DatabaseUnavailable
+from worker.mapi.results import read_result_details
 from worker.metrics import NOTIFICATIONS
-from worker.services.outcomes import record_completions
+from worker.services.dback import apply_dback
+from worker.services.results import Reported, apply_reported
 
 log = structlog.get_logger("worker.notify")
 
 BATCH_REFUND = "batch_refund"
 DBACK = "dback"
+PENDING = "pending"
+APPLY_FAILED = "apply_failed"
+UNKNOWN_BATCH = "unknown_batch"
+# Outcomes of a stored notification that is still to be applied.
+UNAPPLIED = (PENDING, APPLY_FAILED, UNKNOWN_BATCH)
+
+# Seconds after which a reported item the notification did not settle is queried.
+MISSING_ITEMS_QUERY_SECONDS = 60.0
 
 
-def _surrogate_id(kind: str, form: Mapping[str, str]) -> str:
+def notify_id_of(kind: str, form: Mapping[str, str]) -> str:
+    """The inbox key: `notify_id`, or a digest of the form when there is none (dback)."""
+    notify_id = form.get("notify_id")
+    if notify_id:
+        return notify_id
     canonical = json.dumps(dict(form), sort_keys=True, ensure_ascii=False)
     return f"{kind}:sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
 
@@ -37,144 +58,135 @@ def _surrogate_id(kind: str, form: Mapping[str, str]) -> str:
 def process_notification(
     db: Database, kind: str, form: Mapping[str, str], received_at: datetime
 ) -> str:
-    """Store and apply one notification in one transaction; returns its outcome."""
-    with db.transaction() as conn:
-        outcome = apply_notification(conn, kind, form, received_at)
-    NOTIFICATIONS.labels(outcome).inc()
-    return outcome
-
-
-def replay_stored(db: Database, notify_id: str) -> str | None:
-    """Apply a stored notification again (e.g. one that arrived before its batch was known)."""
-    with db.transaction() as conn:
-        row = conn.execute(
-            "DELETE FROM notifications WHERE notify_id = %s RETURNING kind, form, received_at",
-            (notify_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return apply_notification(conn, row[0], row[1], row[2])
-
-
-def apply_notification(
-    conn: Connection, kind: str, form: Mapping[str, str], received_at: datetime
-) -> str:
-    """Store and apply one notification inside the caller's transaction."""
-    notify_id = form.get("notify_id") or _surrogate_id(kind, form)
-    log_ = log.bind(notify_id=notify_id, batch_no=form.get("batch_no"))
-    if kind == DBACK:
-        batch_no = form.get("batch_no") or form.get("refund_batch_no")
-        fresh = ledger.store_notification(
-            conn,
-            notify_id=notify_id,
-            kind=DBACK,
-            batch_no=batch_no,
-            form=form,
-            received_at=received_at,
-            outcome="stored",
-        )
-        log_.info(
-            "notify.dback" if fresh else "notify.duplicate",
-            trade_no=form.get("trade_no"),
-            status=form.get("status"),
-        )
-        return "stored" if fresh else "duplicate"
-    if kind != BATCH_REFUND:
+    """Store a verified notification durably, then apply it; returns its outcome."""
+    if kind not in (BATCH_REFUND, DBACK):
         raise ValueError(f"unknown notification kind {kind!r}")
-
-    try:
-        note = parse_notify(form)
-    except NotifyFormatError as exc:
+    notify_id = notify_id_of(kind, form)
+    batch_no = form.get("batch_no") or form.get("refund_batch_no")
+    with db.transaction() as conn:
         fresh = ledger.store_notification(
             conn,
             notify_id=notify_id,
             kind=kind,
-            batch_no=form.get("batch_no"),
+            batch_no=batch_no,
             form=form,
             received_at=received_at,
-            outcome="malformed",
-            detail=str(exc)[:1000],
+            outcome=PENDING,
         )
-        log_.error("notify.malformed", error=str(exc)[:300], stored=fresh)
-        return "malformed" if fresh else "duplicate"
+    outcome = apply_stored(db, notify_id, only_unapplied=True)
+    if not fresh and outcome is None:
+        log.info("notify.duplicate", notify_id=notify_id, batch_no=batch_no)
+        outcome = "duplicate"
+    NOTIFICATIONS.labels(outcome or "duplicate").inc()
+    return outcome or "duplicate"
 
-    if not ledger.store_notification(
-        conn,
-        notify_id=notify_id,
-        kind=kind,
-        batch_no=note.batch_no,
-        form=form,
-        received_at=received_at,
-        outcome="received",
-    ):
-        log_.info("notify.duplicate")
-        return "duplicate"
 
-    batch = ledger.lock_batch(conn, note.batch_no)
+def apply_stored(db: Database, notify_id: str, *, only_unapplied: bool = False) -> str | None:
+    """Apply a stored notification (again); None when it is not stored or already applied.
+
+    An error while applying (anything but the database going away, which the
+    caller retries) leaves the notification stored as `apply_failed`, logged and
+    counted, for the sweep or an operator's replay; it is never dropped.
+    """
+    try:
+        with db.transaction() as conn:
+            row = ledger_reconcile.lock_notification(conn, notify_id)
+            if row is None:
+                return None
+            kind, form, received_at, outcome = row
+            if only_unapplied and outcome not in UNAPPLIED:
+                return None
+            new_outcome, detail = _apply(conn, notify_id, kind, form, received_at)
+            ledger.set_notification_outcome(conn, notify_id, new_outcome, detail)
+            return new_outcome
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        log.exception("notify.apply_failed", notify_id=notify_id, error=type(exc).__name__)
+        with db.transaction() as conn:
+            ledger.set_notification_outcome(
+                conn, notify_id, APPLY_FAILED, f"{type(exc).__name__}: {str(exc)[:300]}"
+            )
+        return APPLY_FAILED
+
+
+def replay_stored(db: Database, notify_id: str) -> str | None:
+    """Operator replay: apply a stored notification again, whatever its outcome was."""
+    return apply_stored(db, notify_id)
+
+
+def sweep_unapplied(db: Database, *, older_than: float = 30.0, limit: int = 100) -> list[str]:
+    """Apply notifications stored but left `pending` (e.g. the worker died in between)."""
+    with db.transaction() as conn:
+        ids = ledger_reconcile.unapplied_notifications(
+            conn, outcomes=(PENDING,), older_than=older_than, limit=limit
+        )
+    for notify_id in ids:
+        outcome = apply_stored(db, notify_id, only_unapplied=True)
+        log.warning("notify.applied_late", notify_id=notify_id, outcome=outcome)
+    return ids
+
+
+def _apply(
+    conn: Connection, notify_id: str, kind: str, form: Mapping[str, str], received_at: datetime
+) -> tuple[str, str | None]:
+    if kind == DBACK:
+        return apply_dback(conn, notify_id, form, received_at)
+    batch_no = (form.get("batch_no") or "").strip()
+    log_ = log.bind(notify_id=notify_id, batch_no=batch_no or None)
+    if not batch_no:
+        log_.error("notify.no_batch_no")
+        return UNKNOWN_BATCH, "notification names no batch_no"
+    batch = ledger.lock_batch(conn, batch_no)
     if batch is None:
-        ledger.set_notification_outcome(conn, notify_id, "unknown_batch", None)
         log_.warning("notify.unknown_batch")
-        return "unknown_batch"
-    if batch.state in ("refused", "abandoned"):
+        return UNKNOWN_BATCH, None
+    if batch.state in ("refused", "abandoned", "released"):
         # The worker concluded the gateway never took this batch and released its
         # items. A result for it means that conclusion was wrong: an operator must look.
-        ledger.set_notification_outcome(conn, notify_id, "for_released_batch", batch.state)
+        ledger_reconcile.flag_batch(conn, batch_no, "notification_for_released_batch")
         log_.critical("notify.for_released_batch", state=batch.state)
-        return "for_released_batch"
+        return "for_released_batch", batch.state
 
-    by_trade = ledger.batch_refund_ids(conn, note.batch_no)
-    outcomes: list[tuple[str, str, str]] = []
-    strangers: list[str] = []
-    for item in note.items:
-        refund_id = by_trade.get(item.trade_no)
-        if refund_id is None:
-            strangers.append(item.trade_no)
-            continue
-        outcomes.append((refund_id, "succeeded" if item.succeeded else "failed", item.code))
-    completed = ledger.apply_results(conn, note.batch_no, outcomes)
-    record_completions(conn, completed)
-
-    reported = {i.trade_no for i in note.items}
-    missing = sorted(set(by_trade) - reported)
-    successes = sum(1 for i in note.items if i.succeeded)
-    problems: list[str] = []
-    if strangers:
-        problems.append(f"{len(strangers)} items not in the batch")
-        log_.error("notify.items_not_in_batch", trade_nos=strangers[:20])
-    if missing:
-        problems.append(f"{len(missing)} items missing from the result")
-        log_.error("notify.items_missing", trade_nos=missing[:20], count=len(missing))
-    if successes != note.success_num:
-        problems.append(f"success_num {note.success_num} but {successes} SUCCESS items")
-        log_.warning("notify.success_num_mismatch", success_num=note.success_num, counted=successes)
-    late = len(outcomes) - len(completed)
-    if late:
-        log_.info("notify.late_items", count=late)
-
-    if missing:
-        ledger.update_batch(
-            conn,
-            note.batch_no,
-            state="accepted",
-            next_attempt_at=None,
-            maybe_sent=True,
-            operator_flag="items_missing_from_notification",
+    reading = read_result_details(form.get("result_details"))
+    reported = [Reported(i.trade_no, i.code, i.amount, i.raw) for i in reading.items]
+    applied = apply_reported(conn, batch_no, reported, source="notify")
+    problems = applied.problems
+    if reading.unread:
+        problems.append(f"{len(reading.unread)} entries unreadable")
+        log_.error(
+            "notify.unreadable_entries",
+            count=len(reading.unread),
+            reasons=sorted({u.reason for u in reading.unread}),
         )
+    success_num = (form.get("success_num") or "").strip()
+    counted = sum(1 for i in reading.items if i.succeeded)
+    if success_num != str(counted):
+        log_.warning("notify.success_num_mismatch", success_num=success_num[:12], counted=counted)
+
+    if applied.still_open:
+        # Accepted for sure (Alipay wrote about it); the rest is for reconciliation.
+        ledger_reconcile.update_batch(
+            conn, batch_no, state="accepted", next_attempt_at=None, maybe_sent=True
+        )
+        ledger_reconcile.flag_batch(conn, batch_no, "items_missing_from_notification")
+        ledger_reconcile.schedule_query(conn, batch_no, MISSING_ITEMS_QUERY_SECONDS)
+        log_.error("notify.items_missing", count=len(applied.still_open))
     else:
-        ledger.update_batch(
+        ledger_reconcile.update_batch(
             conn,
-            note.batch_no,
+            batch_no,
             state="completed",
             next_attempt_at=None,
+            next_query_at=None,
             maybe_sent=True,
             completed_at=received_at,
         )
-    outcome = "applied" if not problems else "applied_with_problems"
-    ledger.set_notification_outcome(conn, notify_id, outcome, "; ".join(problems) or None)
     log_.info(
         "notify.applied",
-        items=len(note.items),
-        completed=len(completed),
-        success_num=note.success_num,
+        items=len(reading.items),
+        completed=len(applied.completed),
+        open=len(applied.still_open),
     )
-    return outcome
+    outcome = "applied" if not problems else "applied_with_problems"
+    return outcome, "; ".join(problems) or None

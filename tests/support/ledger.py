@@ -1,0 +1,98 @@
+"""Building ledger states for service tests against a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from worker import ledger
+from worker.bus import Delivery
+from worker.db import Database
+from worker.services.intake import handle_deliveries
+from worker.services.packing import pack_pending
+
+_tags = iter(range(1, 10**9))
+
+
+def delivery(body: bytes | dict[str, Any]) -> Delivery:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Delivery(
+        delivery_tag=next(_tags),
+        body=raw,
+        message_id=str(uuid.uuid4()),
+        headers={},
+        redelivered=False,
+        content_type="application/json",
+        routing_key="refund.requested",
+    )
+
+
+def request(refund_id: str, trade_no: str, amount: str = "1.00", **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "refund_id": refund_id,
+        "trade_no": trade_no,
+        "amount": amount,
+        **extra,
+    }
+
+
+def trade(n: int) -> str:
+    return f"2026112221{n:014d}"
+
+
+def fixed_clock() -> datetime:
+    return datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+
+
+def rows(db: Database, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with db.transaction() as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def outbox_events(db: Database) -> list[dict[str, Any]]:
+    return [json.loads(r[0]) for r in rows(db, "SELECT body FROM outbox ORDER BY id")]
+
+
+def pack(
+    db: Database, *, max_items: int = 1000, max_wait: float = 3600, force: bool = False
+) -> list[str]:
+    return pack_pending(
+        db, max_items=max_items, max_wait=max_wait, charset="utf-8", clock=fixed_clock, force=force
+    )
+
+
+def accepted_batch(
+    db: Database, count: int = 4, *, amount: str = "2.50", prefix: str = "r"
+) -> tuple[str, list[ledger.BatchItem]]:
+    """`count` refunds of distinct trades in one batch the gateway accepted."""
+    handle_deliveries(
+        db,
+        [
+            delivery(request(f"{prefix}-{i}", trade(i), amount, order_id=f"o-{i}"))
+            for i in range(count)
+        ],
+    )
+    (batch_no,) = pack(db, force=True)
+    with db.transaction() as conn:
+        ledger.update_batch(conn, batch_no, state="accepted", maybe_sent=True)
+        ledger.mark_submitted(conn, batch_no)
+        items = ledger.batch_items(conn, batch_no)
+    return batch_no, items
+
+
+def notify_form(
+    batch_no: str, results: list[tuple[str, str, str]], notify_id: str = "n-1"
+) -> dict[str, str]:
+    return {
+        "notify_time": "2026-11-22 12:00:00",
+        "notify_type": "batch_refund_notify",
+        "notify_id": notify_id,
+        "sign_type": "MD5",
+        "sign": "0" * 32,
+        "batch_no": batch_no,
+        "success_num": str(sum(1 for r in results if r[2] == "SUCCESS")),
+        "result_details": "#".join("^".join(r) for r in results),
+    }
