@@ -61,13 +61,27 @@ def test_resends_until_success_on_the_scaled_schedule(sandbox: RunningSandbox) -
     assert (note["attempts"], note["sent"], note["acknowledged"]) == (5, 5, True)
 
 
-def test_only_exactly_success_acknowledges(sandbox: RunningSandbox) -> None:
-    replies = [b"success\n", b"SUCCESS", b" success", b"<html>success</html>", b"success"]
+def test_only_success_acknowledges(sandbox: RunningSandbox) -> None:
+    replies = [b"SUCCESS", b"Success\r\n", b"<html>success</html>", b"success!", b"success"]
     with NotifyReceiver(answer=lambda _r, i: replies[i]) as rx:
         params = refund_params(md5_key=sandbox.md5_key, notify_url=rx.url)
         submit(sandbox, params)
         sandbox.client.wait_idle(10)
         assert len(rx.snapshot()) == 5
+
+
+@pytest.mark.parametrize("reply", [b"success\r\n", b"success\n", b" success \t", b"\r\nsuccess"])
+def test_success_with_surrounding_whitespace_acknowledges(
+    sandbox: RunningSandbox, reply: bytes
+) -> None:
+    """Alipay's Java demo answers `println("success")`: the line break is part of the body."""
+    with NotifyReceiver(answer=lambda _r, _i: reply) as rx:
+        params = refund_params(md5_key=sandbox.md5_key, notify_url=rx.url)
+        submit(sandbox, params)
+        sandbox.client.wait_idle(10)
+        assert len(rx.snapshot()) == 1
+    (note,) = sandbox.client.ledger(batch_no=params["batch_no"])["notifications"].values()
+    assert (note["attempts"], note["acknowledged"]) == (1, True)
 
 
 def test_gives_up_after_eight_unanswered_deliveries(sandbox: RunningSandbox) -> None:

@@ -89,13 +89,26 @@ def test_success_acknowledges_and_the_connection_is_reused() -> None:
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(200, b"success\n"), (200, b"SUCCESS"), (200, b"fail"), (500, b"success"), (302, b"success")],
+    [
+        (200, b"success\nfail"),
+        (200, b"SUCCESS"),
+        (200, b"fail"),
+        (500, b"success"),
+        (302, b"success"),
+    ],
 )
 def test_anything_but_200_success_is_not_an_acknowledgement(status: int, body: bytes) -> None:
     with http_server(lambda _h: (status, body, {"Location": "/elsewhere"})) as (url, events):
         outcome = Poster(1.0, 2.0).post(delivery(url))
     assert (outcome.status, outcome.acknowledged, outcome.error) == (status, False, None)
     assert len([kind for kind, _ in events if kind == "post"]) == 1  # no redirect followed
+
+
+@pytest.mark.parametrize("body", [b"success\r\n", b"success\n", b"  success\t"])
+def test_success_with_surrounding_whitespace_is_an_acknowledgement(body: bytes) -> None:
+    with http_server(lambda _h: (200, body, {})) as (url, _events):
+        outcome = Poster(1.0, 2.0).post(delivery(url))
+    assert (outcome.status, outcome.acknowledged, outcome.error) == (200, True, None)
 
 
 def test_an_oversized_answer_is_not_read_and_the_connection_not_reused() -> None:

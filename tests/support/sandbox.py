@@ -15,6 +15,9 @@ every POST and answers what the test scripts (`success` by default).
 
 `merchant_rsa_keys` makes a merchant key pair for RSA tests (cached per
 process: generating 2048-bit keys takes a moment).
+
+`query_params` / `query` / `query_items` sign, send and read the refund
+query `refund_fastpay_query` the way public integrations do.
 """
 
 from __future__ import annotations
@@ -58,12 +61,17 @@ from worker.sandbox.client import SandboxClient
 
 __all__ = [
     "PARTNER",
+    "QUERY_SERVICE",
     "NotifyReceiver",
     "ReceivedNotify",
     "RunningSandbox",
     "form_headers",
     "free_port",
     "merchant_rsa_keys",
+    "query",
+    "query_answer",
+    "query_items",
+    "query_params",
     "refund_params",
     "resign",
     "run_sandbox",
@@ -72,6 +80,7 @@ __all__ = [
 ]
 
 PARTNER = "2088000000000001"
+QUERY_SERVICE = "refund_fastpay_query"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -169,6 +178,64 @@ def submit(
         headers=form_headers(charset),
         timeout=timeout,
     )
+
+
+def query_params(
+    *,
+    md5_key: str | None = None,
+    private_key: bytes | None = None,
+    batch_no: str | None = None,
+    trade_no: str | None = None,
+    sign_type: str = "MD5",
+    charset: str = "utf-8",
+    partner: str = PARTNER,
+) -> dict[str, str]:
+    """A signed `refund_fastpay_query` request for a batch_no and/or a trade_no."""
+    params = {"service": QUERY_SERVICE, "partner": partner, "_input_charset": charset}
+    if batch_no is not None:
+        params["batch_no"] = batch_no
+    if trade_no is not None:
+        params["trade_no"] = trade_no
+    params["sign"] = sign(
+        params,
+        sign_type=sign_type,
+        charset=charset,
+        md5_key=md5_key,
+        private_key_pem=private_key,
+    )
+    params["sign_type"] = sign_type
+    return params
+
+
+def query(
+    sandbox: RunningSandbox,
+    params: Mapping[str, str],
+    *,
+    method: str = "POST",
+    timeout: float = 10.0,
+) -> requests.Response:
+    """Send a query: POST form with the charset in the URL, or GET with everything in the URL."""
+    charset = params.get("_input_charset") or "utf-8"
+    if method == "GET":
+        url = f"{sandbox.gateway_url}?{encode_form(params, charset).decode('ascii')}"
+        return requests.get(url, timeout=timeout)
+    return requests.post(
+        gateway_url_with_charset(sandbox.gateway_url, charset),
+        data=encode_form(params, charset),
+        headers=form_headers(charset),
+        timeout=timeout,
+    )
+
+
+def query_answer(response: requests.Response, charset: str = "utf-8") -> dict[str, str]:
+    """The answer's fields, split on `&` and `=` and URL-decoded (as `parse_str` reads it)."""
+    return decode_form(response.content, charset)
+
+
+def query_items(answer: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
+    """(batch_no, trade_no, amount, code) of each entry; extra `^` fields after the code dropped."""
+    entries = [entry for entry in answer.get("result_details", "").split("#") if entry]
+    return [(b, t, a, c) for b, t, a, c, *_ in (entry.split("^") for entry in entries)]
 
 
 def form_headers(charset: str) -> dict[str, str]:
@@ -275,6 +342,8 @@ def run_sandbox(
     faults: Mapping[str, Any] | None = None,
     seed: int | None = 1,
     auto_trades: bool = True,
+    notify_verify_seconds: float | None = None,
+    refund_limit_mode: str | None = None,
     extra_args: Sequence[str] = (),
     ready_timeout: float = 30.0,
 ) -> Iterator[RunningSandbox]:
@@ -310,6 +379,10 @@ def run_sandbox(
         argv += ["--seed", str(seed)]
     if faults is not None:
         argv += ["--faults", json.dumps(dict(faults))]
+    if notify_verify_seconds is not None:
+        argv += ["--notify-verify-seconds", repr(notify_verify_seconds)]
+    if refund_limit_mode is not None:
+        argv += ["--refund-limit-mode", refund_limit_mode]
     if rsa_merchant:
         private_pem, public_pem = merchant_rsa_keys()
         public_path = root / "merchant_public_key.pem"
@@ -320,6 +393,8 @@ def run_sandbox(
     env = dict(os.environ)
     env.update({"ALIPAY_MD5_KEY": key, "ALIPAY_PARTNER": partner, "PYTHONUNBUFFERED": "1"})
     env.pop("ALIPAY_MD5_KEY_FILE", None)
+    env.pop("SANDBOX_NOTIFY_VERIFY_SECONDS", None)
+    env.pop("SANDBOX_REFUND_LIMIT_MODE", None)
     log_path = root / f"sandbox-{bound_port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(

@@ -28,6 +28,8 @@ OPTIONS = (
     "--seed",
     "--faults",
     "--threads",
+    "--notify-verify-seconds",
+    "--refund-limit-mode",
 )
 
 
@@ -39,7 +41,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ALIPAY_PARTNER", "ALIPAY_MD5_KEY", "ALIPAY_MD5_KEY_FILE", "LOG_LEVEL"):
+    for name in (
+        "ALIPAY_PARTNER",
+        "ALIPAY_MD5_KEY",
+        "ALIPAY_MD5_KEY_FILE",
+        "LOG_LEVEL",
+        "SANDBOX_NOTIFY_VERIFY_SECONDS",
+        "SANDBOX_REFUND_LIMIT_MODE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -148,3 +157,38 @@ def test_alipay_key_pair_is_made_once_and_kept(tmp_path: Path) -> None:
     assert (tmp_path / "alipay_public_key.pem").read_bytes() == first.public_pem
     assert "PRIVATE" not in repr(first)
     assert (tmp_path / "alipay_private_key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_gateway_rules_default_to_alipays_and_come_from_options_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = cli.build_config(parse(["--md5-key", "k"]))
+    assert (config.notify_verify_seconds, config.refund_limit_mode) == (60.0, "refuse")
+    config = cli.build_config(
+        parse(["--md5-key", "k", "--notify-verify-seconds", "0.5", "--refund-limit-mode", "skip"])
+    )
+    assert (config.notify_verify_seconds, config.refund_limit_mode) == (0.5, "skip")
+    monkeypatch.setenv("SANDBOX_NOTIFY_VERIFY_SECONDS", "2")
+    monkeypatch.setenv("SANDBOX_REFUND_LIMIT_MODE", "skip")
+    config = cli.build_config(parse(["--md5-key", "k"]))
+    assert (config.notify_verify_seconds, config.refund_limit_mode) == (2.0, "skip")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--notify-verify-seconds", "0"], "notify_verify_seconds"),
+        (["--notify-verify-seconds", "inf"], "notify_verify_seconds"),
+    ],
+)
+def test_bad_gateway_rules_are_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cli.build_config(parse(["--md5-key", "k", *argv]))
+
+
+def test_a_bad_refund_limit_mode_from_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANDBOX_REFUND_LIMIT_MODE", "ignore")
+    with pytest.raises(ConfigError, match="refund_limit_mode"):
+        cli.build_config(parse(["--md5-key", "k"]))

@@ -36,6 +36,12 @@ def book(spec: dict[str, Any], seed: int | None = 1) -> FaultBook:
         ({"item_failure": {"code": "lower_case"}}, "code"),
         ({"item_failure": {"trade_nos": ["123"]}}, "trade_nos"),
         ({"notify_reorder": {"after": 0}}, "after"),
+        ({"garbage": {"body": "json"}}, "body"),
+        ({"garbage": {"service": "summary"}}, "service"),
+        ({"result_shapes": {"odd_codes": "REFUND_CHARGE_ERROR_X"}}, "odd_codes"),
+        ({"result_shapes": {"odd_codes": ["SUCCESS"]}}, "odd_codes"),
+        ({"result_shapes": {"odd_codes": ["lower"]}}, "odd_codes"),
+        ({"notify_never": {"service": "query"}}, "no option"),
         ({"seed": "x"}, "seed"),
     ],
 )
@@ -131,3 +137,25 @@ def test_snapshot_reports_what_fired() -> None:
     assert snap["faults"]["notify_duplicate"] == {"count": 2, "fired": 1, "remaining": 1}
     assert snap["faults"]["slow"]["fired"] == 0
     assert snap["fired_total"] == {"notify_duplicate": 1}
+
+
+def test_query_faults_and_their_new_options() -> None:
+    faults = book(
+        {
+            "http_5xx": {"service": "query", "count": 1},
+            "garbage": {},
+            "hang": {"service": "any"},
+            "result_shapes": {"odd_codes": ["REFUND_CHARGE_ERROR_X"]},
+        }
+    )
+    assert faults.draw("http_5xx", service="refund") is None
+    assert faults.draw("http_5xx", service="query") is not None
+    garbage = faults.draw("garbage", service="query")
+    assert garbage is not None and garbage.option("body") == "any"
+    assert faults.draw("garbage", service="refund") is None  # garbage defaults to the query
+    assert faults.draw("hang", service="query") is not None
+    shapes = faults.draw("result_shapes")
+    assert shapes is not None and shapes.option("odd_codes") == ("REFUND_CHARGE_ERROR_X",)
+    assert faults.snapshot()["faults"]["result_shapes"]["odd_codes"] == ["REFUND_CHARGE_ERROR_X"]
+    assert faults.choice(("a", "b")) in ("a", "b")
+    assert 0 <= faults.randbits(32) < 2**32

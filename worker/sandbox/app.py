@@ -2,13 +2,19 @@
 
 Routes:
 
-* `GET|POST /gateway.do`: the mapi gateway (refund services, `notify_verify`).
+* `GET|POST /gateway.do`: the mapi gateway (refund services, `notify_verify`,
+  the refund query `refund_fastpay_query`).
 * `GET /_sandbox/health`: `{"status": "ok"}` once the sandbox serves.
 * `GET /_sandbox/info`: partner, sign types accepted, Alipay public key (PEM
   and file path), time factor, process delay, auto-trade settings.
 * `POST /_sandbox/trades`: create or change paid trades; body
   `{"trade_no", "amount", "status"}` or `{"trades": [...]}`.
+* `POST /_sandbox/external_refunds`: record refunds of a trade made outside any
+  batch; body `{"trade_no", "count", "amount_each", "reason"?}`, answer
+  `{"trade_no", "batch_nos", "trade"}` (`worker.sandbox.external`).
 * `GET|PUT|DELETE /_sandbox/faults`: read, replace, clear the faults.
+* `GET|PUT /_sandbox/settings`: read or change `{"refund_limit_mode":
+  "refuse"|"skip", "notify_verify_seconds": N}` (either key or both).
 * `GET|PUT /_sandbox/clock`: read or set `{"offset_seconds": N}`.
 * `GET /_sandbox/ledger[?batch_no=..][&trade_no=..]`: the books.
 * `GET /_sandbox/summary`: counts and red flags (`double_executed`, `over_refunded`).
@@ -65,6 +71,11 @@ class SandboxApp:
             "/_sandbox/health": {"GET": lambda env: {"status": "ok"}},
             "/_sandbox/info": {"GET": lambda env: service.info()},
             "/_sandbox/trades": {"POST": self._trades},
+            "/_sandbox/external_refunds": {"POST": self._external_refunds},
+            "/_sandbox/settings": {
+                "GET": lambda env: service.settings(),
+                "PUT": self._put_settings,
+            },
             "/_sandbox/faults": {
                 "GET": lambda env: service.faults.snapshot(),
                 "PUT": self._put_faults,
@@ -130,6 +141,18 @@ class SandboxApp:
         except ValueError as exc:
             raise _HttpError(400, str(exc)) from None
         return created[0] if batch is None else {"trades": created}
+
+    def _external_refunds(self, environ: Environ) -> Any:
+        try:
+            return self.service.add_external_refunds(_read_json(environ))
+        except ValueError as exc:
+            raise _HttpError(400, str(exc)) from None
+
+    def _put_settings(self, environ: Environ) -> Any:
+        try:
+            return self.service.update_settings(_read_json(environ))
+        except (ValueError, ConfigError) as exc:
+            raise _HttpError(400, str(exc)) from None
 
     def _put_faults(self, environ: Environ) -> Any:
         try:

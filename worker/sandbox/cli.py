@@ -2,9 +2,11 @@
 
 The merchant settings default to the worker's own environment variables
 (`ALIPAY_PARTNER`, `ALIPAY_MD5_KEY`, `ALIPAY_MD5_KEY_FILE`), so one
-environment configures both sides. On first start the sandbox generates its
-own RSA key pair standing in for Alipay's in the state directory and logs
-the path of the public half (`ALIPAY_PUBLIC_KEY_FILE` for the worker).
+environment configures both sides. The gateway rules that tests switch
+default to `SANDBOX_NOTIFY_VERIFY_SECONDS` and `SANDBOX_REFUND_LIMIT_MODE`.
+On first start the sandbox generates its own RSA key pair standing in for
+Alipay's in the state directory and logs the path of the public half
+(`ALIPAY_PUBLIC_KEY_FILE` for the worker).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from worker.logging import configure_logging, register_secret
 from worker.sandbox.config import (
     DEFAULT_AUTO_TRADE_AMOUNT,
     DEFAULT_BIND,
+    DEFAULT_NOTIFY_VERIFY_SECONDS,
     DEFAULT_PARTNER,
+    REFUND_LIMIT_MODES,
     SandboxConfig,
     parse_bind,
 )
@@ -40,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every option of `refund-worker sandbox` (all documented in --help)."""
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
-        "Control API: /_sandbox/{health,info,trades,faults,clock,ledger,summary}. "
+        "Control API: /_sandbox/{health,info,trades,external_refunds,faults,settings,"
+        "clock,ledger,summary}. "
         f"Faults: {', '.join(FAULT_NAMES)} (see worker/sandbox/faults.py)."
     )
     env = os.environ.get
@@ -113,6 +118,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for the merchant's answer to a notification",
     )
     parser.add_argument(
+        "--notify-verify-seconds",
+        type=float,
+        default=env("SANDBOX_NOTIFY_VERIFY_SECONDS") or DEFAULT_NOTIFY_VERIFY_SECONDS,
+        help="real seconds (not scaled) a notify_id stays verifiable after its latest "
+        "delivery attempt, as Alipay's one minute (env SANDBOX_NOTIFY_VERIFY_SECONDS)",
+    )
+    parser.add_argument(
+        "--refund-limit-mode",
+        choices=REFUND_LIMIT_MODES,
+        default=env("SANDBOX_REFUND_LIMIT_MODE") or "refuse",
+        help="the 100th refund of a trade: refuse (TRADE_STATUS_ERROR) or skip (neither "
+        "refunded nor notified) (env SANDBOX_REFUND_LIMIT_MODE)",
+    )
+    parser.add_argument(
         "--log-level", default=env("LOG_LEVEL") or "INFO", help="log level (env LOG_LEVEL)"
     )
     parser.add_argument(
@@ -152,6 +171,8 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         threads=args.threads,
         senders=args.senders,
         notify_timeout=args.notify_timeout,
+        notify_verify_seconds=args.notify_verify_seconds,
+        refund_limit_mode=args.refund_limit_mode,
     )
 
 
@@ -183,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         time_factor=config.time_factor,
         process_delay=config.process_delay,
         auto_trades=config.auto_trades,
+        notify_verify_seconds=config.notify_verify_seconds,
+        refund_limit_mode=config.refund_limit_mode,
         faults=sorted(config.faults.faults),
     )
     from worker.sandbox.server import SandboxServer

@@ -3,6 +3,8 @@
     client = SandboxClient("http://127.0.0.1:8090")
     client.create_trade("2016081821001004270231872174", "100.00")
     client.set_faults({"notify_lost": {"count": 1}})
+    client.set_refund_limit_mode("skip")
+    client.add_external_refunds("2016081821001004270231872174", 3, "1.00")
     ...
     client.wait_idle(timeout=30)
     assert client.summary()["double_executed"] == []
@@ -84,6 +86,10 @@ class SandboxClient:
     def clock(self) -> dict[str, Any]:
         return self._call("GET", "/_sandbox/clock")
 
+    def settings(self) -> dict[str, Any]:
+        """The run-time gateway rules: `refund_limit_mode`, `notify_verify_seconds`."""
+        return self._call("GET", "/_sandbox/settings")
+
     # -- changing --------------------------------------------------------------
 
     def create_trade(
@@ -109,6 +115,47 @@ class SandboxClient:
         }
         created: list[dict[str, Any]] = self._call("POST", "/_sandbox/trades", json=body)["trades"]
         return created
+
+    def add_external_refunds(
+        self,
+        trade_no: str,
+        count: int,
+        amount_each: str | Decimal,
+        *,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Record `count` refunds of the trade made outside any batch (as the merchant console).
+
+        Each gets its own sandbox-made batch number; they count toward the
+        99-refund limit and the paid amount, and the refund query shows them.
+        Returns `{"trade_no", "batch_nos", "trade"}`.
+        """
+        body: dict[str, Any] = {
+            "trade_no": trade_no,
+            "count": count,
+            "amount_each": _amount(amount_each),
+        }
+        if reason is not None:
+            body["reason"] = reason
+        return self._call("POST", "/_sandbox/external_refunds", json=body)
+
+    def update_settings(
+        self,
+        *,
+        refund_limit_mode: str | None = None,
+        notify_verify_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Change the run-time gateway rules given (not kept across a sandbox restart)."""
+        body: dict[str, Any] = {}
+        if refund_limit_mode is not None:
+            body["refund_limit_mode"] = refund_limit_mode
+        if notify_verify_seconds is not None:
+            body["notify_verify_seconds"] = notify_verify_seconds
+        return self._call("PUT", "/_sandbox/settings", json=body)
+
+    def set_refund_limit_mode(self, mode: str) -> dict[str, Any]:
+        """`refuse` (the 100th refund of a trade fails) or `skip` (it is left out silently)."""
+        return self.update_settings(refund_limit_mode=mode)
 
     def set_faults(self, faults: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the faults in force (see `worker.sandbox.faults` for the names)."""

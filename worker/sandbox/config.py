@@ -19,14 +19,21 @@ from worker.sandbox.faults import FaultSet
 __all__ = [
     "DEFAULT_AUTO_TRADE_AMOUNT",
     "DEFAULT_BIND",
+    "DEFAULT_NOTIFY_VERIFY_SECONDS",
     "DEFAULT_PARTNER",
+    "REFUND_LIMIT_MODES",
     "SandboxConfig",
+    "check_notify_verify_seconds",
+    "check_refund_limit_mode",
     "parse_bind",
 ]
 
 DEFAULT_BIND = "127.0.0.1:8090"
 DEFAULT_PARTNER = "2088000000000001"
 DEFAULT_AUTO_TRADE_AMOUNT = Decimal("1000000.00")
+DEFAULT_NOTIFY_VERIFY_SECONDS = 60.0
+REFUND_LIMIT_MODES = ("refuse", "skip")
+_MAX_VERIFY_SECONDS = 7 * 86400.0
 _PARTNER = re.compile(r"2088[0-9]{12}", re.ASCII)
 
 
@@ -38,9 +45,36 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
+def check_notify_verify_seconds(value: object) -> float:
+    """A valid `notify_verify_seconds` (> 0, at most a week, real seconds); ConfigError else."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= _MAX_VERIFY_SECONDS
+    ):
+        raise ConfigError("notify_verify_seconds must be > 0 and at most 604800 seconds")
+    return float(value)
+
+
+def check_refund_limit_mode(value: object) -> str:
+    """`refuse` or `skip`; ConfigError else."""
+    if value not in REFUND_LIMIT_MODES:
+        raise ConfigError(f"refund_limit_mode must be one of {', '.join(REFUND_LIMIT_MODES)}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Everything the sandbox needs to run (see `refund-worker sandbox --help`)."""
+    """Everything the sandbox needs to run (see `refund-worker sandbox --help`).
+
+    `notify_verify_seconds`: how long after the latest delivery attempt of a
+    notification its `notify_id` still verifies (real seconds, not scaled by
+    the time factor; Alipay: about one minute). `refund_limit_mode`: what
+    happens to the 100th refund of a trade: `refuse` (TRADE_STATUS_ERROR in
+    result_details) or `skip` (neither refunded nor reported). Both can be
+    changed at run time (`PUT /_sandbox/settings`).
+    """
 
     host: str
     port: int
@@ -57,6 +91,8 @@ class SandboxConfig:
     threads: int = 32
     senders: int = 8
     notify_timeout: float = 10.0
+    notify_verify_seconds: float = DEFAULT_NOTIFY_VERIFY_SECONDS
+    refund_limit_mode: str = "refuse"
 
     def __post_init__(self) -> None:
         if not _PARTNER.fullmatch(self.partner):
@@ -78,6 +114,8 @@ class SandboxConfig:
             raise ConfigError("--senders must be between 1 and 256")
         if not (math.isfinite(self.notify_timeout) and 0 < self.notify_timeout <= 300):
             raise ConfigError("--notify-timeout must be > 0 and <= 300 seconds")
+        check_notify_verify_seconds(self.notify_verify_seconds)
+        check_refund_limit_mode(self.refund_limit_mode)
 
     @property
     def bind(self) -> str:

@@ -14,18 +14,26 @@ forever. Both: with that probability until `count` have fired. Neither:
 every opportunity fires. The optional top-level `seed` reseeds the dice.
 
 Opportunities (where each fault is drawn; gateway faults only apply to
-refund requests that passed every check of `worker.sandbox.validation`):
+refund and query requests that passed every check of
+`worker.sandbox.validation`, and to every `notify_verify`):
 
 * `http_5xx` {status=503, accept=false, service="refund"}: answer an HTML
   error page with that status. `accept=false` answers before the batch is
   taken; `accept=true` takes the batch first (a proxy failing after the
-  gateway did its work). `service` is `refund`, `notify_verify` or `any`.
+  gateway did its work). `service` is `refund`, `notify_verify`, `query`
+  (`refund_fastpay_query`) or `any`; `accept` only matters for `refund`.
 * `hang` {seconds=60, accept=true, service="refund"}: answer only after
   `seconds` (past any sensible client timeout). With `accept=true` the batch
-  is taken before the wait and the late answer is `T`; with `accept=false`
-  nothing is recorded and the late answer is a 504 page.
+  is taken before the wait and the late answer is `T` (a query: its real
+  answer); with `accept=false` nothing is recorded and the late answer is a
+  504 page.
 * `slow` {seconds=2, service="refund"}: take the batch, answer `T` after
-  `seconds` (meant to stay within the client's timeout).
+  `seconds` (meant to stay within the client's timeout); a query or
+  `notify_verify` gets its real answer late.
+* `garbage` {service="query", accept=true, body="any"}: answer 200 with a
+  body no client can parse: `html` (a busy page), `truncated` (the real kind
+  of answer cut off in the middle) or `any` (either, by the dice). For
+  `refund`, `accept` says whether the batch is taken first.
 * `reset_after_accept`: take the batch, then reset the TCP connection
   (RST, no answer at all).
 * `lock_error`: answer `F` / `BATCH_REFUND_LOCK_ERROR`; nothing recorded.
@@ -42,6 +50,16 @@ refund requests that passed every check of `worker.sandbox.validation`):
   back until `after` other deliveries went out (or the hold expires).
 * `notify_bad_sign`: a forged copy (same notify_id, every item turned into
   SUCCESS, signed with a wrong key) is posted before the genuine one.
+* `notify_never`: drawn once per accepted batch; a drawn batch's
+  notification is never sent at all (unlike `notify_lost`, which skips one
+  attempt and keeps resending). Only the refund query tells what happened.
+* `result_shapes` {odd_codes=[]}: drawn once per accepted batch; its
+  notification writes `result_details` in the grammar's other legal shapes,
+  chosen per item with the dice (`worker.sandbox.shapes`), with the same
+  trades, amounts and codes. `odd_codes`, when given, replaces the code of
+  every item that failed anyway by one of these codes (picked by the dice;
+  e.g. `REFUND_CHARGE_ERROR_X`, a code the worker does not know), in the
+  books as well, so the query reports the same code.
 
 The module is pure apart from its lock: `parse_fault_set` validates input,
 `FaultBook` owns the dice (one `random.Random`, seeded) and the counters.
@@ -67,7 +85,8 @@ __all__ = [
     "parse_fault_set",
 ]
 
-SERVICES: Final = ("refund", "notify_verify", "any")
+SERVICES: Final = ("refund", "notify_verify", "query", "any")
+GARBAGE_BODIES: Final = ("any", "html", "truncated")
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{2,63}", re.ASCII)
 _TRADE_NO = re.compile(r"[0-9]{16,64}", re.ASCII)
 _MAX_SECONDS = 3600.0
@@ -86,6 +105,9 @@ _OPTIONS: Final[dict[str, dict[str, Any]]] = {
     "notify_duplicate": {},
     "notify_reorder": {"after": 1, "max_hold_seconds": 10.0},
     "notify_bad_sign": {},
+    "notify_never": {},
+    "result_shapes": {"odd_codes": ()},
+    "garbage": {"service": "query", "accept": True, "body": "any"},
 }
 FAULT_NAMES: Final = tuple(_OPTIONS)
 
@@ -104,7 +126,7 @@ class Fault:
         return self.options.get(key, _OPTIONS[self.name][key])
 
     def applies_to(self, service: str) -> bool:
-        """Whether a gateway fault is meant for requests of `service` (refund or notify_verify)."""
+        """Whether a fault is meant for requests of `service` (refund, notify_verify, query)."""
         if "service" not in _OPTIONS[self.name]:
             return service == "refund"
         wanted = self.option("service")
@@ -117,7 +139,9 @@ class Fault:
         if self.count is not None:
             out["count"] = self.count
         for key, value in self.options.items():
-            out[key] = sorted(value) if isinstance(value, frozenset) else value
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            out[key] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -208,6 +232,18 @@ def _check_option(name: str, key: str, value: object) -> Any:
                 f"{where} must be an upper-case error code such as TRADE_STATUS_ERROR"
             )
         return value
+    if key == "body":
+        if value not in GARBAGE_BODIES:
+            raise ConfigError(f"{where} must be one of {', '.join(GARBAGE_BODIES)}")
+        return value
+    if key == "odd_codes":
+        if (
+            not isinstance(value, list)
+            or len(value) > 100
+            or not all(isinstance(c, str) and _CODE.fullmatch(c) and c != "SUCCESS" for c in value)
+        ):
+            raise ConfigError(f"{where} must be a list of upper-case failure codes")
+        return tuple(value)
     if key == "trade_nos":
         if value is None:
             return None
@@ -304,6 +340,16 @@ class FaultBook:
                 if decided is not None:
                     return decided
             return None
+
+    def randbits(self, bits: int) -> int:
+        """A number from the dice (e.g. the seed of a per-batch choice)."""
+        with self._lock:
+            return self._rng.getrandbits(bits)
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        """One of `options`, picked by the dice."""
+        with self._lock:
+            return self._rng.choice(options)
 
     def snapshot(self) -> dict[str, Any]:
         """What is in force, how often each fault fired, and the seed (`GET /_sandbox/faults`)."""

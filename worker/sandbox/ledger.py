@@ -1,11 +1,10 @@
 """The sandbox's books: paid trades, batches received, refunds executed, notifications sent.
 
-Event-sourced: every change is a record (`TradeRecord`, `RequestRecord`,
-`BatchRecord`, `SendRecord`, `GaveUpRecord`, `ClockRecord`), and `Ledger.apply`
-is the only code that changes the books. The service writes a record to the
+Event-sourced: every change is a record (`worker.sandbox.records`), and
+`Ledger.apply` is the only code that changes the books. The service writes a record to the
 journal before applying it, and a restart replays the journal through the
 same `apply`, so the books after a restart are exactly the books before it.
-Deciding what a batch does (`plan_batch`) reads the books without changing
+Deciding what a batch does (`plan_items`) reads the books without changing
 them.
 
 Item rules of an accepted batch (each item on its own, in request order):
@@ -13,11 +12,17 @@ Item rules of an accepted batch (each item on its own, in request order):
 * trade unknown -> TRADE_NOT_EXIST, unless auto-trades is on: then the trade
   is created as paid with the configured amount;
 * trade closed -> TRADE_HAS_CLOSED; trade finished -> TRADE_STATUS_ERROR;
-* trade refunded 99 times already -> TRADE_STATUS_ERROR (its state no longer
-  allows a refund; Alipay documents the limit but not a code of its own);
+* trade refunded 99 times already (external refunds included) -> in the
+  `refuse` refund-limit mode TRADE_STATUS_ERROR (its state no longer allows a
+  refund); in the `skip` mode the item is `SKIPPED`: neither refunded nor
+  reported, as Alipay's page on the limit says;
 * refunds would exceed the paid amount -> REFUND_AMOUNT_NOT_VALID;
 * an injected `item_failure` -> its code; otherwise SUCCESS, and the refund
   is executed (batch_no, amount, reason and time recorded on the trade).
+
+Refunds made outside any worker batch (`ExternalRefundRecord`, as the
+merchant console makes them) are executions of their trade like any other:
+they count toward the 99 refunds and the paid amount.
 
 Not thread-safe on its own: the service holds one lock around plan, journal
 append and apply.
@@ -26,26 +31,44 @@ append and apply.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final
 
 from worker.mapi import format_amount
 from worker.sandbox.protocol import SUCCESS
+from worker.sandbox.records import (
+    BatchColumns,
+    BatchItem,
+    BatchRecord,
+    ClockRecord,
+    ExternalRefundRecord,
+    GaveUpRecord,
+    Record,
+    RequestRecord,
+    SendKind,
+    SendRecord,
+    TradeRecord,
+    batch_columns,
+    record_from_json,
+)
 
 __all__ = [
     "MAX_REFUNDS_PER_TRADE",
     "TRADE_STATUSES",
     "Batch",
     "BatchColumns",
+    "BatchItem",
     "BatchRecord",
     "ClockRecord",
+    "ExternalRefundRecord",
     "GaveUpRecord",
     "Ledger",
     "Notification",
     "Record",
     "RequestRecord",
+    "SendKind",
     "SendRecord",
     "Trade",
     "TradeRecord",
@@ -60,260 +83,6 @@ TRADE_HAS_CLOSED: Final = "TRADE_HAS_CLOSED"
 TRADE_STATUS_ERROR: Final = "TRADE_STATUS_ERROR"
 REFUND_AMOUNT_NOT_VALID: Final = "REFUND_AMOUNT_NOT_VALID"
 ZERO: Final = Decimal("0.00")
-
-SendKind = Literal["genuine", "duplicate", "forged", "lost"]
-
-
-# --------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TradeRecord:
-    """A paid trade created or changed through the control API."""
-
-    trade_no: str
-    amount: Decimal
-    status: str
-    ts: float
-    at: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "trade",
-            "trade_no": self.trade_no,
-            "amount": format_amount(self.amount),
-            "status": self.status,
-            "ts": self.ts,
-            "at": self.at,
-        }
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """A refund request answered `F` (or not at all), kept for the ledger's request log."""
-
-    ts: float
-    at: str
-    service: str | None
-    batch_no: str | None
-    code: str
-    item_count: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "request",
-            "ts": self.ts,
-            "at": self.at,
-            "service": self.service,
-            "batch_no": self.batch_no,
-            "code": self.code,
-            "item_count": self.item_count,
-        }
-
-
-@dataclass(frozen=True)
-class BatchRecord:
-    """An accepted batch, with each item's outcome and the trades auto-created for it."""
-
-    ts: float
-    at: str
-    service: str
-    charset: str
-    sign_type: str
-    batch_no: str
-    refund_date: str
-    notify_url: str | None
-    notify_id: str | None
-    # (trade_no, amount, reason, code, trade auto-created)
-    items: tuple[tuple[str, Decimal, str, str, bool], ...]
-    auto_amount: Decimal | None
-
-    def to_json(self, columns: BatchColumns | None = None) -> dict[str, Any]:
-        """The journal line; `columns` when the caller already has `batch_columns(items)`."""
-        return {
-            "type": "batch",
-            "ts": self.ts,
-            "at": self.at,
-            "service": self.service,
-            "charset": self.charset,
-            "sign_type": self.sign_type,
-            "batch_no": self.batch_no,
-            "refund_date": self.refund_date,
-            "notify_url": self.notify_url,
-            "notify_id": self.notify_id,
-            "auto_amount": None if self.auto_amount is None else format_amount(self.auto_amount),
-            "items": _items_to_json(batch_columns(self.items) if columns is None else columns),
-        }
-
-
-@dataclass(frozen=True)
-class SendRecord:
-    """One delivery of a notification: genuine, its duplicate, a forged copy, or a lost attempt."""
-
-    notify_id: str
-    kind: SendKind
-    ts: float
-    at: str
-    status: int | None = None
-    acknowledged: bool = False
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "send",
-            "notify_id": self.notify_id,
-            "kind": self.kind,
-            "ts": self.ts,
-            "at": self.at,
-            "status": self.status,
-            "acknowledged": self.acknowledged,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class GaveUpRecord:
-    """The resend schedule ran out without a `success`."""
-
-    notify_id: str
-    ts: float
-    at: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "gave_up", "notify_id": self.notify_id, "ts": self.ts, "at": self.at}
-
-
-@dataclass(frozen=True)
-class ClockRecord:
-    """The sandbox clock was shifted."""
-
-    offset_seconds: float
-    ts: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "clock", "offset_seconds": self.offset_seconds, "ts": self.ts}
-
-
-Record = TradeRecord | RequestRecord | BatchRecord | SendRecord | GaveUpRecord | ClockRecord
-
-
-def record_from_json(data: Mapping[str, Any]) -> Record:
-    """Rebuild a record from its journal line; KeyError/ValueError/TypeError when it is damaged."""
-    kind = data["type"]
-    if kind == "trade":
-        return TradeRecord(
-            trade_no=str(data["trade_no"]),
-            amount=Decimal(data["amount"]),
-            status=str(data["status"]),
-            ts=float(data["ts"]),
-            at=str(data["at"]),
-        )
-    if kind == "request":
-        return RequestRecord(
-            ts=float(data["ts"]),
-            at=str(data["at"]),
-            service=data["service"],
-            batch_no=data["batch_no"],
-            code=str(data["code"]),
-            item_count=data.get("item_count"),
-        )
-    if kind == "batch":
-        auto_amount = data.get("auto_amount")
-        return BatchRecord(
-            ts=float(data["ts"]),
-            at=str(data["at"]),
-            service=str(data["service"]),
-            charset=str(data["charset"]),
-            sign_type=str(data["sign_type"]),
-            batch_no=str(data["batch_no"]),
-            refund_date=str(data["refund_date"]),
-            notify_url=data["notify_url"],
-            notify_id=data["notify_id"],
-            items=_items_from_json(data["items"]),
-            auto_amount=None if auto_amount is None else Decimal(auto_amount),
-        )
-    if kind == "send":
-        return SendRecord(
-            notify_id=str(data["notify_id"]),
-            kind=data["kind"],
-            ts=float(data["ts"]),
-            at=str(data["at"]),
-            status=data.get("status"),
-            acknowledged=bool(data.get("acknowledged")),
-            error=data.get("error"),
-        )
-    if kind == "gave_up":
-        return GaveUpRecord(
-            notify_id=str(data["notify_id"]), ts=float(data["ts"]), at=str(data["at"])
-        )
-    if kind == "clock":
-        return ClockRecord(offset_seconds=float(data["offset_seconds"]), ts=float(data["ts"]))
-    raise ValueError(f"unknown record type {str(kind)[:20]!r}")
-
-
-BatchItem = tuple[str, Decimal, str, str, bool]
-
-
-class BatchColumns(NamedTuple):
-    """A batch's items as columns, amounts written out (`batch_columns`)."""
-
-    trade_nos: tuple[str, ...]
-    amounts: tuple[str, ...]
-    reasons: tuple[str, ...]
-    codes: tuple[str, ...]
-    autos: tuple[bool, ...]
-
-
-def batch_columns(items: Sequence[BatchItem]) -> BatchColumns:
-    """Columns of a batch's items; the journal line and `result_details` both read them.
-
-    Amounts in the books are Decimals quantized to cents, so `str` writes
-    exactly two decimals (and is much cheaper than `format_amount`'s checks).
-    """
-    if not items:
-        return BatchColumns((), (), (), (), ())
-    trade_nos, amounts, reasons, codes, autos = zip(*items, strict=True)
-    return BatchColumns(trade_nos, tuple(map(str, amounts)), reasons, codes, autos)
-
-
-def _items_to_json(columns: BatchColumns) -> dict[str, Any]:
-    """The items of a batch as columns, the cheap way to write 1000 of them per line.
-
-    `trade_no`, `amount` and `code` are comma-joined strings (digits, amounts
-    and upper-case codes hold no comma; a column that does is written as a
-    list instead), `reason` is a list, `auto` one `0`/`1` per item.
-    """
-    return {
-        "trade_no": _joined(columns.trade_nos),
-        "amount": _joined(columns.amounts),
-        "reason": list(columns.reasons),
-        "code": _joined(columns.codes),
-        "auto": "".join(["1" if auto else "0" for auto in columns.autos]),
-    }
-
-
-def _joined(values: Sequence[str]) -> str | list[str]:
-    text = ",".join(values)
-    return text if text.count(",") == len(values) - 1 else list(values)
-
-
-def _items_from_json(data: Any) -> tuple[BatchItem, ...]:
-    """Read `_items_to_json`'s columns, or the older list of `[t, a, r, c, auto]` rows."""
-    if isinstance(data, list):
-        return tuple((str(t), Decimal(a), str(r), str(c), bool(auto)) for t, a, r, c, auto in data)
-    trade_nos, amounts, codes = (
-        column.split(",") if isinstance(column, str) else column
-        for column in (data["trade_no"], data["amount"], data["code"])
-    )
-    reasons, autos = data["reason"], data["auto"]
-    if not isinstance(reasons, list) or not isinstance(autos, str):
-        raise TypeError("batch item columns are damaged")
-    return tuple(
-        (str(t), Decimal(a), str(r), str(c), auto == "1")
-        for t, a, r, c, auto in zip(trade_nos, amounts, reasons, codes, autos, strict=True)
-    )
 
 
 # --------------------------------------------------------------------------
@@ -432,6 +201,9 @@ class Ledger:
         self.batches: dict[str, Batch] = {}
         self.requests: list[RequestRecord] = []
         self.notifications: dict[str, Notification] = {}
+        # batch_no -> the external refunds made under it
+        self.external: dict[str, ExternalRefundRecord] = {}
+        self._external_count = 0
         self.clock_offset: float = 0.0
         self._refused: Counter[str] = Counter()
         self._item_codes: Counter[str] = Counter()
@@ -446,8 +218,24 @@ class Ledger:
     # -- deciding -----------------------------------------------------------
 
     def is_accepted(self, batch_no: str) -> bool:
-        """Whether `batch_no` belongs to a batch accepted before (DUPLICATE_BATCH_NO)."""
-        return batch_no in self.batches
+        """Whether `batch_no` belongs to a batch accepted (or made externally) before."""
+        return batch_no in self.batches or batch_no in self.external
+
+    def query_records(self, batch_no: str | None) -> list[BatchRecord | ExternalRefundRecord]:
+        """What the refund query searches: the batch `batch_no` names, or every batch."""
+        if batch_no is None:
+            everything: list[BatchRecord | ExternalRefundRecord] = [
+                b.record for b in self.batches.values()
+            ]
+            everything.extend({id(r): r for r in self.external.values()}.values())
+            return everything
+        batch = self.batches.get(batch_no)
+        if batch is not None:
+            return [batch.record]
+        external = self.external.get(batch_no)
+        if external is None:
+            return []
+        return [_only(external, batch_no)]
 
     def plan_items(
         self,
@@ -455,13 +243,16 @@ class Ledger:
         *,
         auto_amount: Decimal | None,
         item_fault: Callable[[str], str | None] | None,
+        limit_code: str = TRADE_STATUS_ERROR,
     ) -> tuple[tuple[str, Decimal, str, str, bool], ...]:
         """Decide each item of a batch about to be accepted; changes nothing.
 
         `auto_amount` is the paid amount of auto-created trades (None: no
         auto-creation). `item_fault` (None when no fault is in force) gives the
-        injected failure code of an item that would succeed. Items must have
-        distinct trades (checked before).
+        injected failure code of an item that would succeed. `limit_code` is
+        the outcome of an item whose trade was refunded 99 times already
+        (TRADE_STATUS_ERROR, or SKIPPED). Items must have distinct trades
+        (checked before).
         """
         # One pass, locals only: this runs for every item of every batch (up to
         # 200,000 items a second), so each rule is written out per case.
@@ -486,8 +277,10 @@ class Ledger:
             status = trade.status
             if status == "closed":
                 code = TRADE_HAS_CLOSED
-            elif status != "paid" or len(trade.executions) >= MAX_REFUNDS_PER_TRADE:
+            elif status != "paid":
                 code = TRADE_STATUS_ERROR
+            elif len(trade.executions) >= MAX_REFUNDS_PER_TRADE:
+                code = limit_code
             elif trade.refunded + amount > trade.paid:
                 code = REFUND_AMOUNT_NOT_VALID
             elif item_fault is not None:
@@ -517,6 +310,24 @@ class Ledger:
                 self._pending -= 1
         elif isinstance(record, ClockRecord):
             self.clock_offset = record.offset_seconds
+        elif isinstance(record, ExternalRefundRecord):
+            self._apply_external(record)
+
+    def _apply_external(self, record: ExternalRefundRecord) -> None:
+        trade = self.trades.get(record.trade_no)
+        if trade is None:
+            if record.auto_amount is None:
+                return
+            trade = Trade(record.trade_no, record.auto_amount, "paid", True, record.at)
+            self.trades[record.trade_no] = trade
+        for batch_no in record.batch_nos:
+            self.external[batch_no] = record
+            trade.executions.append((batch_no, record.amount, record.reason, record.at))
+            if len(trade.executions) == 2:
+                self._multi_refunded += 1
+            trade.refunded += record.amount
+        self._external_count += len(record.batch_nos)
+        self._check_over(trade)
 
     def _apply_trade(self, record: TradeRecord) -> None:
         trade = self.trades.get(record.trade_no)
@@ -642,6 +453,7 @@ class Ledger:
             "items_by_code": dict(self._item_codes),
             "refunds_executed": self._executed,
             "amount_executed": format_amount(self._amount_executed),
+            "external_refunds": self._external_count,
             "trades": len(self.trades),
             "trades_refunded_more_than_once": self._multi_refunded,
             "notifications": {
@@ -696,3 +508,8 @@ class Ledger:
             "trades": {t.trade_no: t.to_json() for t in trades},
             "notifications": {n.notify_id: n.to_json() for n in notes},
         }
+
+
+def _only(record: ExternalRefundRecord, batch_no: str) -> ExternalRefundRecord:
+    """`record` narrowed to the one external refund made under `batch_no`."""
+    return replace(record, batch_nos=(batch_no,))

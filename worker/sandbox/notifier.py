@@ -3,8 +3,10 @@
 Each accepted batch with a `notify_url` gets one notification. It is first
 delivered after the processing delay, then again after each gap of the
 resend schedule (`worker.sandbox.protocol.RESEND_GAPS`, scaled by the time
-factor) until a delivery is answered `200` with the body exactly `success`,
-or the eighth delivery went unanswered (given up). The `notify_id` and
+factor) until a delivery is answered `200` with the body `success`
+(surrounding whitespace allowed, as Alipay allows it:
+`worker.sandbox.protocol.is_acknowledgement`), or the eighth delivery went
+unanswered (given up). The `notify_id` and
 content stay the same across deliveries; `notify_time` and the signature
 are made afresh for each.
 
@@ -17,7 +19,7 @@ receiver closed meanwhile is noticed before use and opened again). Plain
 batch, up to hundreds a second, and a session's per-request machinery costs
 more CPU than the post itself. Failures are named as `requests` names them
 (`ConnectionError`, `ConnectTimeout`, `ReadTimeout`, `SSLError`), and only a
-`200` whose body is exactly `success` acknowledges. The delivery faults
+`200` whose body is `success` (give or take whitespace) acknowledges. The delivery faults
 (`notify_lost`, `notify_duplicate`, `notify_reorder`, `notify_bad_sign`) are
 drawn here, per delivery attempt.
 
@@ -40,6 +42,7 @@ from urllib.parse import SplitResult, urlsplit
 import structlog
 
 from worker.sandbox.faults import Fault
+from worker.sandbox.protocol import is_acknowledgement
 
 __all__ = ["Deliveries", "Delivery", "Notifier", "Outcome", "Poster"]
 
@@ -47,7 +50,6 @@ log = structlog.get_logger(__name__)
 
 _CONNECT_TIMEOUT = 3.0
 _MAX_ANSWER_BYTES = 1024
-_ACK = b"success"
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,10 @@ class Poster:
                 self._conns[key] = conn  # read to its end and still open: reusable
             else:
                 conn.close()
-            acknowledged = response.status == 200 and answer == _ACK
+            # An answer longer than any acknowledgement is not read to its end.
+            acknowledged = len(answer) <= _MAX_ANSWER_BYTES and is_acknowledgement(
+                response.status, answer
+            )
             return Outcome(status=response.status, acknowledged=acknowledged, error=None)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if conn is not None:

@@ -1,14 +1,21 @@
-"""What the sandbox writes on the wire, as pure functions (the gateway's side of DESIGN 4).
+"""What the sandbox writes on the wire, as pure functions (the gateway's side of the protocol).
 
 * `sync_answer`: the synchronous XML answer, byte for byte what the mapi
   gateway sends (`<?xml version="1.0" encoding="GBK"?>` then
   `<alipay><is_success>T</is_success></alipay>`, or `F` with `<error>CODE</error>`).
 * `format_result_details`: `trade_no^amount^CODE` items joined with `#`, the
   plain form Alipay reports for plain requests; `success_num` counts SUCCESS;
-  `batch_results` gives both from a batch's columns.
+  `batch_results` gives both from a batch's columns. Items the gateway
+  skipped (`SKIPPED`, the 100th refund of a trade in the `skip` refund-limit
+  mode) are neither refunded nor reported, so they are left out.
+  (`worker.sandbox.shapes` writes the grammar's other legal shapes.)
+* `is_acknowledgement`: whether the merchant's answer to a notification
+  acknowledges it: status 200 and the body `success` once surrounding
+  whitespace is stripped (Alipay's own Java demo answers `println("success")`,
+  i.e. `success\r\n`); the letter case must be exactly `success`.
 * `RESEND_GAPS` / `resend_delay`: the resend schedule of `batch_refund_notify`
-  (seed 001: up to 8 deliveries within about 25 hours, the gaps after the
-  first try being 4m, 10m, 10m, 1h, 2h, 6h, 15h), scaled by a time factor.
+  (up to 8 deliveries within about 25 hours, the gaps after the first try
+  being 4m, 10m, 10m, 1h, 2h, 6h, 15h), scaled by a time factor.
 * `new_notify_id`: an unguessable notify id shaped like Alipay's
   (32 hex digits and a few lower-case letters, e.g. `86742cf7...d873cmva`).
 * `notify_time`: `yyyy-MM-dd HH:mm:ss`, Beijing time.
@@ -30,9 +37,11 @@ __all__ = [
     "MAX_DELIVERIES",
     "NOTIFY_TYPE",
     "RESEND_GAPS",
+    "SKIPPED",
     "SUCCESS",
     "batch_results",
     "format_result_details",
+    "is_acknowledgement",
     "new_notify_id",
     "notify_time",
     "resend_delay",
@@ -41,6 +50,9 @@ __all__ = [
 ]
 
 SUCCESS: Final = "SUCCESS"
+# The books' marker of an item left out entirely (never a code on the wire).
+SKIPPED: Final = "skipped"
+ACK: Final = b"success"
 NOTIFY_TYPE: Final = "batch_refund_notify"
 
 # Seconds between deliveries: the n-th gap follows the n-th delivery.
@@ -66,6 +78,7 @@ def format_result_details(results: Sequence[tuple[str, Decimal, str]]) -> str:
     Amounts must be Decimals quantized to cents (as `parse_amount` returns
     them); they are written with `str`, which then gives exactly two decimals.
     """
+    results = [row for row in results if row[2] != SKIPPED]
     if not results:
         return ""
     trade_nos, amounts, codes = zip(*results, strict=True)
@@ -81,8 +94,16 @@ def batch_results(
     `format_result_details` and `success_num` over (trade_no, amount, code)
     triples, without building 1000 of them per batch first.
     """
+    if SKIPPED in codes:
+        kept = [row for row in zip(trade_nos, amounts, codes, strict=True) if row[2] != SKIPPED]
+        return "#".join(map("^".join, kept)), codes.count(SUCCESS)
     details = "#".join(map("^".join, zip(trade_nos, amounts, codes, strict=True)))
     return details, codes.count(SUCCESS)
+
+
+def is_acknowledgement(status: int | None, body: bytes) -> bool:
+    """Whether a merchant's answer acknowledges a notification (see the module docstring)."""
+    return status == 200 and body.strip() == ACK
 
 
 def success_num(results: Sequence[tuple[str, Decimal, str]]) -> int:

@@ -5,6 +5,14 @@
 clock and the notification sender. The WSGI layer (`app`) turns HTTP into
 calls of `gateway`, `notify_verify` and the control methods, and turns the
 returned `Answer` into HTTP (including the delays and resets faults ask for).
+The refund query (`refund_fastpay_query`) is answered by `query.QueryDesk`
+from a copy of the books; it changes nothing.
+
+`notify_verify` answers `true` for a genuine notify_id that is not yet
+acknowledged and whose latest delivery attempt started at most
+`notify_verify_seconds` ago (real seconds; Alipay: about one minute), else
+`false`. A batch gets no notification at all when every item was skipped
+(the `skip` refund-limit mode) or when `notify_never` was drawn for it.
 
 Concurrency: one lock serialises every change of the books. Accepting a
 batch (duplicate check, plan, journal append, apply) happens under it, so a
@@ -18,40 +26,45 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
 
 import structlog
 
-from worker.errors import DetailDataError
 from worker.mapi import (
     encode_form,
-    format_amount,
-    is_valid_trade_no,
-    parse_amount,
     sign,
 )
+from worker.sandbox.answers import (
+    HTML_TYPE,
+    TEXT_TYPE,
+    XML_TYPE,
+    Answer,
+    error_page,
+    garbage_body,
+)
 from worker.sandbox.clock import SandboxClock
-from worker.sandbox.config import SandboxConfig
-from worker.sandbox.faults import Fault, FaultBook, parse_fault_set
+from worker.sandbox.config import (
+    SandboxConfig,
+)
+from worker.sandbox.control import ControlAPI
+from worker.sandbox.faults import Fault, FaultBook
 from worker.sandbox.journal import Journal
 from worker.sandbox.keys import AlipayKeys
 from worker.sandbox.ledger import (
-    TRADE_STATUSES,
+    BatchColumns,
+    BatchItem,
     BatchRecord,
-    ClockRecord,
+    ExternalRefundRecord,
     GaveUpRecord,
     Ledger,
     Record,
     RequestRecord,
     SendRecord,
-    TradeRecord,
     batch_columns,
 )
 from worker.sandbox.notifier import Delivery, Notifier, Outcome
 from worker.sandbox.protocol import (
     NOTIFY_TYPE,
+    SKIPPED,
     SUCCESS,
     batch_results,
     format_result_details,
@@ -60,6 +73,8 @@ from worker.sandbox.protocol import (
     resend_delay,
     sync_answer,
 )
+from worker.sandbox.query import QUERY_SERVICE, QueryDesk, RefundQuery, refusal_answer
+from worker.sandbox.shapes import shaped_result_details
 from worker.sandbox.validation import (
     GatewayContext,
     NotifyVerifyQuery,
@@ -72,35 +87,9 @@ __all__ = ["Answer", "SandboxService"]
 
 log = structlog.get_logger(__name__)
 
-XML_TYPE: Final = "text/xml; charset=GBK"
-TEXT_TYPE: Final = "text/plain; charset=GBK"
-HTML_TYPE: Final = "text/html; charset=utf-8"
 
-
-@dataclass(frozen=True)
-class Answer:
-    """What to answer a gateway request: status, body, content type, and fault effects.
-
-    `delay`: wait this long before answering. `reset`: answer nothing and
-    reset the TCP connection instead.
-    """
-
-    status: int
-    body: bytes
-    content_type: str
-    delay: float = 0.0
-    reset: bool = False
-
-
-def _error_page(status: int) -> bytes:
-    return (
-        f"<html><head><title>{status}</title></head>"
-        f"<body><h1>{status}</h1><p>upstream error</p></body></html>"
-    ).encode()
-
-
-class SandboxService:
-    """The emulated gateway (see the module docstring)."""
+class SandboxService(ControlAPI):
+    """The emulated gateway (see the module docstring); the control API is `ControlAPI`'s."""
 
     def __init__(self, config: SandboxConfig, keys: AlipayKeys) -> None:
         self.config = config
@@ -117,6 +106,11 @@ class SandboxService:
         self.notifier = Notifier(self, senders=config.senders, timeout=config.notify_timeout)
         # notify_id -> (result_details, success_num), built once per notification.
         self._details: dict[str, tuple[str, int]] = {}
+        # notify_id -> when its latest delivery attempt started (this run).
+        self._attempt_started: dict[str, float] = {}
+        self.refund_limit_mode = config.refund_limit_mode
+        self.notify_verify_seconds = config.notify_verify_seconds
+        self.queries = QueryDesk(self.faults, self._query_records)
         log.info(
             "sandbox.state.loaded",
             journal=str(self.journal.path),
@@ -161,6 +155,12 @@ class SandboxService:
         verdict = check_gateway_request(query, body, content_type, ctx)
         if isinstance(verdict, NotifyVerifyQuery):
             return self.notify_verify(verdict)
+        if isinstance(verdict, RefundQuery):
+            return self.queries.answer(verdict)
+        if isinstance(verdict, Refusal) and verdict.service == QUERY_SERVICE:
+            log.info("sandbox.query.refused", code=verdict.code, reason=verdict.reason)
+            body, content_type = refusal_answer(verdict.code, verdict.charset)
+            return Answer(200, body, content_type)
         if isinstance(verdict, Refusal):
             self._refuse(verdict.service, verdict.batch_no, verdict.code, verdict.reason)
             return Answer(200, sync_answer(verdict.code), XML_TYPE)
@@ -176,7 +176,7 @@ class SandboxService:
             if not fault.option("accept"):
                 self._refuse(request.service, batch_no, "fault:http_5xx", "injected 5xx")
                 return Answer(
-                    int(fault.option("status")), _error_page(fault.option("status")), HTML_TYPE
+                    int(fault.option("status")), error_page(fault.option("status")), HTML_TYPE
                 )
             late_5xx = fault
         fault = self.faults.draw("hang")
@@ -184,10 +184,14 @@ class SandboxService:
             self._fault_log("hang", batch_no)
             if not fault.option("accept"):
                 self._refuse(request.service, batch_no, "fault:hang", "injected hang")
-                return Answer(
-                    504, _error_page(504), HTML_TYPE, delay=float(fault.option("seconds"))
-                )
+                return Answer(504, error_page(504), HTML_TYPE, delay=float(fault.option("seconds")))
             late_hang = fault
+        garbage = self.faults.draw("garbage")
+        if garbage is not None:
+            self._fault_log("garbage", batch_no)
+            if not garbage.option("accept"):
+                self._refuse(request.service, batch_no, "fault:garbage", "injected garbage")
+                return self._garbage("refund", garbage)
 
         code, note_id = self._accept(request)
         if code is not None:
@@ -199,9 +203,11 @@ class SandboxService:
         if self.faults.draw("reset_after_accept") is not None:
             self._fault_log("reset_after_accept", batch_no)
             return Answer(200, b"", XML_TYPE, reset=True)
+        if garbage is not None:
+            return self._garbage("refund", garbage)
         if late_5xx is not None:
             status = int(late_5xx.option("status"))
-            return Answer(status, _error_page(status), HTML_TYPE)
+            return Answer(status, error_page(status), HTML_TYPE)
         if late_hang is not None:
             return Answer(
                 200, sync_answer(None), XML_TYPE, delay=float(late_hang.option("seconds"))
@@ -234,8 +240,10 @@ class SandboxService:
                 item_fault=(
                     self.faults.item_failure if self.faults.active("item_failure") else None
                 ),
+                limit_code=SKIPPED if self.refund_limit_mode == "skip" else "TRADE_STATUS_ERROR",
             )
-            notify_id = new_notify_id() if request.notify_url else None
+            shapes, planned = self._draw_shapes(batch_no, planned)
+            notify_id = self._notify_id(request, planned)
             ts = time.time()
             record = BatchRecord(
                 ts=ts,
@@ -249,13 +257,14 @@ class SandboxService:
                 notify_id=notify_id,
                 items=planned,
                 auto_amount=auto,
+                shapes=shapes,
             )
             # As `_record_locked` does (journal first, then the books), with the
             # columns built once for the journal line and the result details.
             columns = batch_columns(planned)
             self.journal.append_json(record.to_json(columns))
             self.ledger.apply(record)
-        details, successes = batch_results(columns.trade_nos, columns.amounts, columns.codes)
+        details, successes = self._results(columns, shapes)
         if notify_id is not None:
             with self._lock:
                 self._details[notify_id] = (details, successes)
@@ -270,13 +279,71 @@ class SandboxService:
         )
         return None, notify_id
 
+    def _draw_shapes(
+        self, batch_no: str, planned: tuple[BatchItem, ...]
+    ) -> tuple[int | None, tuple[BatchItem, ...]]:
+        """The `result_shapes` seed of a batch (None when not drawn) and its items.
+
+        With `odd_codes`, every item that failed anyway gets one of them instead.
+        """
+        fault = self.faults.draw("result_shapes")
+        if fault is None:
+            return None, planned
+        self._fault_log("result_shapes", batch_no)
+        odd: tuple[str, ...] = tuple(fault.option("odd_codes"))
+        if odd:
+            planned = tuple(
+                (t, a, r, c if c in (SUCCESS, SKIPPED) else self.faults.choice(odd), auto)
+                for t, a, r, c, auto in planned
+            )
+        return self.faults.randbits(32), planned
+
+    def _notify_id(self, request: RefundRequest, planned: tuple[BatchItem, ...]) -> str | None:
+        """A fresh notify_id, or None when the batch is never notified."""
+        if not request.notify_url:
+            return None
+        if all(item[3] == SKIPPED for item in planned):
+            log.info("sandbox.notify.skipped", batch_no=request.batch_no, reason="all skipped")
+            return None
+        if self.faults.draw("notify_never") is not None:
+            self._fault_log("notify_never", request.batch_no)
+            return None
+        return new_notify_id()
+
+    def _results(self, columns: BatchColumns, shapes: int | None) -> tuple[str, int]:
+        """`result_details` and `success_num` of a batch, in other shapes when `shapes` is set."""
+        details, successes = batch_results(columns.trade_nos, columns.amounts, columns.codes)
+        if shapes is None:
+            return details, successes
+        rows = [
+            row
+            for row in zip(columns.trade_nos, columns.amounts, columns.codes, strict=True)
+            if row[2] != SKIPPED
+        ]
+        return shaped_result_details(rows, shapes, partner=self.config.partner), successes
+
+    def _garbage(self, service: str, fault: Fault) -> Answer:
+        kind = str(fault.option("body"))
+        if kind == "any":
+            kind = self.faults.choice(("html", "truncated"))
+        body, content_type = garbage_body(service, kind)
+        return Answer(200, body, content_type)
+
+    def _query_records(self, batch_no: str | None) -> list[BatchRecord | ExternalRefundRecord]:
+        with self._lock:
+            return self.ledger.query_records(batch_no)
+
     def notify_verify(self, query: NotifyVerifyQuery) -> Answer:
-        """`true`: genuine and not yet acknowledged; `false`: else; `invalid`: wrong partner."""
+        """`true`: genuine, unacknowledged, unexpired; `false`: else; `invalid`: wrong partner."""
         fault = self.faults.draw("http_5xx", service="notify_verify")
         if fault is not None:
             self._fault_log("http_5xx", None, service="notify_verify")
             status = int(fault.option("status"))
-            return Answer(status, _error_page(status), HTML_TYPE)
+            return Answer(status, error_page(status), HTML_TYPE)
+        fault = self.faults.draw("garbage", service="notify_verify")
+        if fault is not None:
+            self._fault_log("garbage", None, service="notify_verify")
+            return self._garbage("notify_verify", fault)
         delay = 0.0
         for name in ("hang", "slow"):
             fault = self.faults.draw(name, service="notify_verify")
@@ -287,11 +354,21 @@ class SandboxService:
         if query.partner != self.config.partner:
             answer = "invalid"
         else:
-            with self._lock:
-                note = self.ledger.notifications.get(query.notify_id or "")
-                answer = "true" if note is not None and not note.acknowledged else "false"
+            answer = "true" if self._verifiable(query.notify_id or "") else "false"
         log.info("sandbox.notify_verify", notify_id=query.notify_id, answer=answer)
         return Answer(200, answer.encode("ascii"), TEXT_TYPE, delay=delay)
+
+    def _verifiable(self, notify_id: str) -> bool:
+        """Genuine, not acknowledged, and its latest attempt started recently enough."""
+        with self._lock:
+            note = self.ledger.notifications.get(notify_id)
+            if note is None or note.acknowledged:
+                return False
+            started = max(
+                self._attempt_started.get(notify_id, 0.0),
+                note.last_attempt_ts or note.created_ts,
+            )
+            return time.time() - started <= self.notify_verify_seconds
 
     # -- notifications (called by the Notifier) -------------------------------
 
@@ -301,13 +378,16 @@ class SandboxService:
             note = self.ledger.notifications.get(notify_id)
             if note is None or not note.pending:
                 self._details.pop(notify_id, None)
+                self._attempt_started.pop(notify_id, None)
                 return None
-            items = self.ledger.batches[note.batch_no].record.items
+            record = self.ledger.batches[note.batch_no].record
+            items = record.items
             cached = self._details.get(notify_id)
             if cached is None:
-                columns = batch_columns(items)
-                cached = batch_results(columns.trade_nos, columns.amounts, columns.codes)
+                cached = self._results(batch_columns(items), record.shapes)
                 self._details[notify_id] = cached
+            if not forged:
+                self._attempt_started[notify_id] = time.time()
             batch_no, charset, sign_type, url = (
                 note.batch_no,
                 note.charset,
@@ -316,8 +396,10 @@ class SandboxService:
             )
         details, successes = cached
         if forged:
-            details = format_result_details([(t, a, SUCCESS) for t, a, _, _, _ in items])
-            successes = len(items)
+            details = format_result_details(
+                [(t, a, SUCCESS) for t, a, _, c, _ in items if c != SKIPPED]
+            )
+            successes = sum(1 for item in items if item[3] != SKIPPED)
         params = {
             "notify_time": notify_time(self.clock.now()),
             "notify_type": NOTIFY_TYPE,
@@ -383,6 +465,7 @@ class SandboxService:
             if acknowledged:
                 with self._lock:
                     self._details.pop(notify_id, None)
+                    self._attempt_started.pop(notify_id, None)
             return None
         delay = resend_delay(attempts, self.config.time_factor)
         if delay is None:
@@ -390,6 +473,7 @@ class SandboxService:
                 if self.ledger.notifications[notify_id].pending:
                     self._record_locked(GaveUpRecord(notify_id, time.time(), self._at()))
                 self._details.pop(notify_id, None)
+                self._attempt_started.pop(notify_id, None)
             log.warning(
                 "sandbox.notify.gave_up", notify_id=notify_id, batch_no=batch_no, attempts=attempts
             )
@@ -401,95 +485,7 @@ class SandboxService:
             self._fault_log(name, None)
         return fault
 
-    # -- control API -----------------------------------------------------------
-
-    def create_trade(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or change a paid trade: {"trade_no", "amount", "status"="paid"}."""
-        trade_no = data.get("trade_no")
-        if not isinstance(trade_no, str) or not is_valid_trade_no(trade_no):
-            raise ValueError("trade_no must be 16-64 digits")
-        amount_text = data.get("amount")
-        try:
-            amount = parse_amount(amount_text if isinstance(amount_text, str) else "")
-        except DetailDataError:
-            raise ValueError('amount must be a string like "100.00" (> 0, two decimals)') from None
-        status = data.get("status", "paid")
-        if status not in TRADE_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(TRADE_STATUSES)}")
-        record = TradeRecord(
-            trade_no=trade_no, amount=amount, status=str(status), ts=time.time(), at=self._at()
-        )
-        with self._lock:
-            self._record_locked(record)
-            view = self.ledger.trades[trade_no].to_json()
-        log.info(
-            "sandbox.trade.created", trade_no=trade_no, amount=format_amount(amount), status=status
-        )
-        return view
-
-    def set_faults(self, spec: object) -> dict[str, Any]:
-        """Replace the faults in force (ConfigError on a bad spec)."""
-        self.faults.replace(parse_fault_set(spec))
-        snapshot = self.faults.snapshot()
-        log.info("sandbox.faults.set", faults=sorted(snapshot["faults"]))
-        return snapshot
-
-    def clear_faults(self) -> dict[str, Any]:
-        self.faults.clear()
-        log.info("sandbox.faults.cleared")
-        return self.faults.snapshot()
-
-    def set_clock_offset(self, offset: object) -> dict[str, Any]:
-        """Shift the sandbox clock by `offset` seconds (ValueError when not a sane number)."""
-        if isinstance(offset, bool) or not isinstance(offset, int | float):
-            raise ValueError("offset_seconds must be a number")
-        with self._lock:
-            self.clock.set_offset(float(offset))
-            self._record_locked(ClockRecord(offset_seconds=float(offset), ts=time.time()))
-        log.info("sandbox.clock.set", offset_seconds=float(offset))
-        return self.clock_view()
-
-    def clock_view(self) -> dict[str, Any]:
-        now = self.clock.now()
-        return {
-            "offset_seconds": self.clock.offset_seconds,
-            "now": now.isoformat(),
-            "beijing_date": self.clock.today().isoformat(),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        with self._lock:
-            summary = self.ledger.summary()
-        summary["faults_fired"] = self.faults.snapshot()["fired_total"]
-        queued = self.notifier.queued()
-        summary["notifications"]["queued"] = queued
-        # Idle: nothing left to deliver and no delivery (e.g. a duplicate) in flight.
-        summary["idle"] = summary["notifications"]["pending"] == 0 and queued == 0
-        return summary
-
-    def ledger_view(self, *, batch_no: str | None, trade_no: str | None) -> dict[str, Any]:
-        with self._lock:
-            return self.ledger.view(batch_no=batch_no, trade_no=trade_no)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "partner": self.config.partner,
-            "alipay_public_key_file": str(self._keys.public_path),
-            "alipay_public_key": self._keys.public_pem.decode("ascii"),
-            "md5": bool(self.config.md5_key),
-            "rsa": bool(self.config.merchant_public_key),
-            "time_factor": self.config.time_factor,
-            "process_delay": self.config.process_delay,
-            "auto_trades": self.config.auto_trades,
-            "auto_trade_amount": format_amount(self.config.auto_trade_amount),
-            "state_dir": str(self.config.state_dir),
-            "pid": os.getpid(),
-        }
-
     # -- helpers ----------------------------------------------------------------
-
-    def _at(self) -> str:
-        return self.clock.now().isoformat()
 
     def _refuse(self, service: str | None, batch_no: str | None, code: str, reason: str) -> None:
         with self._lock:

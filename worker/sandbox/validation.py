@@ -1,4 +1,4 @@
-"""The gateway's checks of a refund request, in the order a real gateway plausibly runs them.
+"""The gateway's checks of a refund or query request, in the order a real gateway runs them.
 
 Pure: a request's raw query string and body plus a `GatewayContext` (partner,
 keys, today's Beijing date) in, one verdict out. State-dependent checks
@@ -10,13 +10,17 @@ else from the form. Query string and form body are both decoded in that
 charset (`+` is a space, `%XX` a byte). A parameter present in both keeps
 the query string's value, as a servlet's `getParameter` does: that is why a
 form saying `UTF-8` behind a URL saying `utf-8` fails the signature check
-(seed 002). A body that is not a form (another Content-Type) carries no
-parameters. A parameter with an empty value counts as absent.
+(the signature covers the form's spelling, the gateway reads the URL's).
+A body that is not a form (another Content-Type) carries no parameters.
+A parameter with an empty value counts as absent.
 
 The checks, first failure wins:
 
 1. `service`: missing or not one this gateway serves -> ILLEGAL_SERVICE
    (`notify_verify` is answered separately, see `NotifyVerifyQuery`).
+   The refund query `refund_fastpay_query` goes through checks 2-5 like a
+   refund request, then needs `batch_no` or `trade_no` (else
+   ILLEGAL_ARGUMENT) and becomes a `RefundQuery` (`worker.sandbox.query`).
 2. `partner`: missing, not `2088` + 12 digits, or not this sandbox's partner
    -> ILLEGAL_PARTNER.
 3. `_input_charset`: missing, not utf-8/gbk (any case), or the query string
@@ -67,6 +71,7 @@ from worker.errors import DetailDataError, NotifyFormatError
 from worker.mapi import (
     SERVICE_NOPWD,
     SERVICE_PWD,
+    SUPPORTED_CHARSETS,
     DetailRow,
     RefundItem,
     batch_no_date,
@@ -79,6 +84,7 @@ from worker.mapi import (
     parse_amount,
     verify,
 )
+from worker.sandbox.query import QUERY_SERVICE, RefundQuery, read_query
 
 __all__ = [
     "NOPWD_SERVICE",
@@ -124,13 +130,17 @@ class GatewayContext:
 
 @dataclass(frozen=True)
 class Refusal:
-    """An `F` answer: the code, plus what could be read of the request (for the ledger)."""
+    """An `F` answer: the code, plus what could be read of the request (for the ledger).
+
+    `charset` is the `_input_charset` asked for when it names a known one.
+    """
 
     code: str
     reason: str
     service: str | None = None
     batch_no: str | None = None
     item_count: int | None = None
+    charset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +173,7 @@ class RefundRequest:
         return tuple(RefundItem(*row) for row in self.rows)
 
 
-Verdict = Refusal | NotifyVerifyQuery | RefundRequest
+Verdict = Refusal | NotifyVerifyQuery | RefundRequest | RefundQuery
 
 
 class _Refused(Exception):
@@ -197,7 +207,7 @@ def check_gateway_request(
         return NotifyVerifyQuery(partner=lenient("partner"), notify_id=lenient("notify_id"))
     batch_hint = lenient("batch_no")
     try:
-        if service is None or service not in REFUND_SERVICES:
+        if service is None or (service not in REFUND_SERVICES and service != QUERY_SERVICE):
             raise _Refused("ILLEGAL_SERVICE", f"service {str(service)[:60]!r} is not served")
         partner = lenient("partner")
         if not is_valid_partner(partner) or partner != ctx.partner:
@@ -205,11 +215,13 @@ def check_gateway_request(
         charset, params = _decode_params(query, body, lenient("_input_charset"))
         return _check_params(service, charset, params, ctx)
     except _Refused as refused:
+        charset_hint = (lenient("_input_charset") or "").lower()
         return Refusal(
             code=refused.code,
             reason=refused.reason,
             service=service,
             batch_no=batch_hint if batch_hint and len(batch_hint) <= 64 else None,
+            charset=charset_hint if charset_hint in SUPPORTED_CHARSETS else None,
         )
 
 
@@ -256,7 +268,7 @@ def _valid_in(part: bytes, codec: str) -> bool:
 
 def _check_params(
     service: str, charset: str, params: Mapping[str, str], ctx: GatewayContext
-) -> RefundRequest:
+) -> RefundRequest | RefundQuery:
     sign_type = params.get("sign_type")
     if sign_type not in ("MD5", "RSA"):
         raise _Refused("ILLEGAL_SIGN_TYPE", f"sign_type {str(sign_type)[:20]!r} is not MD5 or RSA")
@@ -270,6 +282,11 @@ def _check_params(
         params, charset=charset, md5_key=ctx.md5_key, public_key_pem=ctx.merchant_public_key
     ):
         raise _Refused("ILLEGAL_SIGN", f"{sign_type} signature does not verify")
+    if service == QUERY_SERVICE:
+        query = read_query(charset, sign_type, params)
+        if query is None:
+            raise _Refused("ILLEGAL_ARGUMENT", "batch_no or trade_no is required")
+        return query
     if service == PWD_SERVICE:
         _check_seller(params, ctx.partner)
     for name in ("batch_no", "refund_date", "batch_num", "detail_data"):
