@@ -2,9 +2,9 @@
 
 Amounts are `Decimal` end to end, never floats. A refund amount must be greater
 than zero and at most 100000000.00 (the largest amount the order-system contract
-allows, DESIGN 2.1). In a request every amount is written with exactly two
-decimals (`5.00`, DESIGN 4.3); in results Alipay sometimes writes fewer (`80`,
-`1272.0`, seed 001), so results are read with `parse_reported_amount`.
+allows). In a request every amount is written with exactly two decimals
+(`5.00`); in results Alipay sometimes writes fewer (`80`, `1272.0`), so
+results are read with `parse_reported_amount`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Packing refunds into gateway batches (DESIGN 4.3).
+"""Packing refunds into gateway batches.
 
 Rules: a batch holds 1 to `max_items` items (the gateway's limit is 1000), and
 never two items of the same trade (DUBL_TRADE_NO_IN_SAME_BATCH): a second

@@ -1,8 +1,8 @@
 """The two request charsets the gateway accepts, and how Python spells them.
 
 The mapi gateway takes `_input_charset` as `utf-8` or `gbk` in any letter case
-(seed 002 reports that one gateway only verified `UTF-8` in upper case, so the
-merchant's own spelling is what gets sent and signed). This module only maps a
+(one integration reports a gateway that only verified `UTF-8` in upper case,
+so the merchant's own spelling is what gets sent and signed). This module only maps a
 spelling to the Python codec that produces the bytes Alipay hashes; the spelling
 itself is never rewritten.
 

@@ -1,8 +1,8 @@
 """The gateway's error codes as data, and what the worker should do about each.
 
-Sources: DESIGN 4.6, the official code table of the refund interface (seed
-001), the integration guide (seed 003) and the general mapi gateway codes
-that public integrations list (ILLEGAL_PARTNER_EXTERFACE, SYSTEM_ERROR, ...).
+Sources: the official code table of the refund interface, the integration
+guide and the general mapi gateway codes that public integrations list
+(ILLEGAL_PARTNER_EXTERFACE, SYSTEM_ERROR, ...).
 
 Kinds:
 
@@ -15,7 +15,7 @@ Kinds:
   partner is being processed, or the gateway had an internal error and may
   or may not have recorded the batch).
 * DUPLICATE_BATCH: the gateway already has this batch_no. After a submission
-  whose outcome was unknown it means "already accepted" (DESIGN invariant 1).
+  whose outcome was unknown it means "already accepted".
 * ITEM: a single refund is impossible (trade state, amount, balance...). In
   `result_details` it fails that item only; as a batch-level `F` it means one
   item spoilt the batch, which should be split to isolate it.

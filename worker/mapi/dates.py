@@ -1,4 +1,4 @@
-"""Beijing time, `refund_date` and `batch_no` (DESIGN 4.2, seed 001).
+"""Beijing time, `refund_date` and `batch_no`.
 
 The gateway reads every date in Beijing time (UTC+8; China has no daylight
 saving, so a fixed offset is exact and needs no tz database). The machine's

@@ -1,4 +1,4 @@
-"""`detail_data`: the items of one batch refund request (DESIGN 4.3, seed 001).
+"""`detail_data`: the items of one batch refund request.
 
 Format: items joined with `#`, each item `trade_no^amount^reason`.
 

@@ -2,7 +2,7 @@
 
 Alipay posts notifications as forms whose percent-escapes are bytes in the
 request charset (GBK bytes for a GBK merchant). Values must be verified
-exactly as received (DESIGN 4.4), so decoding is done once, here, in the
+exactly as received, so decoding is done once, here, in the
 declared charset, and never re-encoded before verifying:
 
 * `+` is a space, `%XX` is one byte; a `%` not followed by two hex digits is

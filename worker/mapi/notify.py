@@ -1,4 +1,4 @@
-"""`batch_refund_notify`: Alipay's asynchronous batch results (DESIGN 4.5, seed 001).
+"""`batch_refund_notify`: Alipay's asynchronous batch results.
 
 Form fields: `notify_time` (`yyyy-MM-dd HH:mm:ss`, Beijing), `notify_type`
 (`batch_refund_notify`), `notify_id`, `sign_type`, `sign`, `batch_no`,
@@ -6,7 +6,7 @@ Form fields: `notify_time` (`yyyy-MM-dd HH:mm:ss`, Beijing), `notify_type`
 when the request used `use_freeze_amount`, `unfreezed_details`.
 
 `result_details` holds one entry per refunded trade, joined with `#`. The
-official tables (seed 001) and public integrations (Alipay's own sample
+official tables and public integrations (Alipay's own sample
 notify pages and the C#/Java parsers collected in public repositories)
 describe one entry as::
 

@@ -1,4 +1,4 @@
-"""Building the signed batch refund request (DESIGN 4.1, seeds 000-003).
+"""Building the signed batch refund request.
 
 `refund_fastpay_by_platform_nopwd` is a server-to-server form POST to
 `<gateway>?_input_charset=<charset>`; the parameters (in the order of the
@@ -9,19 +9,19 @@ official table) are::
     use_freeze_amount (Y/N), return_type (xml)
 
 The password variant `refund_fastpay_by_platform_pwd` (an HTML form the
-operator's browser posts, seeds 001-003) takes the same batch fields plus
-`seller_user_id` or `seller_email`, and has no dback_notify_url,
-use_freeze_amount or return_type.
+operator's browser posts) takes the same batch fields plus `seller_user_id`
+or `seller_email`, and has no dback_notify_url, use_freeze_amount or
+return_type.
 
 Checked before signing: the partner is 16 digits starting with 2088, the
 charset is utf-8 or gbk, the sign type is MD5 or RSA, notify URLs are
-http(s), at most 200 characters and carry no query string of their own
-(seed 003), the batch_no is well formed and dated on the Beijing day of
-`now` (the day of `refund_date`), and every item passes the `detail_data`
-rules after its reason was sanitized.
+http(s), at most 200 characters and carry no query string of their own, the
+batch_no is well formed and dated on the Beijing day of `now` (the day of
+`refund_date`), and every item passes the `detail_data` rules after its
+reason was sanitized.
 
-`notify_verify` (DESIGN 4.5) is a plain GET to the gateway with `service`,
-`partner` and `notify_id`; it is not signed.
+`notify_verify` is a plain GET to the gateway with `service`, `partner` and
+`notify_id`; it is not signed.
 """
 
 from __future__ import annotations

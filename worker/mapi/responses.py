@@ -1,6 +1,6 @@
 """The gateway's synchronous answers: batch submission XML and `notify_verify`.
 
-Submission answer (DESIGN 4.1, seed 000), XML usually declared GBK::
+Submission answer, XML usually declared GBK::
 
     <?xml version="1.0" encoding="GBK"?>
     <alipay><is_success>F</is_success><error>DUPLICATE_BATCH_NO</error></alipay>
@@ -11,13 +11,13 @@ Submission answer (DESIGN 4.1, seed 000), XML usually declared GBK::
 * Anything else -> UNKNOWN: HTML error pages, an empty or truncated body, another
   root element, a missing or repeated `is_success`, `F` without a well-formed
   code, `T`/`P` that also carry an error. UNKNOWN means "the gateway may have
-  the batch": retry with the same batch_no, never renumber (DESIGN invariant 1).
+  the batch": retry with the same batch_no, never renumber.
 
 The parser never raises and never expands entities: any DOCTYPE or entity
 declaration makes the answer UNKNOWN. The body is decoded with its declared
 encoding before expat reads it (`worker.mapi.xmldoc`).
 
-`notify_verify` answer (DESIGN 4.5): the body `true` means the notification is
+`notify_verify` answer: the body `true` means the notification is
 genuine; `false` and `invalid` mean it is not; anything else is `unknown`.
 """
 

@@ -1,4 +1,4 @@
-"""Signing and verifying mapi parameter sets (DESIGN 4.4).
+"""Signing and verifying mapi parameter sets.
 
 The string to sign: drop `sign`, `sign_type` and every empty value, sort the
 rest by key (byte order; for str keys that is code point order), join as
