@@ -12,6 +12,9 @@ Where each rule lives:
 * `responses` -- the synchronous XML answer and the `notify_verify` answer.
 * `forms`     -- form bodies in GBK or UTF-8.
 * `notify`    -- `batch_refund_notify` and its `result_details`.
+* `parts`     -- the fee, royalty and sub-trade parts every result entry may carry.
+* `query`     -- `refund_fastpay_query`: the signed query and what its answer establishes.
+* `xmldoc`    -- reading the gateway's small XML answers without expanding entities.
 * `codes`     -- gateway error codes and what each means for a batch.
 """
 
@@ -51,6 +54,14 @@ from worker.mapi.notify import (
     parse_notify,
     parse_result_details,
 )
+from worker.mapi.query import (
+    QUERY_SERVICE,
+    REFUND_NOT_EXIST,
+    QueryStatus,
+    RefundQueryAnswer,
+    build_refund_query,
+    parse_refund_query,
+)
 from worker.mapi.request import (
     SERVICE_NOPWD,
     SERVICE_PWD,
@@ -77,6 +88,8 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_REASON_BYTES",
     "NOTIFY_TYPE",
+    "QUERY_SERVICE",
+    "REFUND_NOT_EXIST",
     "SERVICE_NOPWD",
     "SERVICE_PWD",
     "SUPPORTED_CHARSETS",
@@ -88,7 +101,9 @@ __all__ = [
     "HasTradeNo",
     "Merchant",
     "NotifyVerifyAnswer",
+    "QueryStatus",
     "RefundItem",
+    "RefundQueryAnswer",
     "ResultItem",
     "RoyaltyPart",
     "SubTradePart",
@@ -97,6 +112,7 @@ __all__ = [
     "UnfreezeResult",
     "batch_no_date",
     "beijing_date",
+    "build_refund_query",
     "build_refund_request",
     "check_merchant",
     "classify",
@@ -118,6 +134,7 @@ __all__ = [
     "parse_amount",
     "parse_notify",
     "parse_notify_verify",
+    "parse_refund_query",
     "parse_result_details",
     "parse_sync_response",
     "refund_date",

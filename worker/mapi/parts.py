@@ -1,8 +1,7 @@
-"""The grammar shared by every `result_details` Alipay writes about batch refunds.
+"""The parts of a `result_details` entry, read strictly into typed values.
 
-`batch_refund_notify` (see `worker.mapi.notify`) and the `refund_fastpay_query`
-answer (see `worker.mapi.query`) describe one refunded trade with the same
-entry shape; only the trade part differs between the two::
+`batch_refund_notify` and the `refund_fastpay_query` answer describe one
+refunded trade with the same entry shape; only the trade part differs::
 
     trade part [ "$" fee part ] { "|" royalty part } { "$$" sub-trade part }
 
@@ -16,7 +15,10 @@ whole number of cents. Entries are joined with `#`, which appears nowhere
 inside an entry.
 
 Every helper raises NotifyFormatError naming `where` (the entry and part);
-the message quotes at most a short prefix of the offending text.
+the message quotes at most a short prefix of the offending text. These are
+the typed parts of `worker.mapi.notify.parse_notify`; the pipeline itself
+reads results with the tolerant `worker.mapi.results`, which keeps the
+optional parts as raw text.
 """
 
 from __future__ import annotations
