@@ -45,6 +45,13 @@ from worker.mapi import BEIJING, CodeKind, SyncResponse, SyncStatus, classify
 # before it is reported as failed with the gateway's code.
 MAX_BATCHES_PER_REFUND = 3
 
+# Batch-level codes about the batch's date (refund_date, the day in batch_no): clock skew
+# against the gateway near Beijing midnight. They say nothing about the refunds.
+DATE_CODES = frozenset({"REFUND_DATE_ERROR", "BATCH_NO_FORMAT_ERROR"})
+# How long a batch refused for its date waits before it is renumbered, so that a clock a
+# little behind the gateway's has passed midnight too.
+DATE_REBATCH_DELAY_SECONDS = 60.0
+
 # Backoff for re-attempts of one batch (seconds): base * 2^(attempt-1), capped.
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 60.0
@@ -62,6 +69,9 @@ class Action(enum.Enum):
     SPLIT = "split"  # definitely refused because of some item: split into halves, new batch_nos
     FAIL_ITEM = "fail_item"  # a single-item batch definitely refused: that refund failed
     REBATCH = "rebatch"  # definitely not accepted, items fine: back to pending, new batch_no later
+    # refused for its date (DATE_CODES): keep the items for DATE_REBATCH_DELAY_SECONDS, then
+    # renumber the whole batch; never split, never counted toward failing its refunds
+    REDATE = "redate"
 
 
 class Outcome(enum.Enum):
@@ -84,7 +94,7 @@ class Attempt:
 
 
 # Actions that hand the batch's refunds back (new batches, or failed): only after a proof.
-RELEASING = frozenset({Action.SPLIT, Action.FAIL_ITEM, Action.REBATCH})
+RELEASING = frozenset({Action.SPLIT, Action.FAIL_ITEM, Action.REBATCH, Action.REDATE})
 # Actions that leave the batch with the gateway, as far as the worker can tell.
 WAITING = frozenset({Action.ACCEPTED, Action.WAIT_NOTIFY, Action.VERIFY_DUPLICATE})
 
@@ -100,8 +110,12 @@ class Decision:
     """What to do with a batch, and whether the gateway may now hold it.
 
     `maybe_sent` is what the batch row must record: True once any attempt of this
-    batch_no may have reached the gateway. It can only be False for an action that
-    releases the items, and must be False for one.
+    batch_no may have reached the gateway. An action that releases the items
+    (`RELEASING`) requires it False; one that waits for the gateway (`WAITING`)
+    requires it True.
+
+    `counts_toward_refund_limit` is False when this batch must not count toward
+    `MAX_BATCHES_PER_REFUND` for its refunds (a refusal for the batch's date).
     """
 
     action: Action
@@ -109,6 +123,7 @@ class Decision:
     maybe_sent: bool
     code: str | None = None
     operator_flag: str | None = None
+    counts_toward_refund_limit: bool = True
 
     def __post_init__(self) -> None:
         if self.maybe_sent and self.action in RELEASING:
@@ -132,14 +147,25 @@ def proves_refusal(attempt: Attempt) -> bool:
     return classify(code) in _REFUSED_KINDS or code in _REFUSED_RETRY_CODES
 
 
-def decide_before_send(*, batch_day: date, today: date, maybe_sent: bool) -> Decision | None:
+def decide_before_send(
+    *, batch_day: date, today: date, maybe_sent: bool, last_code: str | None = None
+) -> Decision | None:
     """The Beijing-day rule; None means: go ahead and send.
 
     A batch_no carries its day and is only valid on that day. A batch that may have
     been accepted is never renumbered: it waits for its notification (Alipay resends
     for about 25 hours) and the sweeper flags it for an operator if none comes. A
-    batch that certainly never reached the gateway is safe to renumber.
+    batch that certainly never reached the gateway is safe to renumber; one whose
+    last answer refused it for its date (`last_code` in DATE_CODES) is renumbered
+    when it comes due again, whatever the day.
     """
+    refused_for_date = last_code is not None and last_code.strip().upper() in DATE_CODES
+    if not maybe_sent and refused_for_date:
+        return Decision(
+            action=Action.REBATCH,
+            reason="refused for its date: renumber under the current day",
+            maybe_sent=False,
+        )
     if batch_day == today:
         return None
     if maybe_sent:
@@ -188,7 +214,12 @@ def decide(
         refund_batches=refund_batches,
     )
     return Decision(
-        action=action, reason=reason, maybe_sent=maybe_sent, code=code, operator_flag=flag
+        action=action,
+        reason=reason,
+        maybe_sent=maybe_sent,
+        code=code,
+        operator_flag=flag,
+        counts_toward_refund_limit=action is not Action.REDATE,
     )
 
 
@@ -251,6 +282,14 @@ def _choose(
             "refused after an earlier unknown outcome: the first attempt may have been accepted",
             code,
             "refused_after_unknown_outcome",
+        )
+    if code.strip().upper() in DATE_CODES:
+        return (
+            Action.REDATE,
+            f"refused for its date (clock skew near midnight?): renumber the whole batch"
+            f" in {DATE_REBATCH_DELAY_SECONDS:g} s",
+            code,
+            None,
         )
     if kind is None:
         return (

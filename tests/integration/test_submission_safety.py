@@ -13,10 +13,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from tests.integration.test_ledger_services import delivery, request, trade
 from tests.integration.test_submission import Env, make_batches, now_utc, open_env
 from worker import ledger
 from worker.db import Database
 from worker.mapi import RefundItem, SyncResponse, SyncStatus, build_refund_request
+from worker.policy import DATE_REBATCH_DELAY_SECONDS
+from worker.services.intake import handle_deliveries
+from worker.services.packing import pack_pending
 from worker.services.submission import SubmitResult, submit_batch
 
 pytestmark = pytest.mark.integration
@@ -140,3 +144,70 @@ def test_duplicate_batch_no_on_a_first_attempt_waits_for_a_query(env: Env) -> No
     env.deliver_notifications(1)
     assert env.refund_states() == {"succeeded": 3}
     assert env.sandbox.client.summary()["double_executed"] == []
+
+
+def repack(env: Env) -> list[str]:
+    return pack_pending(
+        env.db, max_items=1000, max_wait=0, charset="utf-8", clock=now_utc, force=True
+    )
+
+
+def refund_rows(env: Env) -> list[tuple[object, ...]]:
+    with env.db.transaction() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                "SELECT state, code, batch_attempts FROM refunds ORDER BY refund_id"
+            ).fetchall()
+        ]
+
+
+def test_a_refund_refused_for_its_date_many_times_is_never_failed(env: Env) -> None:
+    # The gateway's Beijing day is already tomorrow: every batch numbered today is
+    # answered REFUND_DATE_ERROR, however often the refund is re-batched.
+    env.sandbox.client.set_clock_offset(86400)
+    assert handle_deliveries(env.db, [delivery(request("r-date", trade(7), "1.00"))]) == []
+    for _ in range(8):
+        batches = repack(env)
+        if not batches:
+            break
+        (batch_no,) = batches
+        result = env.submit(batch_no)
+        if result.status == "retry":
+            # Its delay over, the batch is renumbered: back to pending, not sent again.
+            sent = len(env.sandbox.client.ledger()["refused"])
+            assert env.submit(batch_no).status == "abandoned"
+            assert len(env.sandbox.client.ledger()["refused"]) == sent
+    assert refund_rows(env) == [("pending", None, 0)]
+
+    # The clocks agree again: the refund goes out and succeeds.
+    env.sandbox.client.set_clock_offset(0)
+    (batch_no,) = repack(env)
+    assert env.submit(batch_no).status == "accepted"
+    env.deliver_notifications(1)
+    assert env.refund_states() == {"succeeded": 1}
+
+
+def test_a_batch_refused_for_its_date_is_not_split_and_waits_before_renumbering(
+    env: Env,
+) -> None:
+    env.sandbox.client.set_clock_offset(86400)
+    (batch_no,) = make_batches(env, 4)
+    started = now_utc()
+
+    result = env.submit(batch_no)
+    assert (result.status, result.follow_ups) == ("retry", [])
+    batch = env.batch(batch_no)
+    assert (batch.state, batch.maybe_sent) == ("retry", False)
+    assert batch.next_attempt_at is not None
+    delay = (batch.next_attempt_at - started).total_seconds()
+    assert DATE_REBATCH_DELAY_SECONDS - 5 <= delay <= DATE_REBATCH_DELAY_SECONDS + 5
+    # The refunds stay in the batch for the delay, and the attempt is not counted.
+    assert [(state, attempts) for state, _, attempts in refund_rows(env)] == [("batched", 0)] * 4
+    assert batch_count(env) == 1
+
+    assert env.submit(batch_no).status == "abandoned"
+    assert env.refund_states() == {"pending": 4}
+    (renumbered,) = repack(env)
+    assert renumbered != batch_no
+    assert [(state, attempts) for state, _, attempts in refund_rows(env)] == [("batched", 1)] * 4

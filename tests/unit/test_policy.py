@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from worker.mapi import ERROR_CODES, CodeKind, SyncResponse, SyncStatus
 from worker.policy import (
+    DATE_REBATCH_DELAY_SECONDS,
     MAX_BATCHES_PER_REFUND,
     RETRY_CAP_SECONDS,
     Action,
@@ -201,6 +202,53 @@ def test_batch_level_refusal_of_one_refund_retries_a_bounded_number_of_times() -
         run(refused("DETAIL_DATA_FORMAT_ERROR"), items=1, refund_batches=MAX_BATCHES_PER_REFUND)
         is Action.FAIL_ITEM
     )
+
+
+@pytest.mark.parametrize(
+    "code", ["REFUND_DATE_ERROR", "BATCH_NO_FORMAT_ERROR", "refund_date_error"]
+)
+@pytest.mark.parametrize("items", [1, 2, 1000])
+@pytest.mark.parametrize("refund_batches", [0, 1, MAX_BATCHES_PER_REFUND, 50])
+def test_a_date_refusal_renumbers_the_whole_batch_later_and_never_fails_a_refund(
+    code: str, items: int, refund_batches: int
+) -> None:
+    # Clock skew against the gateway near Beijing midnight: nothing wrong with the refunds.
+    got = decision(refused(code), items=items, refund_batches=refund_batches)
+    assert got.action is Action.REDATE
+    assert got.maybe_sent is False
+    assert got.counts_toward_refund_limit is False
+    assert DATE_REBATCH_DELAY_SECONDS > 0
+
+
+def test_a_date_refusal_after_an_unknown_outcome_still_waits() -> None:
+    got = decision(refused("REFUND_DATE_ERROR"), maybe_sent=True, attempts=2)
+    assert got.action is Action.WAIT_NOTIFY and got.maybe_sent
+
+
+def test_other_refusals_count_toward_the_refund_limit() -> None:
+    assert decision(refused("DETAIL_DATA_FORMAT_ERROR"), items=1).counts_toward_refund_limit
+
+
+def test_a_batch_refused_for_its_date_is_renumbered_when_it_comes_due() -> None:
+    day = date(2026, 11, 22)
+    for today in (day, date(2026, 11, 23)):
+        again = decide_before_send(
+            batch_day=day, today=today, maybe_sent=False, last_code="REFUND_DATE_ERROR"
+        )
+        assert again is not None and again.action is Action.REBATCH
+        assert not again.maybe_sent
+    # Other codes on the same day: send again under the same batch_no.
+    assert (
+        decide_before_send(
+            batch_day=day, today=day, maybe_sent=False, last_code="BATCH_REFUND_LOCK_ERROR"
+        )
+        is None
+    )
+    # Never renumbered once it may have been sent.
+    waiting = decide_before_send(
+        batch_day=day, today=day, maybe_sent=True, last_code="REFUND_DATE_ERROR"
+    )
+    assert waiting is None
 
 
 def test_unknown_code_holds_the_batch() -> None:

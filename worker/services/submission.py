@@ -30,6 +30,7 @@ from worker.errors import (
 from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
 from worker.metrics import SUBMIT_OUTCOMES
 from worker.policy import (
+    DATE_REBATCH_DELAY_SECONDS,
     Action,
     Attempt,
     Decision,
@@ -138,7 +139,10 @@ def _claim(
         return SubmitResult("held")
 
     before = decide_before_send(
-        batch_day=batch.batch_day, today=now.astimezone(BEIJING).date(), maybe_sent=maybe_sent
+        batch_day=batch.batch_day,
+        today=now.astimezone(BEIJING).date(),
+        maybe_sent=maybe_sent,
+        last_code=_last_code(conn, batch_no) if batch.state == "retry" else None,
     )
     if before is not None:
         if before.action is Action.REBATCH:
@@ -189,6 +193,11 @@ def _claim(
         next_attempt_at=db_now(conn),
     )
     return _Claim(params, attempts, maybe_sent, items)
+
+
+def _last_code(conn: Connection, batch_no: str) -> str | None:
+    row = conn.execute("SELECT last_code FROM batches WHERE batch_no = %s", (batch_no,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def _settle(
@@ -355,6 +364,33 @@ def _split(s: _Settling) -> SubmitResult:
     return SubmitResult("refused", follow_ups)
 
 
+def _redate(s: _Settling) -> SubmitResult:
+    """Refused for its date: keep the items for the delay, then the claim renumbers it."""
+    ledger.update_batch(
+        s.conn,
+        s.batch_no,
+        state="retry",
+        maybe_sent=False,
+        last_code=s.decision.code,
+        last_error=s.decision.reason,
+    )
+    s.conn.execute(
+        "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
+        " WHERE batch_no = %s",
+        (DATE_REBATCH_DELAY_SECONDS, s.batch_no),
+    )
+    if not s.decision.counts_toward_refund_limit:
+        s.conn.execute(
+            "UPDATE refunds SET batch_attempts = greatest(batch_attempts - 1, 0),"
+            " updated_at = clock_timestamp()"
+            " WHERE batch_no = %s AND (state = 'batched') IS TRUE",
+            (s.batch_no,),
+            prepare=False,
+        )
+    s.log.warning("batch.refused_for_date", delay_seconds=DATE_REBATCH_DELAY_SECONDS)
+    return SubmitResult("retry")
+
+
 def _rebatch(s: _Settling) -> SubmitResult:
     _refused(s)
     ledger.detach_items(s.conn, s.batch_no)
@@ -372,4 +408,5 @@ _STEPS: dict[Action, Callable[[_Settling], SubmitResult]] = {
     Action.SPLIT: _split,
     Action.FAIL_ITEM: _fail_item,
     Action.REBATCH: _rebatch,
+    Action.REDATE: _redate,
 }
