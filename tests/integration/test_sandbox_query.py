@@ -48,8 +48,15 @@ def refund(sb: RunningSandbox, *items: tuple[str, str]) -> str:
     return params["batch_no"]
 
 
-def ask(sb: RunningSandbox, *, method: str = "POST", **kwargs: str) -> dict[str, str]:
-    response = query(sb, query_params(md5_key=sb.md5_key, **kwargs), method=method)
+def ask(
+    sb: RunningSandbox,
+    *,
+    method: str = "POST",
+    batch_no: str | None = None,
+    trade_no: str | None = None,
+) -> dict[str, str]:
+    params = query_params(md5_key=sb.md5_key, batch_no=batch_no, trade_no=trade_no)
+    response = query(sb, params, method=method)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     return query_answer(response)

@@ -55,6 +55,7 @@ class ReferenceLedger(Ledger):
         *,
         auto_amount: Decimal | None,
         item_fault: Callable[[str], str | None] | None,
+        limit_code: str = TRADE_STATUS_ERROR,
     ) -> Planned:
         planned: list[tuple[str, Decimal, str, str, bool]] = []
         for trade_no, amount, reason in items:
@@ -71,8 +72,10 @@ class ReferenceLedger(Ledger):
                 refunded, count = trade.refunded, len(trade.executions)
             if status == "closed":
                 code = TRADE_HAS_CLOSED
-            elif status != "paid" or count >= MAX_REFUNDS_PER_TRADE:
+            elif status != "paid":
                 code = TRADE_STATUS_ERROR
+            elif count >= MAX_REFUNDS_PER_TRADE:
+                code = limit_code
             elif refunded + amount > paid:
                 code = REFUND_AMOUNT_NOT_VALID
             elif item_fault is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -106,7 +107,7 @@ def test_every_listed_shape_occurs() -> None:
     rows = [(T1, "5.00", SUCCESS), (T2, "0.50", SUCCESS), (T3, "1.23", "TRADE_STATUS_ERROR")]
     texts = [shaped_result_details(rows, seed) for seed in range(400)]
     entries = [e for text in texts for e in text.split("#") if e]
-    wanted = {
+    wanted: dict[str, Callable[[str], bool]] = {
         "empty fee": lambda e: e.split("|")[0].split("$$")[0].endswith("$"),
         "empty fee, empty royalty": lambda e: "$|" in e and ("$||" in e or e.endswith("$|")),
         "royalty": lambda e: any(r.count("^") == 5 for r in e.split("$$")[0].split("|")[1:]),

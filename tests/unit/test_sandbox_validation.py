@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.support.sandbox import PARTNER, merchant_rsa_keys, refund_params, resign, trade_no
 from worker.mapi import SERVICE_PWD, RefundItem, beijing_date, encode_form, sanitize_reason
+from worker.sandbox.query import RefundQuery
 from worker.sandbox.validation import (
     GatewayContext,
     NotifyVerifyQuery,
@@ -47,7 +48,7 @@ def check(
     query: bytes | None = None,
     content_type: str = FORM,
     ctx: GatewayContext = CTX,
-) -> RefundRequest | Refusal | NotifyVerifyQuery:
+) -> RefundRequest | Refusal | NotifyVerifyQuery | RefundQuery:
     q = f"_input_charset={charset}".encode() if query is None else query
     return check_gateway_request(q, encode_form(p, charset), content_type, ctx)
 
