@@ -97,6 +97,7 @@ _TEXTS = "ARRAY(SELECT json_array_elements_text(%s::json))"
 
 
 def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, str]:
+    """refund_id -> content_hash of those stored; read it after `lock_trades`."""
     rows = conn.execute(
         f"SELECT refund_id, content_hash FROM refunds WHERE refund_id = ANY({_TEXTS})",
         (_json_list(refund_ids),),
@@ -105,7 +106,12 @@ def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, st
 
 
 def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
-    """Serialise rule checks per trade across intake replicas (transaction-scoped)."""
+    """Serialise intake per trade across replicas (transaction-scoped advisory locks).
+
+    Take them before reading anything the rule checks depend on (`existing_hashes`,
+    `trade_tallies`): under READ COMMITTED each later statement then sees what the
+    replica that held the lock before committed.
+    """
     keys = sorted({lock_key("trade", t) for t in trade_nos})
     if keys:
         conn.execute(
@@ -116,6 +122,10 @@ def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
 
 
 def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, TradeTally]:
+    """What counts against each trade's limits (every refund but rejected and failed ones).
+
+    The one place a trade's tally is computed; call it with the trades locked.
+    """
     rows = conn.execute(
         "SELECT trade_no, count(*), coalesce(sum(amount), 0) FROM refunds"
         f" WHERE trade_no = ANY({_TEXTS}) AND state NOT IN ('rejected', 'failed')"

@@ -95,6 +95,10 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
     """
     dead: list[DeadLetter] = []
     with db.transaction() as conn:
+        # Trade locks first, then everything read inside them: a refund another replica
+        # stored meanwhile is then seen as stored (a repeat), never counted a second time
+        # in its trade's tally.
+        ledger.lock_trades(conn, [c.request.trade_no for c in candidates])
         known = ledger.existing_hashes(conn, sorted({c.request.refund_id for c in candidates}))
         fresh: list[_Candidate] = []
         repeats: list[_Candidate] = []  # later deliveries of a refund_id first seen in this batch
@@ -111,9 +115,7 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
         if not fresh:
             return dead
 
-        trades = [c.request.trade_no for c in fresh]
-        ledger.lock_trades(conn, trades)
-        tallies = ledger.trade_tallies(conn, trades)
+        tallies = ledger.trade_tallies(conn, [c.request.trade_no for c in fresh])
         rows: list[ledger.NewRefund] = []
         for c in fresh:
             r = c.request
@@ -136,7 +138,8 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
             )
         inserted = ledger.insert_refunds(conn, rows)
 
-        # Rows another replica inserted between our check and our insert stand instead.
+        # A refund_id stored meanwhile under another trade_no (so another trade's lock)
+        # may still have beaten us to the insert: that row stands instead.
         standing = {c.request.refund_id: c.content_hash for c in fresh}
         raced = [c for c in fresh if c.request.refund_id not in inserted]
         if raced:
