@@ -23,7 +23,10 @@ class _Command(Protocol):
 # name -> (module, one-line help). Order is the order `--help` lists them in.
 COMMANDS: dict[str, tuple[str, str]] = {
     "intake": ("worker.roles.intake", "consume refund.requested from the bus into the ledger"),
-    "worker": ("worker.roles.worker", "run the dramatiq actors (submit_batch, process_notify)"),
+    "worker": (
+        "worker.roles.worker",
+        "run the dramatiq actors (submit_batch, process_notify, reconcile_batch)",
+    ),
     "notify-server": ("worker.roles.notify_server", "serve Alipay's notifications over HTTP"),
     "relay": ("worker.roles.relay", "publish outbox rows (refund.completed) to the bus"),
     "scheduler": ("worker.roles.scheduler", "pack batches, re-drive stuck work, flag overdue"),
@@ -32,6 +35,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("worker.sandbox.cli", "run the local emulation of the Alipay mapi gateway"),
     "demo": ("worker.roles.demo", "run sandbox + every role, push sample refunds, print a summary"),
     "status": ("worker.roles.ops", "show the state of a refund or a batch"),
+    "batches": ("worker.roles.batches", "list batches: waiting, flagged or overdue"),
+    "reconcile": ("worker.roles.reconcile", "query the gateway about a batch now and apply it"),
+    "resolve": (
+        "worker.roles.resolve",
+        "an operator's decision on a batch the worker cannot prove",
+    ),
     "replay": ("worker.roles.replay", "replay dead letters or stored notifications"),
     "resume": ("worker.roles.resume", "resume submission after a configuration error was fixed"),
 }

@@ -258,7 +258,7 @@ class Stack:
             ) as bus:
                 channel = bus.channel()
                 names = [self.observer_queue]
-                for base in (jobs.submit_queue(self.exchange), jobs.notify_queue(self.exchange)):
+                for base in jobs.job_queues(self.exchange):
                     names += [base, f"{base}.DQ", f"{base}.XQ"]
                 for name in names:
                     channel.queue_delete(name)

@@ -174,10 +174,13 @@ def record_query(
     error_code: str | None,
     items: Sequence[Mapping[str, Any]],
     detail: str | None,
+    asked_at: datetime,
 ) -> None:
+    """Store one answer; `asked_at` is the service's clock (the release rule compares it)."""
     conn.execute(
-        "INSERT INTO batch_queries (batch_no, trade_no, purpose, answer, error_code, items, detail)"
-        " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
+        "INSERT INTO batch_queries"
+        " (batch_no, trade_no, purpose, answer, error_code, items, detail, asked_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
         (
             batch_no,
             trade_no,
@@ -186,13 +189,14 @@ def record_query(
             error_code,
             json.dumps(list(items), ensure_ascii=False),
             detail,
+            asked_at,
         ),
     )
     if trade_no is None:
         conn.execute(
-            "UPDATE batches SET queries = queries + 1, last_query_at = clock_timestamp(),"
+            "UPDATE batches SET queries = queries + 1, last_query_at = %s,"
             " last_query_answer = %s WHERE batch_no = %s",
-            (answer if error_code is None else f"{answer}:{error_code}", batch_no),
+            (asked_at, answer if error_code is None else f"{answer}:{error_code}", batch_no),
         )
 
 
@@ -323,3 +327,91 @@ def refund_for_trade_in_batch(
         (trade_no, batch_no, batch_no),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+# --- operators ------------------------------------------------------------------------
+
+OPEN_BATCH_STATES = ("ready", "submitting", "retry", "unknown", "accepted", "held")
+
+
+def list_batches(
+    conn: Connection, *, waiting: bool, flagged: bool, overdue_seconds: float | None, limit: int
+) -> list[dict[str, Any]]:
+    """Batches with their age and their refunds by state, newest first, filtered."""
+    cur = conn.execute(
+        """
+        SELECT b.batch_no, b.batch_day, b.state, b.attempts, b.maybe_sent, b.operator_flag,
+               b.last_code, b.queries, b.last_query_answer, b.created_at,
+               extract(epoch FROM clock_timestamp() - b.created_at)::float8 AS age_seconds,
+               (SELECT coalesce(jsonb_object_agg(s.state, s.n), '{}'::jsonb)
+                  FROM (SELECT r.state, count(*) AS n FROM batch_items i
+                          JOIN refunds r USING (refund_id)
+                         WHERE i.batch_no = b.batch_no GROUP BY r.state) AS s) AS refunds
+          FROM batches b
+         WHERE (NOT %(waiting)s OR b.state = ANY(%(open)s))
+           AND (NOT %(flagged)s OR (b.operator_flag IS NOT NULL AND b.state = ANY(%(open)s)))
+           AND (%(overdue)s::float8 IS NULL OR (b.state = ANY(%(open)s)
+                AND b.created_at < clock_timestamp() - make_interval(secs => %(overdue)s)))
+         ORDER BY b.created_at DESC
+         LIMIT %(limit)s
+        """,
+        {
+            "waiting": waiting,
+            "flagged": flagged,
+            "overdue": overdue_seconds,
+            "open": list(OPEN_BATCH_STATES),
+            "limit": limit,
+        },
+    )
+    names = [c.name for c in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def batch_history(conn: Connection, batch_no: str) -> dict[str, list[dict[str, Any]]]:
+    """The queries asked and the operator decisions taken about a batch, oldest first."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, sql in (
+        (
+            "queries",
+            "SELECT asked_at, purpose, trade_no, answer, error_code, detail,"
+            " jsonb_array_length(coalesce(items, '[]'::jsonb)) AS items"
+            " FROM batch_queries WHERE batch_no = %s ORDER BY asked_at, id",
+        ),
+        (
+            "decisions",
+            "SELECT decided_at, decision, operator, reason, forced, query_answer, refunds"
+            " FROM operator_decisions WHERE batch_no = %s ORDER BY decided_at, id",
+        ),
+    ):
+        cur = conn.execute(sql, (batch_no,))
+        names = [c.name for c in cur.description or ()]
+        out[key] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return out
+
+
+def refund_dback_results(conn: Connection, refund_id: str) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT notify_id, batch_no, card_last4, bank_name, status, received_at"
+        " FROM dback_results WHERE refund_id = %s ORDER BY received_at",
+        (refund_id,),
+    )
+    names = [c.name for c in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def mark_accepted(conn: Connection, batch_no: str) -> int:
+    """An operator's word that the gateway holds the batch: its batched refunds are submitted."""
+    cur = conn.execute(
+        "UPDATE refunds SET state = 'submitted', updated_at = clock_timestamp()"
+        " WHERE batch_no = %s AND (state = 'batched') IS TRUE",
+        (batch_no,),
+        prepare=False,
+    )
+    conn.execute(
+        "UPDATE batches SET state = 'accepted', maybe_sent = true, next_attempt_at = NULL,"
+        " next_query_at = clock_timestamp(), operator_flag = NULL,"
+        " accepted_at = coalesce(accepted_at, clock_timestamp()), updated_at = clock_timestamp()"
+        " WHERE batch_no = %s",
+        (batch_no,),
+    )
+    return cur.rowcount

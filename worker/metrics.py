@@ -65,10 +65,19 @@ class LedgerCollector(Collector):
                 labels=["flag"],
             ),
             GaugeMetricFamily("refund_outbox_backlog", "Events waiting to be published"),
+            GaugeMetricFamily(
+                "refund_notifications_unapplied",
+                "Verified notifications stored but not applied yet, by outcome",
+                labels=["outcome"],
+            ),
+            GaugeMetricFamily(
+                "refund_oldest_unapplied_notification_seconds",
+                "Age of the oldest verified notification not applied yet",
+            ),
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        waiting, oldest, flagged, outbox = self._families()
+        waiting, oldest, flagged, outbox, unapplied, unapplied_age = self._families()
         try:
             with self._db.transaction() as conn:
                 states = conn.execute(
@@ -79,9 +88,17 @@ class LedgerCollector(Collector):
                 ).fetchall()
                 flags = conn.execute(
                     "SELECT operator_flag, count(*) FROM batches"
-                    " WHERE operator_flag IS NOT NULL GROUP BY operator_flag"
+                    " WHERE operator_flag IS NOT NULL"
+                    " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
+                    " GROUP BY operator_flag"
                 ).fetchall()
                 backlog = conn.execute("SELECT count(*) FROM outbox").fetchone()
+                stored = conn.execute(
+                    "SELECT outcome, count(*),"
+                    " extract(epoch FROM clock_timestamp() - min(stored_at)) FROM notifications"
+                    " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch')"
+                    " GROUP BY outcome"
+                ).fetchall()
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("metrics.ledger_unavailable", error=type(exc).__name__)
             return
@@ -93,7 +110,12 @@ class LedgerCollector(Collector):
         for flag, count in flags:
             flagged.add_metric([str(flag)], float(count))
         outbox.add_metric([], float(backlog[0] if backlog else 0))
-        yield from (waiting, oldest, flagged, outbox)
+        stored_age = 0.0
+        for outcome, count, outcome_age in stored:
+            unapplied.add_metric([str(outcome)], float(count))
+            stored_age = max(stored_age, float(outcome_age or 0))
+        unapplied_age.add_metric([], stored_age)
+        yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age)
 
 
 _ledger_registered = False

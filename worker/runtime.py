@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,9 @@ from worker.db import Database
 from worker.gateway import GatewayClient
 from worker.mapi import Merchant
 from worker.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from worker.gateway_query import RefundQueryClient
 
 Clock = Callable[[], datetime]
 
@@ -111,6 +115,7 @@ class Runtime:
     db_pool_size: int = 4
     _db: Database | None = field(default=None, repr=False)
     _gateway: GatewayClient | None = field(default=None, repr=False)
+    _refund_query: RefundQueryClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -136,6 +141,22 @@ class Runtime:
                 )
             return self._gateway
 
+    @property
+    def refund_query(self) -> RefundQueryClient:
+        """The reconciler's `refund_fastpay_query` client for the merchant."""
+        with self._lock:
+            if self._refund_query is None:
+                from worker.gateway_query import RefundQueryClient
+
+                s = self.settings
+                self._refund_query = RefundQueryClient(
+                    s.gateway_url,
+                    s.merchant(),
+                    connect_timeout=s.gateway_connect_timeout,
+                    read_timeout=s.gateway_read_timeout,
+                )
+            return self._refund_query
+
     def merchant(self) -> Merchant:
         return self.settings.merchant()
 
@@ -150,6 +171,9 @@ class Runtime:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._refund_query is not None:
+                self._refund_query.close()
+                self._refund_query = None
 
 
 _current: Runtime | None = None

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from worker import ledger_reconcile
 from worker.db import Database
 from worker.errors import DatabaseUnavailable
 from worker.roles._common import boot
@@ -28,7 +29,7 @@ def collect(db: Database, what: str, ident: str | None) -> dict[str, Any]:
         refund = _rows(
             db,
             "SELECT refund_id, trade_no, amount, state, code, batch_no, batch_attempts,"
-            " received_at, completed_at FROM refunds WHERE refund_id = %s",
+            " result_source, received_at, completed_at FROM refunds WHERE refund_id = %s",
             ident,
         )
         batches = _rows(
@@ -38,7 +39,13 @@ def collect(db: Database, what: str, ident: str | None) -> dict[str, Any]:
             " ORDER BY b.created_at",
             ident,
         )
-        return {"refund": refund[0] if refund else None, "batches": batches}
+        with db.transaction() as conn:
+            dback = ledger_reconcile.refund_dback_results(conn, str(ident))
+        return {
+            "refund": refund[0] if refund else None,
+            "batches": batches,
+            "bank_card_returns": dback,
+        }
     if what == "batch":
         batch = _rows(db, "SELECT * FROM batches WHERE batch_no = %s", ident)
         items = _rows(
@@ -52,7 +59,15 @@ def collect(db: Database, what: str, ident: str | None) -> dict[str, Any]:
             "SELECT notify_id, outcome, detail, received_at FROM notifications WHERE batch_no = %s",
             ident,
         )
-        return {"batch": batch[0] if batch else None, "items": items, "notifications": notes}
+        with db.transaction() as conn:
+            history = ledger_reconcile.batch_history(conn, str(ident))
+        return {
+            "batch": batch[0] if batch else None,
+            "items": items,
+            "notifications": notes,
+            "queries": history["queries"],
+            "operator_decisions": history["decisions"],
+        }
     return {
         "refunds": _rows(db, "SELECT state, count(*) FROM refunds GROUP BY state ORDER BY state"),
         "batches": _rows(db, "SELECT state, count(*) FROM batches GROUP BY state ORDER BY state"),
@@ -62,6 +77,11 @@ def collect(db: Database, what: str, ident: str | None) -> dict[str, Any]:
             " WHERE operator_flag IS NOT NULL ORDER BY flagged_at",
         ),
         "outbox": _rows(db, "SELECT count(*) FROM outbox"),
+        "notifications_unapplied": _rows(
+            db,
+            "SELECT outcome, count(*), min(stored_at) AS oldest FROM notifications"
+            " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch') GROUP BY outcome",
+        ),
         "halt": _rows(db, "SELECT value, set_at FROM control WHERE name = 'submission_halted'"),
     }
 

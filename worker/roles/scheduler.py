@@ -2,7 +2,9 @@
 
 Every tick it cuts the batches that are due and hands them to the submission
 queue; every sweep interval it re-drives batches whose next attempt is due,
-flags batches whose notification is overdue, and reports waiting refunds.
+flags batches whose notification is overdue, hands batches whose query is due
+to the reconciliation queue, applies stored notifications left unapplied, and
+reports waiting refunds.
 Several replicas may run: the packer takes an advisory lock, the sweeps are
 single UPDATE statements. A batch the broker could not take (it was away) is
 kept and handed over again on the next tick, not left to the next re-drive.
@@ -18,7 +20,9 @@ import structlog
 
 from worker import jobs, runtime
 from worker.roles._common import boot, run_loop, stop_on_signals
+from worker.services.notifications import sweep_unapplied
 from worker.services.packing import pack_pending
+from worker.services.reconciler import claim_due
 from worker.services.sweeper import sweep
 
 log = structlog.get_logger("worker.scheduler")
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     last_sweep = 0.0
     last_report = 0.0
     handoff = Handoff(lambda batch_no: jobs.enqueue_submit(settings, batch_no))
+    reconcile = Handoff(lambda batch_no: jobs.enqueue_reconcile(settings, batch_no))
 
     def step() -> float:
         nonlocal last_sweep, last_report
@@ -83,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             last_sweep = now
             report = sweep(rt.db, lease_seconds=rt.submit_lease_seconds)
             handoff.send(report.due)
+            reconcile.send(claim_due(rt.db, reconcile_after=settings.reconcile_after_seconds))
+            sweep_unapplied(rt.db)
             if report.waiting and now - last_report >= 30:
                 last_report = now
                 log.info(

@@ -1,0 +1,247 @@
+"""Reconciliation by `refund_fastpay_query` against the sandbox over HTTP and a real ledger."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.ledger import delivery, outbox_events, request, rows
+from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
+from worker import ledger
+from worker.db import Database
+from worker.gateway import GatewayClient
+from worker.gateway_query import RefundQueryClient, interpret_answer
+from worker.mapi import Merchant
+from worker.services.intake import handle_deliveries
+from worker.services.notifications import process_notification
+from worker.services.operators import ResolveRefused, resolve_batch
+from worker.services.packing import pack_pending
+from worker.services.reconciler import claim_due, reconcile_batch
+from worker.services.submission import submit_batch
+
+pytestmark = pytest.mark.integration
+
+
+def now_utc() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+@dataclass
+class Env:
+    db: Database
+    sandbox: RunningSandbox
+    receiver: NotifyReceiver
+    merchant: Merchant
+    gateway: GatewayClient
+    query: RefundQueryClient
+
+    def refunds(self, count: int, *, prefix: str = "r", amount: str = "1.00") -> str:
+        """`count` refunds of fresh sandbox trades, packed into one batch; its batch_no."""
+        base = uuid.uuid4().int % 10**12
+        trades = [f"2026112288{base:012d}{n:04d}" for n in range(count)]
+        self.sandbox.client.create_trades((t, "100.00") for t in trades)
+        handle_deliveries(
+            self.db,
+            [delivery(request(f"{prefix}-{n}", t, amount)) for n, t in enumerate(trades)],
+        )
+        (batch_no,) = pack_pending(
+            self.db, max_items=1000, max_wait=3600, charset="utf-8", clock=now_utc, force=True
+        )
+        return batch_no
+
+    def submit(self, batch_no: str, clock: Any = now_utc) -> str:
+        return submit_batch(
+            self.db, self.gateway, self.merchant, batch_no, clock=clock, lease_seconds=0.5
+        ).status
+
+    def reconcile(self, batch_no: str, clock: Any = now_utc, release_after: float = 0.0) -> Any:
+        return reconcile_batch(
+            self.db, self.query, batch_no, clock=clock, release_after_seconds=release_after
+        )
+
+
+@pytest.fixture
+def env(db: Database) -> Iterator[Env]:
+    with NotifyReceiver() as receiver, run_sandbox(process_delay=0.05, time_factor=0.0001) as sb:
+        merchant = Merchant(
+            partner=sb.partner,
+            charset="utf-8",
+            sign_type="MD5",
+            md5_key=sb.md5_key,
+            notify_url=receiver.url,
+        )
+        gateway = GatewayClient(
+            sb.gateway_url, charset="utf-8", partner=sb.partner, connect_timeout=2, read_timeout=1
+        )
+        query = RefundQueryClient(sb.gateway_url, merchant, connect_timeout=2, read_timeout=1)
+        try:
+            yield Env(db, sb, receiver, merchant, gateway, query)
+        finally:
+            query.close()
+            gateway.close()
+
+
+def _wait_executed(env: Env, batch_no: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = env.query.query_refunds(batch_no=batch_no)
+        if found.answer == "found":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the sandbox never executed {batch_no}")
+
+
+def test_a_batch_never_notified_is_completed_from_the_query(env: Env) -> None:
+    env.sandbox.client.set_faults({"notify_never": {}, "item_failure": {"count": 1}})
+    batch_no = env.refunds(5)
+    assert env.submit(batch_no) == "accepted"
+    _wait_executed(env, batch_no)
+
+    report = env.reconcile(batch_no)
+
+    assert report.answer == "found"
+    assert (report.state_before, report.state_after, report.completed) == (
+        "accepted",
+        "completed",
+        5,
+    )
+    states = rows(env.db, "SELECT state, result_source, count(*) FROM refunds GROUP BY 1, 2")
+    assert sorted(states) == [("failed", "query", 1), ("succeeded", "query", 4)]
+    assert len(outbox_events(env.db)) == 5
+    assert env.receiver.received == []  # the gateway really said nothing
+    # Asking again changes nothing: one event identity per refund.
+    again = env.reconcile(batch_no)
+    assert again.completed == 0 and len(outbox_events(env.db)) == 5
+
+
+def test_a_notification_after_the_query_changes_nothing(env: Env) -> None:
+    batch_no = env.refunds(3)
+    assert env.submit(batch_no) == "accepted"
+    _wait_executed(env, batch_no)
+    assert env.reconcile(batch_no).state_after == "completed"
+
+    deadline = time.monotonic() + 10
+    while not any(r.form for r in env.receiver.received) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (form,) = {r.form["notify_id"]: r.form for r in env.receiver.received if r.form}.values()
+    assert process_notification(env.db, "batch_refund", form, now_utc()) == "applied"
+    assert len(outbox_events(env.db)) == 3
+    assert rows(env.db, "SELECT DISTINCT result_source FROM refunds") == [("query",)]
+
+
+def test_due_batches_are_claimed_once_and_queried_on_a_growing_schedule(env: Env) -> None:
+    env.sandbox.client.set_faults({"notify_never": {}})
+    batch_no = env.refunds(2)
+    assert env.submit(batch_no) == "accepted"
+    assert claim_due(env.db, reconcile_after=3600) == []  # not old enough
+    assert claim_due(env.db, reconcile_after=0) == [batch_no]
+    assert claim_due(env.db, reconcile_after=0) == []  # claimed: another scheduler skips it
+
+
+def test_the_query_answer_of_the_gateway_is_only_a_fact_when_it_parses() -> None:
+    assert interpret_answer(b"<html>502 Bad Gateway</html>", "utf-8").answer == "no_answer"
+    assert interpret_answer(b"", "utf-8").answer == "no_answer"
+    assert interpret_answer(b"is_success=F&error_code=REFUND_NOT_EXIST", "utf-8").answer == (
+        "not_found"
+    )
+    refused = interpret_answer(b"is_success=F&error_code=ILLEGAL_SIGN", "utf-8")
+    assert (refused.answer, refused.error_code) == ("refused", "ILLEGAL_SIGN")
+    shapes = interpret_answer(
+        b"is_success=T&result_details=20261122001^2026112200000001^1.00^SUCCESS$"
+        b"#20261122001^2026112200000002^1^ODD_CODE^true^S$$#",
+        "utf-8",
+    )
+    assert shapes.answer == "found"
+    assert [(i.trade_no, i.code) for i in shapes.items] == [
+        ("2026112200000001", "SUCCESS"),
+        ("2026112200000002", "ODD_CODE"),
+    ]
+
+
+def _unknown_batch(env: Env) -> str:
+    """A batch whose one attempt may have reached the gateway, but did not."""
+    env.sandbox.client.set_faults({"http_5xx": {"count": 1, "accept": False}})
+    batch_no = env.refunds(2, prefix="u")
+    assert env.submit(batch_no) == "unknown"
+    env.sandbox.client.clear_faults()
+    return batch_no
+
+
+def test_a_batch_the_gateway_never_took_is_released_only_after_its_day_and_two_not_exist(
+    env: Env,
+) -> None:
+    batch_no = _unknown_batch(env)
+    with env.db.transaction() as conn:
+        ledger.update_batch(conn, batch_no, next_attempt_at=None)
+    # Same day: not_exist answers are recorded, nothing is released.
+    first = env.reconcile(batch_no)
+    assert (first.answer, first.state_after, first.released) == (
+        "not_found:REFUND_NOT_EXIST",
+        "unknown",
+        0,
+    )
+    tomorrow = lambda: now_utc() + timedelta(days=1)  # noqa: E731
+    # The day is over, but the last attempt is not long enough ago.
+    early = env.reconcile(batch_no, clock=tomorrow, release_after=3 * 86400)
+    assert (early.state_after, early.released) == ("unknown", 0)
+    # Two REFUND_NOT_EXIST in a row, the day over, the release delay passed: released.
+    second = env.reconcile(batch_no, clock=tomorrow)
+    assert (second.state_after, second.released) == ("released", 2)
+    assert rows(env.db, "SELECT state, batch_no, count(*) FROM refunds GROUP BY 1, 2") == [
+        ("pending", None, 2)
+    ]
+
+
+def test_an_operator_cannot_release_a_batch_on_its_day_without_force(env: Env) -> None:
+    batch_no = _unknown_batch(env)
+    with pytest.raises(ResolveRefused, match=r"day .* is not over"):
+        resolve_batch(
+            env.db,
+            env.query,
+            batch_no,
+            decision="not_accepted",
+            operator="alice",
+            reason="checked the console",
+            force=False,
+            clock=now_utc,
+        )
+    forced = resolve_batch(
+        env.db,
+        env.query,
+        batch_no,
+        decision="not_accepted",
+        operator="alice",
+        reason="checked the console",
+        force=True,
+        clock=now_utc,
+    )
+    assert (forced.state_after, forced.refunds, forced.forced) == ("released", 2, True)
+    assert rows(
+        env.db, "SELECT decision, operator, forced, query_answer FROM operator_decisions"
+    ) == [("not_accepted", "alice", True, "not_found")]
+
+
+def test_an_operator_release_after_the_day_needs_the_gateway_to_say_not_exist(env: Env) -> None:
+    env.sandbox.client.set_faults({"notify_never": {}})
+    batch_no = env.refunds(2, prefix="a")
+    assert env.submit(batch_no) == "accepted"
+    _wait_executed(env, batch_no)
+    with pytest.raises(ResolveRefused, match="answer was found"):
+        resolve_batch(
+            env.db,
+            env.query,
+            batch_no,
+            decision="not_accepted",
+            operator="bob",
+            reason="looks stuck",
+            force=False,
+            clock=lambda: now_utc() + timedelta(days=2),
+        )
+    assert rows(env.db, "SELECT count(*) FROM operator_decisions") == [(0,)]
+    assert rows(env.db, "SELECT state FROM batches") == [("accepted",)]

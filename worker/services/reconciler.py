@@ -1,0 +1,232 @@
+"""Reconciliation: ask the gateway (`refund_fastpay_query`) what it did with a batch.
+
+A batch the gateway may hold (accepted, or its outcome unknown) whose notification
+has not settled it `RECONCILE_AFTER_SECONDS` after its last attempt is queried by
+`batch_no`, then again on the growing schedule of `worker.policy.next_query_delay`.
+Whatever the answer shows is applied exactly as a notification's result would be
+(`worker.services.results`, source `query`); a later notification for the same
+items changes nothing. Every answer is stored (`batch_queries`) as evidence.
+
+Releasing a batch the gateway never took (its refunds back to pending, under a new
+batch_no later) happens only under `worker.policy.decide_release`: the batch's
+Beijing day is over and at least two queries by batch_no, the last one long enough
+after the last attempt, answered `REFUND_NOT_EXIST`. A `DUPLICATE_BATCH_NO` answer to
+a first attempt is settled by the same query: if it shows our trades under the number,
+the batch was ours and is applied; if it lists only other trades, the number was used
+by another batch and the refunds are re-batched at once; if it lists nothing, the batch
+may still be in progress at the gateway, so it waits for the release rule.
+
+The sweep (`claim_due`) runs in the scheduler and hands batch numbers to the
+`reconcile_batch` job, so a slow gateway never holds up packing; the claim pushes the
+batch's next query time forward, so several schedulers and workers are safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from prometheus_client import Counter
+
+from worker import ledger_reconcile
+from worker.db import Connection, Database
+from worker.mapi import BEIJING
+from worker.policy import decide_release, next_query_delay
+from worker.services.ports import QueriedItem, QueryResult, RefundQuery
+from worker.services.results import Applied, Reported, apply_reported
+
+log = structlog.get_logger("worker.reconcile")
+
+Clock = Callable[[], datetime]
+
+QUERIES = Counter(
+    "refund_reconcile_queries_total",
+    "refund_fastpay_query answers, by purpose and answer",
+    ["purpose", "answer"],
+)
+RELEASES = Counter(
+    "refund_batches_released_total",
+    "Batches whose refunds were released because the gateway proved it never took them",
+    ["why"],
+)
+
+DUPLICATE_FLAG = "duplicate_batch_no_unverified"
+# How long a claimed query may take before another reconciler may ask again.
+QUERY_LEASE_SECONDS = 120.0
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    batch_no: str
+    answer: str = "skipped"
+    state_before: str | None = None
+    state_after: str | None = None
+    completed: int = 0
+    released: int = 0
+    changes: list[str] = field(default_factory=list)
+
+
+def claim_due(db: Database, *, reconcile_after: float, limit: int = 100) -> list[str]:
+    """Batches whose query is due, claimed for this reconciler."""
+    with db.transaction() as conn:
+        return ledger_reconcile.claim_due_queries(
+            conn, reconcile_after=reconcile_after, lease=QUERY_LEASE_SECONDS, limit=limit
+        )
+
+
+def reconcile_batch(
+    db: Database,
+    gateway: RefundQuery,
+    batch_no: str,
+    *,
+    clock: Clock,
+    release_after_seconds: float,
+    purpose: str = "reconcile",
+) -> ReconcileReport:
+    """Query `batch_no` once and apply what the answer proves; returns what changed."""
+    report = ReconcileReport(batch_no)
+    with db.transaction() as conn:
+        batch = ledger_reconcile.lock_batch_view(conn, batch_no)
+        if batch is None:
+            report.changes.append("no such batch")
+            return report
+        report.state_before = report.state_after = batch.state
+        if batch.state not in ledger_reconcile.RECONCILABLE and purpose == "reconcile":
+            report.changes.append(f"batch is {batch.state}: nothing to reconcile")
+            return report
+
+    result = gateway.query_refunds(batch_no=batch_no)
+    asked_at = clock()
+    QUERIES.labels(purpose, result.answer).inc()
+    report.answer = (
+        result.answer if result.error_code is None else f"{result.answer}:{result.error_code}"
+    )
+    ours = [i for i in result.items if i.batch_no in (None, batch_no)]
+    log_ = log.bind(batch_no=batch_no, purpose=purpose)
+    log_.info(
+        "reconcile.answer",
+        answer=result.answer,
+        error_code=result.error_code,
+        items=len(ours),
+        detail=result.detail[:200] or None,
+    )
+    with db.transaction() as conn:
+        ledger_reconcile.record_query(
+            conn,
+            batch_no=batch_no,
+            trade_no=None,
+            purpose=purpose,
+            answer=result.answer,
+            error_code=result.error_code,
+            items=[{"trade_no": i.trade_no, "code": i.code, "raw": i.raw[:200]} for i in ours],
+            detail=result.detail[:500] or None,
+            asked_at=asked_at,
+        )
+        batch = ledger_reconcile.lock_batch_view(conn, batch_no)
+        assert batch is not None
+        if batch.state not in ledger_reconcile.RECONCILABLE:
+            report.state_after = batch.state
+            report.changes.append(f"batch became {batch.state} meanwhile: answer recorded only")
+            return report
+        _settle(conn, batch, result, ours, report, clock(), release_after_seconds, log_)
+    return report
+
+
+def _settle(
+    conn: Connection,
+    batch: ledger_reconcile.BatchView,
+    result: QueryResult,
+    ours: Sequence[QueriedItem],
+    report: ReconcileReport,
+    now: datetime,
+    release_after_seconds: float,
+    log_: structlog.typing.FilteringBoundLogger,
+) -> None:
+    batch_no = batch.batch_no
+    members = ledger_reconcile.batch_members(conn, batch_no)
+    matching = [i for i in ours if i.trade_no.strip() in members]
+    duplicate_check = batch.operator_flag == DUPLICATE_FLAG
+
+    if duplicate_check and not matching and result.answer == "found" and result.complete:
+        # DUPLICATE_BATCH_NO on a first attempt, and the gateway lists other trades, and
+        # none of ours, under that number: it was used by another batch (a restored
+        # database), so ours never went out under it. An answer listing nothing proves
+        # less (a batch still being processed lists nothing yet): that case waits for
+        # the release rule like any batch that may have been sent.
+        _release(conn, batch_no, report, why="duplicate_not_ours", log_=log_)
+        return
+
+    if matching:
+        reported = [Reported(i.trade_no.strip(), i.code, i.amount, i.raw) for i in matching]
+        applied = apply_reported(conn, batch_no, reported, source="query")
+        _note_applied(conn, batch_no, applied, report, now)
+        if duplicate_check:
+            ledger_reconcile.update_batch(conn, batch_no, operator_flag=None)
+        if not applied.still_open:
+            return
+    elif result.answer == "found":
+        report.changes.append("answer shows none of this batch's trades")
+
+    history = ledger_reconcile.queries_since(conn, batch_no, batch.last_attempt_at)
+    decision = decide_release(
+        batch_day=batch.batch_day,
+        today=now.astimezone(BEIJING).date(),
+        last_attempt_at=batch.last_attempt_at or batch.created_at,
+        answers=[(q.asked_at, q.answer) for q in history],
+        now=now,
+        release_after_seconds=release_after_seconds,
+    )
+    if decision.release and not matching:
+        _release(conn, batch_no, report, why="not_exist", log_=log_)
+        return
+    delay = next_query_delay(batch.queries + 1)
+    ledger_reconcile.schedule_query(conn, batch_no, delay)
+    report.changes.append(f"still waiting ({decision.reason}); next query in {delay:g} s")
+
+
+def _note_applied(
+    conn: Connection, batch_no: str, applied: Applied, report: ReconcileReport, now: datetime
+) -> None:
+    report.completed += len(applied.completed)
+    if applied.completed:
+        report.changes.append(f"{len(applied.completed)} refunds completed from the query")
+    if applied.still_open:
+        ledger_reconcile.update_batch(conn, batch_no, state="accepted", maybe_sent=True)
+        report.state_after = "accepted"
+        return
+    ledger_reconcile.update_batch(
+        conn,
+        batch_no,
+        state="completed",
+        maybe_sent=True,
+        next_attempt_at=None,
+        next_query_at=None,
+        completed_at=now,
+    )
+    report.state_after = "completed"
+
+
+def _release(
+    conn: Connection,
+    batch_no: str,
+    report: ReconcileReport,
+    *,
+    why: str,
+    log_: structlog.typing.FilteringBoundLogger,
+) -> None:
+    released = ledger_reconcile.release_refunds(conn, batch_no, None)
+    ledger_reconcile.update_batch(
+        conn,
+        batch_no,
+        state="released",
+        next_attempt_at=None,
+        next_query_at=None,
+        last_error=f"released: {why}",
+    )
+    RELEASES.labels(why).inc()
+    report.released = len(released)
+    report.state_after = "released"
+    report.changes.append(f"released {len(released)} refunds for a new batch ({why})")
+    log_.warning("batch.released", why=why, refunds=len(released))
