@@ -52,6 +52,7 @@ class QueryRecord:
     asked_at: datetime
     answer: str  # found | not_found | refused | no_answer
     trade_nos: tuple[str, ...]  # the trades the answer showed under this batch_no
+    complete: bool = True  # every entry of the answer was read
 
 
 _BATCH_VIEW = (
@@ -175,12 +176,13 @@ def record_query(
     items: Sequence[Mapping[str, Any]],
     detail: str | None,
     asked_at: datetime,
+    complete: bool = True,
 ) -> None:
     """Store one answer; `asked_at` is the service's clock (the release rule compares it)."""
     conn.execute(
         "INSERT INTO batch_queries"
-        " (batch_no, trade_no, purpose, answer, error_code, items, detail, asked_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+        " (batch_no, trade_no, purpose, answer, error_code, items, detail, asked_at, complete)"
+        " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
         (
             batch_no,
             trade_no,
@@ -190,6 +192,7 @@ def record_query(
             json.dumps(list(items), ensure_ascii=False),
             detail,
             asked_at,
+            complete,
         ),
     )
     if trade_no is None:
@@ -203,13 +206,15 @@ def record_query(
 def queries_since(conn: Connection, batch_no: str, since: datetime | None) -> list[QueryRecord]:
     """Answers to queries by this batch_no asked after `since`, oldest first."""
     rows = conn.execute(
-        "SELECT asked_at, answer, items FROM batch_queries"
+        "SELECT asked_at, answer, items, complete FROM batch_queries"
         " WHERE batch_no = %s AND trade_no IS NULL AND (%s::timestamptz IS NULL OR asked_at > %s)"
         " ORDER BY asked_at, id",
         (batch_no, since, since),
     ).fetchall()
     return [
-        QueryRecord(r[0], str(r[1]), tuple(str(i.get("trade_no")) for i in (r[2] or [])))
+        QueryRecord(
+            r[0], str(r[1]), tuple(str(i.get("trade_no")) for i in (r[2] or [])), bool(r[3])
+        )
         for r in rows
     ]
 

@@ -245,3 +245,37 @@ def test_an_operator_release_after_the_day_needs_the_gateway_to_say_not_exist(en
         )
     assert rows(env.db, "SELECT count(*) FROM operator_decisions") == [(0,)]
     assert rows(env.db, "SELECT state FROM batches") == [("accepted",)]
+
+
+def test_a_refund_the_gateway_skipped_at_the_99_refund_limit_fails_after_its_day(
+    env: Env,
+) -> None:
+    """Refunds made elsewhere count: the gateway silently skips the 100th refund of a trade."""
+    env.sandbox.client.set_refund_limit_mode("skip")
+    batch_no = env.refunds(2, prefix="k")
+    full_trade, other_trade = (
+        t for (t,) in rows(env.db, "SELECT trade_no FROM refunds ORDER BY refund_id")
+    )
+    env.sandbox.client.add_external_refunds(full_trade, 99, "0.10")
+    assert env.submit(batch_no) == "accepted"
+    _wait_executed(env, batch_no)
+
+    first = env.reconcile(batch_no)  # the batch shows only the other trade
+    assert first.completed == 1
+    assert rows(env.db, "SELECT refund_id, state FROM refunds ORDER BY 1") == [
+        ("k-0", "submitted"),
+        ("k-1", "succeeded"),
+    ]
+    assert rows(
+        env.db, "SELECT count(*) FROM trade_gateway_refunds WHERE trade_no = %s", full_trade
+    ) == [(99,)]
+    tomorrow = lambda: now_utc() + timedelta(days=1)  # noqa: E731
+    env.reconcile(batch_no, clock=tomorrow)
+    last = env.reconcile(batch_no, clock=tomorrow)
+    assert last.state_after == "completed"
+    assert rows(env.db, "SELECT refund_id, state, code FROM refunds ORDER BY 1") == [
+        ("k-0", "failed", "REFUND_COUNT_EXCEEDED"),
+        ("k-1", "succeeded", "SUCCESS"),
+    ]
+    assert len(outbox_events(env.db)) == 2
+    assert other_trade != full_trade

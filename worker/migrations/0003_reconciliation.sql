@@ -29,6 +29,7 @@ CREATE TABLE batch_queries (
     trade_no    text,
     purpose     text NOT NULL,
     answer      text NOT NULL CHECK (answer IN ('found', 'not_found', 'refused', 'no_answer')),
+    complete    boolean NOT NULL DEFAULT true,  -- false: some entries of the answer were unreadable
     error_code  text,
     items       jsonb,
     detail      text,

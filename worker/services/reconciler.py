@@ -26,14 +26,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import structlog
 from prometheus_client import Counter
 
-from worker import ledger_reconcile
+from worker import ledger, ledger_reconcile
 from worker.db import Connection, Database
 from worker.mapi import BEIJING
 from worker.policy import decide_release, next_query_delay
+from worker.rules import MAX_REFUNDS_PER_TRADE, REFUND_COUNT_EXCEEDED
+from worker.services.outcomes import record_completions
 from worker.services.ports import QueriedItem, QueryResult, RefundQuery
 from worker.services.results import Applied, Reported, apply_reported
 
@@ -55,6 +58,8 @@ RELEASES = Counter(
 DUPLICATE_FLAG = "duplicate_batch_no_unverified"
 # How long a claimed query may take before another reconciler may ask again.
 QUERY_LEASE_SECONDS = 120.0
+# Trades queried one by one per reconciliation when a batch answer leaves refunds out.
+MAX_TRADE_QUERIES = 20
 
 
 @dataclass(slots=True)
@@ -105,6 +110,7 @@ def reconcile_batch(
     )
     ours = [i for i in result.items if i.batch_no in (None, batch_no)]
     log_ = log.bind(batch_no=batch_no, purpose=purpose)
+    by_trade = _ask_for_missing_trades(db, gateway, batch_no, result, ours, log_)
     log_.info(
         "reconcile.answer",
         answer=result.answer,
@@ -123,6 +129,7 @@ def reconcile_batch(
             items=[{"trade_no": i.trade_no, "code": i.code, "raw": i.raw[:200]} for i in ours],
             detail=result.detail[:500] or None,
             asked_at=asked_at,
+            complete=result.complete,
         )
         batch = ledger_reconcile.lock_batch_view(conn, batch_no)
         assert batch is not None
@@ -131,7 +138,125 @@ def reconcile_batch(
             report.changes.append(f"batch became {batch.state} meanwhile: answer recorded only")
             return report
         _settle(conn, batch, result, ours, report, clock(), release_after_seconds, log_)
+        if by_trade:
+            _settle_missing(conn, batch, by_trade, report, clock(), release_after_seconds, log_)
     return report
+
+
+def _ask_for_missing_trades(
+    db: Database,
+    gateway: RefundQuery,
+    batch_no: str,
+    result: QueryResult,
+    ours: Sequence[QueriedItem],
+    log_: structlog.typing.FilteringBoundLogger,
+) -> dict[str, QueryResult]:
+    """Query by trade_no the open refunds a complete answer about their batch left out.
+
+    Alipay silently skips the refund of a trade that has had 99 refunds already,
+    counting refunds made outside this worker; only a query by trade shows them.
+    """
+    if result.answer != "found" or not result.complete:
+        return {}
+    listed = {i.trade_no.strip() for i in ours}
+    with db.transaction() as conn:
+        open_ids = set(ledger_reconcile.open_in_batch(conn, batch_no))
+        members = ledger_reconcile.batch_members(conn, batch_no)
+    missing = sorted(t for t, m in members.items() if m.refund_id in open_ids and t not in listed)[
+        :MAX_TRADE_QUERIES
+    ]
+    answers = {t: gateway.query_refunds(trade_no=t) for t in missing}
+    for trade_no, answer in answers.items():
+        QUERIES.labels("trade", answer.answer).inc()
+        log_.info("reconcile.trade_answer", trade_no=trade_no, answer=answer.answer)
+    return answers
+
+
+def _settle_missing(
+    conn: Connection,
+    batch: ledger_reconcile.BatchView,
+    by_trade: dict[str, QueryResult],
+    report: ReconcileReport,
+    now: datetime,
+    release_after_seconds: float,
+    log_: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Refunds the gateway left out of a batch: count what it reports for their trades,
+    and, under the release rule applied to that one item, fail a refund the gateway
+    skipped for the 99-refund limit or release it for a new batch."""
+    batch_no = batch.batch_no
+    members = ledger_reconcile.batch_members(conn, batch_no)
+    open_ids = set(ledger_reconcile.open_in_batch(conn, batch_no))
+    history = ledger_reconcile.queries_since(conn, batch_no, batch.last_attempt_at)
+    foreign: list[tuple[str, str, Decimal, str]] = []
+    for trade_no, answer in by_trade.items():
+        entries = [i for i in answer.items if i.trade_no.strip() == trade_no and i.batch_no]
+        known = ledger_reconcile.our_batch_nos(conn, [str(i.batch_no) for i in entries])
+        foreign += [
+            (trade_no, str(i.batch_no), i.amount or Decimal(0), i.code)
+            for i in entries
+            if i.batch_no not in known and i.code.upper() == "SUCCESS"
+        ]
+    if foreign:
+        ledger_reconcile.record_gateway_refunds(conn, foreign)
+        report.changes.append(f"{len(foreign)} refunds made outside this worker counted")
+        log_.warning("reconcile.refunds_made_elsewhere", count=len(foreign))
+
+    failed: list[tuple[str, str, str]] = []
+    released: list[str] = []
+    for trade_no, answer in by_trade.items():
+        member = members.get(trade_no)
+        if member is None or member.refund_id not in open_ids:
+            continue
+        if answer.answer != "found" or not answer.complete:
+            continue  # the trade query proved nothing
+        if any(i.batch_no == batch_no for i in answer.items):
+            continue  # listed under this batch after all: the next batch query applies it
+        item_answers = [(q.asked_at, _for_item(q, trade_no)) for q in history]
+        decision = decide_release(
+            batch_day=batch.batch_day,
+            today=now.astimezone(BEIJING).date(),
+            last_attempt_at=batch.last_attempt_at or batch.created_at,
+            answers=item_answers,
+            now=now,
+            release_after_seconds=release_after_seconds,
+        )
+        if not decision.release:
+            continue
+        refunded = sum(1 for i in answer.items if i.code.upper() == "SUCCESS")
+        if refunded >= MAX_REFUNDS_PER_TRADE:
+            failed.append((member.refund_id, "failed", REFUND_COUNT_EXCEEDED))
+        else:
+            released.append(member.refund_id)
+    if failed:
+        completed = ledger.finish_refunds(conn, batch_no, failed)
+        ledger_reconcile.set_result_source(conn, [c.refund_id for c in completed], "query")
+        record_completions(conn, completed)
+        report.completed += len(completed)
+        report.changes.append(
+            f"{len(completed)} refunds failed: the gateway skipped them at the 99-refund limit"
+        )
+        log_.error("reconcile.skipped_at_refund_limit", refunds=len(completed))
+    if released:
+        moved = ledger_reconcile.release_refunds(conn, batch_no, released)
+        RELEASES.labels("item_not_exist").inc(len(moved))
+        report.released += len(moved)
+        report.changes.append(f"released {len(moved)} refunds the gateway never took")
+        log_.warning("batch.items_released", refunds=len(moved))
+    if (failed or released) and not ledger_reconcile.open_in_batch(conn, batch_no):
+        ledger_reconcile.update_batch(
+            conn, batch_no, state="completed", next_query_at=None, completed_at=now
+        )
+        report.state_after = "completed"
+
+
+def _for_item(query: ledger_reconcile.QueryRecord, trade_no: str) -> str:
+    """A batch query's answer as evidence about one of its trades."""
+    if query.answer == "found":
+        if trade_no in query.trade_nos:
+            return "found"
+        return "not_found" if query.complete else "no_answer"
+    return query.answer
 
 
 def _settle(
