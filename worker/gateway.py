@@ -2,7 +2,7 @@
 
 The one module that talks HTTP to the gateway. Its main job is to translate
 what the network did into the two outcomes that decide whether a batch may be
-renumbered (DESIGN 3, invariant 1):
+renumbered:
 
 * `GatewayNotSent`: the request certainly never reached the gateway (the TCP
   connection could not be opened: refused, DNS failure, connect timeout, or
@@ -14,6 +14,15 @@ renumbered (DESIGN 3, invariant 1):
 
 Anything not proven to be "not sent" is "unknown": a wrong "not sent" could
 pay a refund twice, a wrong "unknown" only delays it.
+
+Every request has one overall deadline, `max_request_seconds` (connect + 2 x
+read timeout), for connecting, sending, the headers and the body together: the
+read timeout alone bounds each socket read, and a server that trickles its
+headers or body would otherwise hold the caller for as long as it likes. A
+watchdog timer shuts the request's connection down when the deadline passes
+(`worker.gateway_deadline`), and the body is not read further once it has passed; the
+outcome is then unknown (`deadline_exceeded`). The submission lease is derived
+from this deadline (`worker.runtime.submit_lease_for`).
 
 The transport never retries on its own (urllib3 `Retry(total=0, read=False)`):
 whether to resend a POST that might have been received is the caller's
@@ -30,11 +39,12 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 import structlog
 from prometheus_client import Histogram
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
 from worker.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
+from worker.gateway_deadline import Deadline, DeadlineAdapter
 from worker.mapi import (
     NotifyVerifyAnswer,
     SyncResponse,
@@ -50,6 +60,7 @@ __all__ = [
     "GATEWAY_REQUEST_SECONDS",
     "GatewayClient",
     "classify_request_exception",
+    "max_request_seconds",
 ]
 
 log = structlog.get_logger(__name__)
@@ -80,7 +91,12 @@ class _ResponseTooLarge(Exception):
 
 
 class _ResponseTooSlow(Exception):
-    """The response body trickled in for longer than the read timeout overall."""
+    """The response was still coming in when the request's deadline passed."""
+
+
+def max_request_seconds(connect_timeout: float, read_timeout: float) -> float:
+    """The longest one request may take, connecting to the last byte of the body."""
+    return connect_timeout + 2 * read_timeout
 
 
 def classify_request_exception(exc: requests.RequestException) -> GatewayError:
@@ -127,9 +143,9 @@ class GatewayClient:
 
     One `requests.Session` is kept for connection reuse; cookies are refused
     (the gateway has no session state and a shared jar is shared mutable
-    state between threads). Every request carries explicit (connect, read)
-    timeouts. `pool_size` should be at least the number of threads sharing
-    the client.
+    state between threads). Every request carries explicit connect and read
+    timeouts and the overall deadline `max_request_seconds`. `pool_size`
+    should be at least the number of threads sharing the client.
     """
 
     def __init__(
@@ -145,17 +161,24 @@ class GatewayClient:
         self._url = url
         self._charset = charset
         self._partner = partner
-        self._timeout = (connect_timeout, read_timeout)
-        self._read_timeout = read_timeout
+        self._max_request_seconds = max_request_seconds(connect_timeout, read_timeout)
+        self._timeout = Timeout(
+            connect=connect_timeout, read=read_timeout, total=self._max_request_seconds
+        )
         self._session = requests.Session()
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = HTTPAdapter(
+        adapter = DeadlineAdapter(
             pool_connections=1,
             pool_maxsize=pool_size,
             max_retries=Retry(total=0, read=False, redirect=False),
         )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+
+    @property
+    def max_request_seconds(self) -> float:
+        """The deadline of one request, headers and body (connect + 2 x read timeout)."""
+        return self._max_request_seconds
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -186,25 +209,31 @@ class GatewayClient:
         started = time.monotonic()
         status: int | None = None
         try:
+            deadline = Deadline(self._max_request_seconds)
             try:
-                with self._session.post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    stream=True,
-                ) as response:
+                with (
+                    deadline,
+                    self._session.post(
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
+                        allow_redirects=False,
+                        stream=True,
+                    ) as response,
+                ):
                     status = response.status_code
                     if status != 200:
                         raise GatewayOutcomeUnknown(f"http_{status}")
-                    content = self._read_bounded(response, MAX_SUBMIT_RESPONSE_BYTES, started)
+                    content = _read_bounded(response, MAX_SUBMIT_RESPONSE_BYTES, deadline)
             except requests.RequestException as exc:
+                if deadline.fired:
+                    raise GatewayOutcomeUnknown("deadline_exceeded") from exc
                 raise classify_request_exception(exc) from exc
             except _ResponseTooLarge as exc:
                 raise GatewayOutcomeUnknown("response_too_large") from exc
             except _ResponseTooSlow as exc:
-                raise GatewayOutcomeUnknown("response_too_slow") from exc
+                raise GatewayOutcomeUnknown("deadline_exceeded") from exc
             sync = parse_sync_response(content)
             if sync.status is SyncStatus.UNKNOWN:
                 raise GatewayOutcomeUnknown("unparseable_response")
@@ -246,19 +275,25 @@ class GatewayClient:
         started = time.monotonic()
         status: int | None = None
         try:
+            deadline = Deadline(self._max_request_seconds)
             try:
-                with self._session.get(
-                    self._url,
-                    params=notify_verify_params(self._partner, notify_id),
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    stream=True,
-                ) as response:
+                with (
+                    deadline,
+                    self._session.get(
+                        self._url,
+                        params=notify_verify_params(self._partner, notify_id),
+                        timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
+                        allow_redirects=False,
+                        stream=True,
+                    ) as response,
+                ):
                     status = response.status_code
                     if status != 200:
                         raise GatewayError(f"http_{status}")
-                    content = self._read_bounded(response, MAX_VERIFY_RESPONSE_BYTES, started)
+                    content = _read_bounded(response, MAX_VERIFY_RESPONSE_BYTES, deadline)
             except requests.RequestException as exc:
+                if deadline.fired:
+                    raise GatewayError("deadline_exceeded") from exc
                 raise GatewayError(_reason(classify_request_exception(exc))) from exc
             except (_ResponseTooLarge, _ResponseTooSlow) as exc:
                 raise GatewayError("bad_response") from exc
@@ -286,24 +321,6 @@ class GatewayClient:
         )
         return answer
 
-    def _read_bounded(self, response: requests.Response, limit: int, started: float) -> bytes:
-        """Read at most `limit` bytes, within about connect + 2 x read timeout overall.
-
-        The read timeout bounds each socket read only; a server that trickles
-        one byte at a time would otherwise hold the caller indefinitely.
-        """
-        deadline = started + self._timeout[0] + 2 * self._read_timeout
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=4096):
-            size += len(chunk)
-            if size > limit:
-                raise _ResponseTooLarge()
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise _ResponseTooSlow()
-        return b"".join(chunks)
-
     @staticmethod
     def _record(operation: str, outcome: str, started: float) -> None:
         GATEWAY_REQUEST_SECONDS.labels(operation=operation, outcome=outcome).observe(
@@ -313,3 +330,27 @@ class GatewayClient:
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
+
+
+def _read_bounded(response: requests.Response, limit: int, deadline: Deadline) -> bytes:
+    """Read at most `limit` bytes of the body, and nothing once the deadline has passed.
+
+    The deadline is checked before every read; a read already blocked when it passes
+    is ended by the deadline's watchdog shutting the connection down.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    pieces = response.iter_content(chunk_size=4096)
+    while True:
+        if deadline.passed():
+            raise _ResponseTooSlow()
+        chunk = next(pieces, None)
+        if chunk is None:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise _ResponseTooLarge()
+        chunks.append(chunk)
+    if deadline.fired:  # the body may have been cut short by the watchdog
+        raise _ResponseTooSlow()
+    return b"".join(chunks)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from worker.db import Database
-from worker.gateway import GatewayClient
+from worker.gateway import GatewayClient, max_request_seconds
 from worker.mapi import Merchant
 from worker.settings import Settings, get_settings
 
@@ -28,6 +28,21 @@ Clock = Callable[[], datetime]
 
 
 log = structlog.get_logger(__name__)
+
+
+# How much longer than the gateway client's deadline an in-flight submission is
+# trusted: the watchdog's wake-up, parsing, and the settle transaction's lock wait.
+SUBMIT_LEASE_MARGIN_SECONDS = 10.0
+
+
+def submit_lease_for(connect_timeout: float, read_timeout: float) -> float:
+    """The in-flight lease for a client with these timeouts: its deadline plus a margin.
+
+    A submission whose lease ran out counts as lost and is re-driven; the lease must
+    outlast any request the client can make, or the first attempt's answer would be
+    thrown away while it is still coming in.
+    """
+    return max_request_seconds(connect_timeout, read_timeout) + SUBMIT_LEASE_MARGIN_SECONDS
 
 
 def system_clock() -> datetime:
@@ -164,7 +179,7 @@ class Runtime:
     def submit_lease_seconds(self) -> float:
         """How long an in-flight submission is trusted before it counts as lost."""
         s = self.settings
-        return s.gateway_connect_timeout + s.gateway_read_timeout + 10.0
+        return submit_lease_for(s.gateway_connect_timeout, s.gateway_read_timeout)
 
     def close(self) -> None:
         with self._lock:

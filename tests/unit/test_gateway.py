@@ -20,7 +20,9 @@ from urllib3.exceptions import (
 )
 
 from worker.errors import GatewayNotSent, GatewayOutcomeUnknown
-from worker.gateway import classify_request_exception
+from worker.gateway import GatewayClient, classify_request_exception, max_request_seconds
+from worker.runtime import Runtime, submit_lease_for
+from worker.settings import load_settings
 
 URL = "http://gateway.test/gateway.do"
 
@@ -97,3 +99,43 @@ def test_reasons_are_short_codes_without_exception_text() -> None:
     exc = requests.exceptions.ReadTimeout("HTTPConnectionPool(host='x'): detail_data=secret")
 
     assert str(classify_request_exception(exc)) == "read_timeout"
+
+
+# ---------------------------------------------------------------------------
+# The submission lease outlasts the client's deadline
+
+
+TIMEOUTS = [(5.0, 30.0), (0.5, 0.5), (300.0, 600.0), (1.0, 120.0), (0.1, 0.1)]
+
+
+@pytest.mark.parametrize(("connect", "read"), TIMEOUTS)
+def test_the_submission_lease_outlasts_the_longest_request(connect: float, read: float) -> None:
+    client = GatewayClient(
+        URL,
+        charset="utf-8",
+        partner="2088000000000001",
+        connect_timeout=connect,
+        read_timeout=read,
+    )
+    with client:
+        longest = client.max_request_seconds
+    # Headers may take connect + read, and the body another read.
+    assert longest >= connect + 2 * read
+    assert longest == max_request_seconds(connect, read)
+    assert submit_lease_for(connect, read) >= longest + 5.0
+
+
+@pytest.mark.parametrize(("connect", "read"), TIMEOUTS)
+def test_the_runtime_lease_is_derived_from_the_configured_client(
+    connect: float, read: float
+) -> None:
+    settings = load_settings(
+        {
+            "ALIPAY_MD5_KEY": "k" * 32,
+            "GATEWAY_CONNECT_TIMEOUT": str(connect),
+            "GATEWAY_READ_TIMEOUT": str(read),
+        }
+    )
+    rt = Runtime(settings)
+    assert rt.submit_lease_seconds > rt.gateway.max_request_seconds
+    assert rt.submit_lease_seconds == submit_lease_for(connect, read)
