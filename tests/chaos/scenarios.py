@@ -1,4 +1,4 @@
-"""The six failure modes production will bring, each with a fixed seed and two sizes.
+"""The failure modes production will bring, each with a fixed seed and two sizes.
 
 `short` runs inside `make test` (a few thousand refunds, a few disruptions);
 `long` is `make chaos` (the issue's sizes: 20,000 refunds over 3,000 trades,
@@ -431,6 +431,10 @@ def _post_probes(run: Run, probes: list[NotifyProbe]) -> list[tuple[int, bytes]]
     return answers
 
 
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s for s in (Kill(), Broker(), Database(), Gateway(), Rollover(), BadInput())
-}
+def _all() -> tuple[Scenario, ...]:
+    from tests.chaos.reconcile import Reconcile
+
+    return (Kill(), Broker(), Database(), Gateway(), Rollover(), BadInput(), Reconcile())
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in _all()}
