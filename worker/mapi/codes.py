@@ -8,14 +8,18 @@ Kinds:
 
 * BATCH_FIXABLE: the batch was refused as a whole and nothing was refunded;
   fix what is wrong and resubmit the items under a new batch_no.
+  REFUND_DATE_ERROR and BATCH_NO_FORMAT_ERROR are about the batch's date
+  (clock skew near Beijing midnight): the whole batch is renumbered later.
 * CONFIGURATION: the merchant's setup is wrong (key, partner, contract,
   charset...). The batch was refused and nothing was refunded, but every other
   batch would fail the same way: stop submitting, alert, keep the batches.
-* RETRY_LATER: try again later with the same batch_no (another batch of the
-  partner is being processed, or the gateway had an internal error and may
-  or may not have recorded the batch).
+* RETRY_LATER: try again later with the same batch_no. BATCH_REFUND_LOCK_ERROR
+  (another batch of the partner is being processed) refuses the batch;
+  SYSTEM_ERROR (an internal error) may or may not have recorded it, so the
+  batch counts as maybe-sent (`worker.policy`).
 * DUPLICATE_BATCH: the gateway already has this batch_no. After a submission
-  whose outcome was unknown it means "already accepted".
+  whose outcome was unknown it means "already accepted"; on a first attempt
+  the number may still have been ours, and a query of it must tell.
 * ITEM: a single refund is impossible (trade state, amount, balance...). In
   `result_details` it fails that item only; as a batch-level `F` it means one
   item spoilt the batch, which should be split to isolate it.
