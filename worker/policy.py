@@ -30,6 +30,16 @@ batch may or may not be recorded; retried under the same batch_no), an `F`
 without a code or with a code this worker does not know, DUPLICATE_BATCH_NO,
 an unparseable answer, a timeout, a reset, a non-200 status, a crash while the
 request was in flight.
+
+A refusal for the batch's date (REFUND_DATE_ERROR, BATCH_NO_FORMAT_ERROR: clock
+skew against the gateway near Beijing midnight) is a proof, but says nothing
+about the refunds: the whole batch is renumbered after
+`DATE_REBATCH_DELAY_SECONDS`, never split, never counted toward failing them.
+
+A maybe-sent batch is released into a new batch only under `decide_release`
+(reconciliation by query): its day is over, two REFUND_NOT_EXIST answers in a
+row, the last one a day after the last attempt; a query that found items
+means never.
 """
 
 from __future__ import annotations
