@@ -1,4 +1,4 @@
-"""The bus contracts: `refund.requested.v1` in, `refund.completed.v1` out (DESIGN 2.1).
+"""The bus contracts: `refund.requested.v1` in, `refund.completed.v1` out (README, "Events").
 
 The JSON Schema files in `schemas/` are the contract; this module applies
 them and adds the rules a schema cannot state:
@@ -437,7 +437,7 @@ class RefundRequest:
     requested_at: datetime | None = None
 
     def content(self) -> dict[str, Any]:
-        """What makes two requests "the same refund" (DESIGN 2.1 duplicate rule).
+        """What makes two requests "the same refund" (the duplicate rule of README, "Events").
 
         It is every field the refund is made of: `refund_id`, `trade_no`,
         `amount`, `reason`, `trade_amount`, `order_id`, `metadata`. `event_id`

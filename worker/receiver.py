@@ -1,6 +1,6 @@
 """The notify receiver: a plain WSGI application for Alipay's notifications.
 
-Routes (DESIGN 2.2):
+Routes:
 
 * `POST /alipay/notify`: `batch_refund_notify`, enqueued as kind `batch_refund`;
 * `POST /alipay/dback-notify`: bank-card return results, enqueued as `dback`;
@@ -10,7 +10,7 @@ Routes (DESIGN 2.2):
 
 A notification is answered with exactly the 7 bytes `success` only after it
 was authenticated (signature over the values as received, then the gateway's
-`notify_verify` answered `true`: invariant 5) and `enqueue` returned, which it
+`notify_verify` answered `true`: only Alipay moves state) and `enqueue` returned, which it
 does only once the broker confirmed the message. Every other outcome answers
 `fail` with a fitting status, so Alipay sends the notification again (about 8
 times over 25 hours, same `notify_id`), and logs one `notify.rejected` line
@@ -60,7 +60,7 @@ NOTIFY_REQUESTS = Counter(
 SUCCESS_BODY = b"success"
 FAIL_BODY = b"fail"
 
-#: Fields a `batch_refund_notify` must carry (seed 001: none of them may be empty).
+#: Fields a `batch_refund_notify` must carry, none of them empty (docs/mapi.md, "Notifications").
 BATCH_REFUND_REQUIRED_FIELDS = (
     "notify_id",
     "notify_type",

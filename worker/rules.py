@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-# Alipay refunds one trade at most 99 times in all (DESIGN 4.3).
+# Alipay refunds one trade at most 99 times in all (docs/mapi.md, "The 99-refund limit").
 MAX_REFUNDS_PER_TRADE = 99
 
 REFUND_COUNT_EXCEEDED = "REFUND_COUNT_EXCEEDED"

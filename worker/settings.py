@@ -1,6 +1,6 @@
 """Settings: one frozen object read from the environment once per process.
 
-Every variable of DESIGN 2.3 (plus a few operational knobs) is parsed and
+Every variable of the README's "Configuration" (plus a few operational knobs) is parsed and
 checked here, at start, so a bad value stops the process with one line naming
 the variable instead of failing later in the middle of a batch.
 

@@ -1,4 +1,4 @@
-"""What must hold after a chaos scenario (DESIGN section 3), and the one-line result.
+"""What must hold after a chaos scenario (README, "Fault-injection suite"), and the result line.
 
 The checks read three independent witnesses: the refund ledger in PostgreSQL,
 the sandbox gateway's own books (what was actually paid), and the refund.completed
@@ -81,7 +81,7 @@ def _sample(items: object, n: int = 5) -> str:
 def check(
     result: Result, load: Load, final: FinalState, *, allowed_failures: frozenset[str]
 ) -> None:
-    """Fill `result` with the counts and violations of DESIGN section 3."""
+    """Fill `result` with the counts and the violations of what must hold (module docstring)."""
     unfinished = _outcomes(result, load, final, allowed_failures)
     silent = _events(result, load, final)
     result.lost = len(unfinished | silent)
@@ -94,7 +94,7 @@ def check(
 def _outcomes(
     result: Result, load: Load, final: FinalState, allowed_failures: frozenset[str]
 ) -> set[str]:
-    """Invariants 2 and 3: every valid refund stored and final, with an outcome it may have.
+    """No refund lost, one outcome each: every valid refund stored, final, with an allowed outcome.
 
     Returns the refunds that are not final (never stored, or left waiting).
     """
@@ -182,7 +182,7 @@ def _events(result: Result, load: Load, final: FinalState) -> set[str]:
 
 
 def _payments(result: Result, final: FinalState) -> None:
-    """Invariant 1 from the gateway's books: each trade paid exactly what the ledger says.
+    """No refund paid twice, from the gateway's books: each trade paid what the ledger says.
 
     An execution must match a refund the ledger has as succeeded in that batch, or one
     still open in that batch (paid, its result not known yet: reported as waiting).

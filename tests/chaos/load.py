@@ -2,7 +2,7 @@
 
 Everything is drawn from one `random.Random(seed)`, so a scenario sends the same
 messages every time it runs. Each message carries its own AMQP message_id; bad
-messages carry the dead-letter reason the worker must give them (DESIGN 2.1 and
+messages carry the dead-letter reason the worker must give them (README, "Events", and
 `schemas/refund.requested.v1.json`), decided here from how the message was broken,
 never by asking the worker's own parser.
 """

@@ -1,7 +1,7 @@
 """The failure modes production will bring, each with a fixed seed and two sizes.
 
 `short` runs inside `make test` (a few thousand refunds, a few disruptions);
-`long` is `make chaos` (the issue's sizes: 20,000 refunds over 3,000 trades,
+`long` is `make chaos` (20,000 refunds over 3,000 trades,
 at least ten kills).
 """
 

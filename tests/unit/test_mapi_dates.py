@@ -86,8 +86,8 @@ def test_make_batch_no_refuses_bad_serials(serial: object) -> None:
 @pytest.mark.parametrize(
     ("batch_no", "valid"),
     [
-        ("2016081818103", True),  # seed 000
-        ("201101120001", True),  # seed 001
+        ("2016081818103", True),  # a public integration's sample
+        ("201101120001", True),  # Alipay's own sample
         ("20060702001", True),
         ("20160831" + "a" * 24, True),
         ("20160831000", False),
