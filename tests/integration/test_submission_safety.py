@@ -211,3 +211,25 @@ def test_a_batch_refused_for_its_date_is_not_split_and_waits_before_renumbering(
     (renumbered,) = repack(env)
     assert renumbered != batch_no
     assert [(state, attempts) for state, _, attempts in refund_rows(env)] == [("batched", 1)] * 4
+
+
+def last_attempt_at(env: Env, batch_no: str) -> datetime:
+    with env.db.transaction() as conn:
+        row = conn.execute(
+            "SELECT last_attempt_at FROM batches WHERE batch_no = %s", (batch_no,)
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    value: datetime = row[0]
+    return value
+
+
+def test_every_attempt_records_when_the_batch_was_last_sent(env: Env) -> None:
+    # Reconciliation's waits (and the release rule's day) count from the last attempt.
+    (batch_no,) = make_batches(env, 2)
+    before = now_utc()
+    gateway = ScriptedGateway([refused("SYSTEM_ERROR"), refused("SYSTEM_ERROR")])
+    assert submit_via(env, gateway, batch_no) == "unknown"
+    first = last_attempt_at(env, batch_no)
+    assert first >= before - timedelta(seconds=1)
+    assert submit_via(env, gateway, batch_no) == "unknown"
+    assert last_attempt_at(env, batch_no) > first

@@ -192,7 +192,19 @@ def _claim(
         maybe_sent=maybe_sent,
         next_attempt_at=db_now(conn),
     )
+    _note_attempt(conn, batch_no)
     return _Claim(params, attempts, maybe_sent, items)
+
+
+def _note_attempt(conn: Connection, batch_no: str) -> None:
+    """Record when the batch was last sent: when an attempt starts, and again when it ends.
+
+    Reconciliation counts its waits from this time (the release rule's day after the
+    last attempt); the end of an attempt is the later, safer of the two.
+    """
+    conn.execute(
+        "UPDATE batches SET last_attempt_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
+    )
 
 
 def _last_code(conn: Connection, batch_no: str) -> str | None:
@@ -223,6 +235,7 @@ def _settle(
         return SubmitResult(batch.state if batch else "missing")
 
     SUBMIT_OUTCOMES.labels(decision.action.value).inc()
+    _note_attempt(conn, batch_no)
     if decision.operator_flag:
         conn.execute(
             "UPDATE batches SET flagged_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
