@@ -7,7 +7,7 @@ returns the parsed answer the client would have returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ from worker.mapi import RefundItem, SyncResponse, SyncStatus, build_refund_reque
 from worker.policy import DATE_REBATCH_DELAY_SECONDS
 from worker.services.intake import handle_deliveries
 from worker.services.packing import pack_pending
-from worker.services.submission import SubmitResult, submit_batch
+from worker.services.submission import submit_batch
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,10 @@ def tomorrow() -> datetime:
     return now_utc() + timedelta(days=1)
 
 
-def submit_via(env: Env, gateway: ScriptedGateway, batch_no: str, clock: object = now_utc) -> str:
-    result: SubmitResult = submit_batch(
-        env.db,
-        gateway,
-        env.merchant,
-        batch_no,
-        clock=clock,
-        lease_seconds=0.5,  # type: ignore[arg-type]
-    )
+def submit_via(
+    env: Env, gateway: ScriptedGateway, batch_no: str, clock: Callable[[], datetime] = now_utc
+) -> str:
+    result = submit_batch(env.db, gateway, env.merchant, batch_no, clock=clock, lease_seconds=0.5)
     return result.status
 
 
