@@ -21,9 +21,11 @@ attempt that may have reached the gateway it was ours: accepted. On a first
 attempt it may still have been ours (a database restored from before the
 submission, or an egress proxy that replayed the POST), so the batch is kept
 as maybe-sent, flagged `duplicate_batch_no_unverified`, and resolved by a
-query of that batch_no: the gateway listing these trades under it means
-accepted; other trades or nothing means the number was someone else's and the
-items may be re-batched.
+query of that batch_no (`worker/services/reconciler.py`): the gateway listing
+these trades under it means accepted; a complete answer listing only other
+trades means the number was someone else's and the items may be re-batched; an
+answer listing nothing proves nothing (a batch in progress lists nothing yet),
+so the batch then waits for the release rule below.
 
 Everything else is not a proof: `T`/`P`, SYSTEM_ERROR (the code table says the
 batch may or may not be recorded; retried under the same batch_no), an `F`
