@@ -122,15 +122,23 @@ def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
 
 
 def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, TradeTally]:
-    """What counts against each trade's limits (every refund but rejected and failed ones).
+    """What counts against each trade's limits, with the trades locked.
 
-    The one place a trade's tally is computed; call it with the trades locked.
+    Every refund of this worker but rejected and failed ones, plus the refunds the
+    gateway reported for the trade under batch numbers this worker never used
+    (`trade_gateway_refunds`: the merchant console, another system), which count
+    toward the 99 refunds and the paid amount at Alipay too. The one place a
+    trade's tally is computed.
     """
     rows = conn.execute(
-        "SELECT trade_no, count(*), coalesce(sum(amount), 0) FROM refunds"
+        "SELECT trade_no, sum(n), coalesce(sum(total), 0) FROM ("
+        " SELECT trade_no, count(*) AS n, sum(amount) AS total FROM refunds"
         f" WHERE trade_no = ANY({_TEXTS}) AND state NOT IN ('rejected', 'failed')"
-        " GROUP BY trade_no",
-        (_json_list(set(trade_nos)),),
+        " GROUP BY trade_no"
+        " UNION ALL SELECT trade_no, count(*), sum(amount) FROM trade_gateway_refunds"
+        f" WHERE trade_no = ANY({_TEXTS}) GROUP BY trade_no"
+        ") AS t GROUP BY trade_no",
+        (_json_list(set(trade_nos)), _json_list(set(trade_nos))),
     ).fetchall()
     tallies = {t: TradeTally() for t in trade_nos}
     for trade_no, count, total in rows:

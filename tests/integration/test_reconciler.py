@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tests.support.ledger import delivery, outbox_events, request, rows
 from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
-from worker import ledger
+from worker import ledger, ledger_reconcile
 from worker.db import Database
 from worker.gateway import GatewayClient
 from worker.gateway_query import RefundQueryClient, interpret_answer
@@ -279,3 +280,19 @@ def test_a_refund_the_gateway_skipped_at_the_99_refund_limit_fails_after_its_day
     ]
     assert len(outbox_events(env.db)) == 2
     assert other_trade != full_trade
+
+
+def test_refunds_the_gateway_reported_elsewhere_count_at_intake(env: Env) -> None:
+    """After the reconciler learnt of 99 refunds made elsewhere, a new one is rejected."""
+    full_trade = "2026112288999999999999"
+    with env.db.transaction() as conn:
+        ledger_reconcile.record_gateway_refunds(
+            conn,
+            [(full_trade, f"20261122EXT{n:06d}", Decimal("0.10"), "SUCCESS") for n in range(98)],
+        )
+    handle_deliveries(env.db, [delivery(request("x-1", full_trade, "1.00"))])
+    handle_deliveries(env.db, [delivery(request("x-2", full_trade, "1.00"))])
+    assert rows(env.db, "SELECT refund_id, state, code FROM refunds ORDER BY 1") == [
+        ("x-1", "pending", None),
+        ("x-2", "rejected", "REFUND_COUNT_EXCEEDED"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -16,12 +17,18 @@ from worker.settings import Settings, load_or_exit
 log = structlog.get_logger("worker.role")
 
 
+# Commands a person runs for an answer: their standard output is the answer (JSON or
+# lines to read or pipe), so their log lines go to standard error.
+OPERATOR_COMMANDS = frozenset({"status", "batches", "reconcile", "resolve", "replay", "resume"})
+
+
 def boot(role: str) -> Settings:
     """Load and validate the settings (exit 78 with one line if bad), set up logging."""
     settings = load_or_exit()
     # Buffered: lines are written together every few tens of milliseconds instead of one
     # write per line (see worker.logging); warnings and errors are written at once.
-    configure_logging(settings.log_level, settings.log_format, buffered=True)
+    stream = sys.stderr if role in OPERATOR_COMMANDS else None
+    configure_logging(settings.log_level, settings.log_format, buffered=True, stream=stream)
     bind_process(role=role)
     log.info("role.starting", settings=settings.describe())
     if role in ("intake", "worker", "relay", "scheduler"):
