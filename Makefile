@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: venv services lint typecheck unit test demo bench chaos clean
+.PHONY: venv services lint imports typecheck unit test demo bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +17,19 @@ services:
 	@bash scripts/ensure-services.sh
 
 lint: venv
-	$(BIN)/ruff check worker tests
+	$(BIN)/ruff check worker sandbox devtools tests bench
 
 typecheck: venv
 	$(BIN)/mypy
 
+# The layers of the tree (contracts in pyproject.toml, [tool.importlinter]).
+imports: venv
+	$(BIN)/lint-imports --no-cache
+
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv services lint typecheck
+test: venv services lint imports typecheck
 	$(BIN)/pytest
 
 demo: venv services

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import Context, Row
 from bench.report import machine, markdown, plain_table
-from worker.logging import configure_logging
+from worker.observability.logging import configure_logging
 
 # name -> module with `measure(ctx) -> list[Row]`, in running order. The memory rows
 # come last because they report the peaks sampled while intake and end_to_end ran.

@@ -23,7 +23,8 @@ from typing import Any
 
 import pika
 
-from worker.bus import (
+from devtools.devstack import DEFAULT_AMQP
+from worker.adapters.rabbitmq.bus import (
     BusConnection,
     OutMessage,
     Publisher,
@@ -32,7 +33,6 @@ from worker.bus import (
     default_connection_name,
     intake_queue_arguments,
 )
-from worker.devstack import DEFAULT_AMQP
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP)
 REQUESTED = Topology.REQUESTED

@@ -24,8 +24,8 @@ from bench.common import (
     publish_refunds,
     role_pids,
 )
-from worker.devstack import Stack, StackConfig
-from worker.sandbox.client import SandboxClient
+from devtools.devstack import Stack, StackConfig
+from sandbox.client import SandboxClient
 
 TARGET = 0.2
 REFUNDS_PER_TRADE = 5

@@ -27,8 +27,8 @@ from bench.common import (
     publish_refunds,
     role_pids,
 )
-from worker.bus import BusConnection, default_connection_name
-from worker.devstack import Stack, StackConfig
+from devtools.devstack import Stack, StackConfig
+from worker.adapters.rabbitmq.bus import BusConnection, default_connection_name
 
 TARGET = 0.6
 

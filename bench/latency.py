@@ -35,8 +35,13 @@ from bench.common import (
     percentile,
     refund_messages,
 )
-from worker.bus import BusConnection, Publisher, connection_parameters, default_connection_name
-from worker.devstack import Stack, StackConfig
+from devtools.devstack import Stack, StackConfig
+from worker.adapters.rabbitmq.bus import (
+    BusConnection,
+    Publisher,
+    connection_parameters,
+    default_connection_name,
+)
 
 RATE = 20.0
 MAX_WAIT = 0.5

@@ -17,7 +17,7 @@ import time
 import uuid
 
 from bench.common import Context, Row, RssSampler, publish_refunds, role_pids
-from worker.devstack import Stack, StackConfig
+from devtools.devstack import Stack, StackConfig
 
 LIMIT_MB = 150.0
 FLAT = 1.10

@@ -33,7 +33,7 @@ from typing import Any
 import requests
 
 from bench.common import Context, Row, percentile, trade_no, wait_until
-from worker.devstack import Stack, StackConfig, free_port
+from devtools.devstack import Stack, StackConfig, free_port
 from worker.mapi import (
     Merchant,
     RefundItem,

@@ -12,8 +12,8 @@ import pika
 import psycopg
 
 from bench.common import AMQP_URL, Row
-from worker.bus import connection_parameters, default_connection_name
-from worker.devstack import DEFAULT_ADMIN_DB
+from devtools.devstack import DEFAULT_ADMIN_DB
+from worker.adapters.rabbitmq.bus import connection_parameters, default_connection_name
 
 HEADER = ("measure", "figure", "anchor (same run)", "ratio", "target", "met?")
 

@@ -21,7 +21,7 @@ from tests.chaos import infra
 from tests.chaos.checks import Result
 from tests.chaos.harness import default_outage_mode, keep_failed_from_env, run_scenario
 from tests.chaos.scenarios import SCENARIOS
-from worker.logging import configure_logging
+from worker.observability.logging import configure_logging
 
 RESULTS = Path(__file__).with_name("results")
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from tests.chaos.load import Load
-from worker.bus import HEADER_REASON, Delivery
-from worker.events import completed_event_id
+from worker.adapters.rabbitmq.bus import HEADER_REASON, Delivery
+from worker.contracts.events import completed_event_id
 
 FINAL = ("succeeded", "failed", "rejected")
 RELEASED = ("refused", "abandoned")

@@ -2,7 +2,7 @@
 
 One run of one scenario:
 
-1. a fresh RabbitMQ vhost, database and sandbox (`worker.devstack.Stack`), every role
+1. a fresh RabbitMQ vhost, database and sandbox (`devtools.devstack.Stack`), every role
    its own process, a consumer of refund.completed on the side;
 2. the scenario's load published over a few seconds while its disruption runs in a
    thread (killing roles, taking RabbitMQ or PostgreSQL away, switching gateway
@@ -37,12 +37,12 @@ from typing import Any, ClassVar
 import psycopg
 import structlog
 
+from devtools.devstack import ROLES, Stack, StackConfig
+from sandbox.client import SandboxClient
 from tests.chaos import infra
 from tests.chaos.checks import FinalState, Result, check
 from tests.chaos.load import Load
 from tests.chaos.traffic import EventCollector, LoadPublisher, drain_queue
-from worker.devstack import ROLES, Stack, StackConfig
-from worker.sandbox.client import SandboxClient
 
 log = structlog.get_logger("chaos")
 

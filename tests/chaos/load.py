@@ -24,7 +24,7 @@ AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
 TOO_LARGE = "too_large"
 CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
-# Rejection codes for refunds that break the worker's own rules (worker/rules.py).
+# Rejection codes for refunds that break the worker's own rules (worker/domain/rules.py).
 REFUND_COUNT_EXCEEDED = "REFUND_COUNT_EXCEEDED"
 REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT = "REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT"
 MAX_REFUNDS_PER_TRADE = 99

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from devtools.devstack import ROLES
 from tests.chaos import infra
 from tests.chaos.checks import FinalState, Result
 from tests.chaos.harness import Profile, Run, Scenario
@@ -28,7 +29,6 @@ from tests.chaos.load import (
     good_load,
     notify_probes,
 )
-from worker.devstack import ROLES
 from worker.mapi import BEIJING
 
 ITEM_FAILURE = "SELLER_BALANCE_NOT_ENOUGH"

@@ -22,8 +22,15 @@ import pika
 import structlog
 
 from tests.chaos.load import Message
-from worker.bus import BusConnection, Delivery, OutMessage, Publisher, Topology, delivery_from
-from worker.errors import BusUnavailable
+from worker.adapters.rabbitmq.bus import (
+    BusConnection,
+    Delivery,
+    OutMessage,
+    Publisher,
+    Topology,
+    delivery_from,
+)
+from worker.domain.errors import BusUnavailable
 
 log = structlog.get_logger("chaos.traffic")
 

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the whole stack as processes (see worker.devstack)."""
+"""End-to-end fixtures: the whole stack as processes (see devtools.devstack)."""
 
 from __future__ import annotations
 

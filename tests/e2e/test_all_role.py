@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.devstack import Stack, StackConfig
 from tests.e2e.conftest import refund_request, trade
-from worker.devstack import Stack, StackConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,7 @@ def test_all_processes_refunds_and_stops_on_sigterm(tmp_path: Path) -> None:
     with Stack(StackConfig(workdir=tmp_path, roles={}, batch_max_wait=0.2)) as stack:
         log = (tmp_path / "all.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "all"],
+            [sys.executable, "-m", "worker.entrypoints.cli", "all"],
             env=stack.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,7 +19,16 @@ def test_demo_completes_every_refund_and_its_logs_hold_no_secret(tmp_path: Path)
     key = secrets.token_hex(16)
     env = dict(os.environ, ALIPAY_MD5_KEY=key)
     run = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--refunds", "60", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "worker.entrypoints.cli",
+            "demo",
+            "--refunds",
+            "60",
+            "--workdir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env=env,

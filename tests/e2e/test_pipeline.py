@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from devtools.devstack import Stack, StackConfig
+from sandbox.client import SandboxClient
 from tests.e2e.conftest import refund_request, trade
-from worker.bus import BusConnection
-from worker.devstack import Stack, StackConfig
-from worker.events import completed_event_id, validate_refund_completed
-from worker.sandbox.client import SandboxClient
+from worker.adapters.rabbitmq.bus import BusConnection
+from worker.contracts.events import completed_event_id, validate_refund_completed
 
 pytestmark = pytest.mark.e2e
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.devstack import Stack, StackConfig
+from sandbox.client import SandboxClient
 from tests.e2e.conftest import refund_request, trade
-from worker.devstack import Stack, StackConfig
-from worker.events import completed_event_id
-from worker.sandbox.client import SandboxClient
+from worker.contracts.events import completed_event_id
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.db import fresh_database
-from worker.db import Database
+from worker.adapters.postgres.pool import Database
 
 
 @pytest.fixture

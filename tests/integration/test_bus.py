@@ -23,7 +23,7 @@ from typing import Any
 import pika
 import pytest
 
-from worker.bus import (
+from worker.adapters.rabbitmq.bus import (
     COMPLETED,
     HEADER_DEAD_LETTERED_AT,
     HEADER_DETAIL,
@@ -42,7 +42,7 @@ from worker.bus import (
     drain,
     run_consumer,
 )
-from worker.errors import BusUnavailable, ConfigError, DatabaseUnavailable
+from worker.domain.errors import BusUnavailable, ConfigError, DatabaseUnavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

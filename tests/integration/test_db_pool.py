@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from worker.db import Database
+from worker.adapters.postgres.pool import Database
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from tests.support.sandbox import run_sandbox
-from worker.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
-from worker.gateway import GatewayClient
+from worker.adapters.gateway.client import GatewayClient
+from worker.domain.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
 from worker.mapi import (
     Merchant,
     RefundItem,

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.integration.test_gateway import PARAMS, XML_T
-from worker.errors import GatewayError, GatewayOutcomeUnknown
-from worker.gateway import GatewayClient
+from worker.adapters.gateway.client import GatewayClient
+from worker.domain.errors import GatewayError, GatewayOutcomeUnknown
 from worker.mapi import SyncStatus
 
 pytestmark = pytest.mark.integration

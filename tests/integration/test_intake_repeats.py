@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from worker import ledger
-from worker.bus import Delivery
-from worker.db import Connection, Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Connection, Database
+from worker.adapters.rabbitmq.bus import Delivery
 from worker.services.intake import handle_deliveries
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from tests.support.ledger import (
     rows,
     trade,
 )
-from worker import ledger
-from worker.db import Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.domain.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
 from worker.mapi import BEIJING, decode_detail_data, encode_detail_data
-from worker.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
 from worker.services.intake import handle_deliveries
 
 pytestmark = pytest.mark.integration
@@ -273,7 +273,7 @@ def test_apply_results_does_what_mark_submitted_then_finish_refunds_did(db: Data
 def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from worker.metrics import LedgerCollector
+    from worker.observability.metrics import LedgerCollector
 
     handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(5)])
     registry = CollectorRegistry()

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from tests.support.db import fresh_database
-from worker.db import migrate, migration_files
+from worker.adapters.postgres.pool import migrate, migration_files
 
 pytestmark = pytest.mark.integration
 

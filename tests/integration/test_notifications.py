@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.ledger import accepted_batch, notify_form, outbox_events, rows, trade
-from worker import ledger
-from worker.db import Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
 from worker.services.notifications import (
     process_notification,
     replay_stored,

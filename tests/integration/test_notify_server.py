@@ -34,8 +34,8 @@ import pytest
 import requests
 
 from tests.support.sandbox import run_sandbox
-from worker.gateway import GatewayClient
-from worker.jobs import notify_queue
+from worker.adapters.dramatiq.jobs import notify_queue
+from worker.adapters.gateway.client import GatewayClient
 from worker.mapi import (
     Merchant,
     RefundItem,
@@ -158,7 +158,7 @@ def start_server(
             [
                 sys.executable,
                 "-m",
-                "worker.cli",
+                "worker.entrypoints.cli",
                 "notify-server",
                 "--bind",
                 f"127.0.0.1:{port}",
@@ -439,7 +439,7 @@ def test_broker_down_is_503_and_not_ready(tmp_path: Path, verify_gateway: _Verif
 
 def test_bad_setting_exits_78_with_one_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "notify-server"],
+        [sys.executable, "-m", "worker.entrypoints.cli", "notify-server"],
         env={**os.environ, "ALIPAY_SIGN_TYPE": "DSA", "ALIPAY_MD5_KEY": "x" * 32},
         capture_output=True,
         timeout=30,

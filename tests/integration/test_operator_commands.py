@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.ledger import accepted_batch, rows
-from worker.db import Database
+from worker.adapters.postgres.pool import Database
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         "LOG_FORMAT": "json",
     }
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "worker.entrypoints.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -14,10 +14,11 @@ import pytest
 
 from tests.support.ledger import delivery, outbox_events, request, rows
 from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
-from worker import ledger, ledger_reconcile
-from worker.db import Database
-from worker.gateway import GatewayClient
-from worker.gateway_query import RefundQueryClient, interpret_answer
+from worker.adapters.gateway.client import GatewayClient
+from worker.adapters.gateway.query import RefundQueryClient, interpret_answer
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Database
 from worker.mapi import Merchant
 from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification

@@ -13,10 +13,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker import ledger
-from worker.bus import COMPLETED, BusConnection, Publisher, Topology, delete_topology
-from worker.db import Database
-from worker.errors import BusUnavailable
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.adapters.rabbitmq.bus import (
+    COMPLETED,
+    BusConnection,
+    Publisher,
+    Topology,
+    delete_topology,
+)
+from worker.domain.errors import BusUnavailable
 from worker.services.relay import relay_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from sandbox.client import SandboxError
 from tests.support.sandbox import (
     NotifyReceiver,
     RunningSandbox,
@@ -24,7 +25,6 @@ from tests.support.sandbox import (
     trade_no,
 )
 from worker.mapi import RefundItem, SyncStatus, parse_notify, parse_sync_response, verify
-from worker.sandbox.client import SandboxError
 
 pytestmark = pytest.mark.integration
 

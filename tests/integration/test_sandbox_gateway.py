@@ -26,8 +26,8 @@ from tests.support.sandbox import (
     submit,
     trade_no,
 )
-from worker.errors import GatewayOutcomeUnknown
-from worker.gateway import GatewayClient
+from worker.adapters.gateway.client import GatewayClient
+from worker.domain.errors import GatewayOutcomeUnknown
 from worker.mapi import (
     SERVICE_PWD,
     RefundItem,
@@ -364,7 +364,7 @@ def test_item_rules_show_in_result_details(
 
 
 def test_control_api_validates_trades(strict: RunningSandbox) -> None:
-    from worker.sandbox.client import SandboxError
+    from sandbox.client import SandboxError
 
     for bad in (
         {"trade_no": "123", "amount": "1.00"},

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from sandbox.client import SandboxError
 from tests.support.sandbox import (
     NotifyReceiver,
     RunningSandbox,
@@ -21,7 +22,6 @@ from tests.support.sandbox import (
     trade_no,
 )
 from worker.mapi import RefundItem, SyncStatus, parse_sync_response, verify
-from worker.sandbox.client import SandboxError
 
 pytestmark = pytest.mark.integration
 

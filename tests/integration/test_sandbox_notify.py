@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.protocol import RESEND_GAPS
 from tests.support.sandbox import (
     NotifyReceiver,
     ReceivedNotify,
@@ -20,7 +21,6 @@ from tests.support.sandbox import (
     trade_no,
 )
 from worker.mapi import SyncStatus, parse_notify, parse_sync_response, verify
-from worker.sandbox.protocol import RESEND_GAPS
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from sandbox.notifier import Delivery, Poster
 from tests.support.sandbox import free_port
-from worker.sandbox.notifier import Delivery, Poster
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from tests.support.sandbox import (
     submit,
     trade_no,
 )
-from worker.errors import NotifyFormatError
+from worker.domain.errors import NotifyFormatError
 from worker.mapi import RefundItem, SyncStatus, decode_form, parse_sync_response
 
 pytestmark = pytest.mark.integration

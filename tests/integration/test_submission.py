@@ -20,9 +20,9 @@ import pytest
 
 from tests.integration.test_ledger_services import delivery, request, trade
 from tests.support.sandbox import NotifyReceiver, RunningSandbox, free_port, run_sandbox
-from worker import ledger
-from worker.db import Database
-from worker.gateway import GatewayClient
+from worker.adapters.gateway.client import GatewayClient
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
 from worker.mapi import BEIJING, Merchant
 from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification

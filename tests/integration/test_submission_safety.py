@@ -15,10 +15,10 @@ import pytest
 
 from tests.integration.test_ledger_services import delivery, request, trade
 from tests.integration.test_submission import Env, make_batches, now_utc, open_env
-from worker import ledger
-from worker.db import Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.domain.policy import DATE_REBATCH_DELAY_SECONDS
 from worker.mapi import RefundItem, SyncResponse, SyncStatus, build_refund_request
-from worker.policy import DATE_REBATCH_DELAY_SECONDS
 from worker.services.intake import handle_deliveries
 from worker.services.packing import pack_pending
 from worker.services.submission import submit_batch

@@ -22,7 +22,7 @@ def _with_db(url: str, name: str) -> str:
 @contextmanager
 def fresh_database(prefix: str = "refund_test", migrate: bool = True) -> Iterator[str]:
     """Create `<prefix>_<random>`, apply the migrations, yield its URL, drop it."""
-    from worker.db import migrate as apply_migrations
+    from worker.adapters.postgres.pool import migrate as apply_migrations
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from worker import ledger
-from worker.bus import Delivery
-from worker.db import Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.adapters.rabbitmq.bus import Delivery
 from worker.services.intake import handle_deliveries
 from worker.services.packing import pack_pending
 

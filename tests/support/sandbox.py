@@ -46,6 +46,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox.client import SandboxClient
 from worker.mapi import (
     SERVICE_NOPWD,
     Merchant,
@@ -57,7 +58,6 @@ from worker.mapi import (
     make_batch_no,
     sign,
 )
-from worker.sandbox.client import SandboxClient
 
 __all__ = [
     "PARTNER",
@@ -357,7 +357,7 @@ def run_sandbox(
     argv = [
         sys.executable,
         "-m",
-        "worker.cli",
+        "worker.entrypoints.cli",
         "sandbox",
         "--bind",
         f"127.0.0.1:{port or free_port()}",

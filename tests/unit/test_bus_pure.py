@@ -1,4 +1,4 @@
-"""The pure parts of worker.bus: names, arguments, wire properties, dead-letter form."""
+"""The pure parts of the RabbitMQ adapter: names, arguments, wire properties, dead letters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.bus import (
+from worker.adapters.rabbitmq.bus import (
     COMPLETED,
     DETAIL_MAX_BYTES,
     HEADER_DEAD_LETTERED_AT,
@@ -35,7 +35,7 @@ from worker.bus import (
     rfc3339,
     truncate_utf8,
 )
-from worker.errors import ConfigError
+from worker.domain.errors import ConfigError
 
 URL = "amqp://user:s3cret-pass@rabbit.example:5673/orders"
 

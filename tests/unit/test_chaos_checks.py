@@ -17,9 +17,9 @@ from tests.chaos.load import (
     add_conflicts,
     good_load,
 )
-from worker.bus import HEADER_REASON, Delivery
-from worker.errors import EventValidationError
-from worker.events import completed_event_id, parse_refund_requested
+from worker.adapters.rabbitmq.bus import HEADER_REASON, Delivery
+from worker.contracts.events import completed_event_id, parse_refund_requested
+from worker.domain.errors import EventValidationError
 
 BATCH = "20260301000000000001"
 OTHER = "20260301000000000002"

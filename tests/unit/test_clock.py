@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from worker.runtime import OffsetClock, make_clock, system_clock
-from worker.settings import Settings, load_settings
+from worker.config.settings import Settings, load_settings
+from worker.entrypoints.runtime import OffsetClock, make_clock, system_clock
 
 FIXED = datetime(2026, 3, 1, 15, 59, 50, tzinfo=UTC)  # 23:59:50 in Beijing
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.roles.all import ROLES
-from worker.settings import load_settings
+from worker.config.settings import load_settings
+from worker.entrypoints.roles.all import ROLES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SECRET_VARIABLES = {"AMQP_URL", "DATABASE_URL", "ALIPAY_MD5_KEY", "ALIPAY_PRIVATE_KEY_FILE"}

@@ -17,9 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker import events
-from worker.errors import EventValidationError
-from worker.events import (
+from worker.contracts import events
+from worker.contracts.events import (
     COMPLETED_EVENT_NAMESPACE,
     REFUND_COMPLETED_SCHEMA,
     REFUND_REQUESTED_SCHEMA,
@@ -31,6 +30,7 @@ from worker.events import (
     parse_rfc3339,
     validate_refund_completed,
 )
+from worker.domain.errors import EventValidationError
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"
@@ -75,7 +75,7 @@ def test_schema_files_are_valid_2020_12_schemas(name: str) -> None:
 
 @pytest.mark.parametrize("name", [REFUND_REQUESTED_SCHEMA, REFUND_COMPLETED_SCHEMA])
 def test_schemas_ship_inside_the_package(name: str) -> None:
-    packaged = importlib.resources.files("worker") / "schemas" / name
+    packaged = importlib.resources.files("worker.contracts") / "schemas" / name
     assert packaged.read_bytes() == (SCHEMAS / name).read_bytes()
 
 

@@ -19,10 +19,14 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from worker.errors import GatewayNotSent, GatewayOutcomeUnknown
-from worker.gateway import GatewayClient, classify_request_exception, max_request_seconds
-from worker.runtime import Runtime, submit_lease_for
-from worker.settings import load_settings
+from worker.adapters.gateway.client import (
+    GatewayClient,
+    classify_request_exception,
+    max_request_seconds,
+)
+from worker.config.settings import load_settings
+from worker.domain.errors import GatewayNotSent, GatewayOutcomeUnknown
+from worker.entrypoints.runtime import Runtime, submit_lease_for
 
 URL = "http://gateway.test/gateway.do"
 

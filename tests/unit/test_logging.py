@@ -17,8 +17,9 @@ from typing import Any, TextIO
 import pytest
 import structlog
 
-from worker import logging as worker_logging
-from worker.logging import (
+from worker.config.settings import Secret
+from worker.observability import logging as worker_logging
+from worker.observability.logging import (
     REDACTED,
     LineWriter,
     configure_logging,
@@ -26,7 +27,6 @@ from worker.logging import (
     is_secret_key,
     register_secret,
 )
-from worker.settings import Secret
 
 MD5_KEY = "k3y9x2mq7w1v8b5n4c6z0a2s4d6f8g1h"
 # Test-only: PEM-shaped text with a made-up body (not a key), to prove the redactor
@@ -487,7 +487,7 @@ def test_pieces_are_whole_lines_of_at_most_one_atomic_write() -> None:
 
 _WRITER = """
 import sys
-from worker.logging import configure_logging, flush_logs
+from worker.observability.logging import configure_logging, flush_logs
 import structlog
 configure_logging("INFO", "json", buffered=True, flush_interval=60.0)
 log = structlog.get_logger("worker.test")
@@ -527,12 +527,12 @@ def test_processes_sharing_one_pipe_never_cut_into_each_others_lines() -> None:
 
 _EXITING = """
 import os, signal, sys
-from worker.logging import configure_logging
+from worker.observability.logging import configure_logging
 import structlog
 configure_logging("INFO", "json", buffered=True, flush_interval=60.0)
 log = structlog.get_logger("worker.test")
 if sys.argv[1] == "sigterm":
-    from worker.roles._common import stop_on_signals
+    from worker.entrypoints.roles._common import stop_on_signals
     stop = stop_on_signals()
     log.info("refund.received", refund_id="r-exit")
     os.kill(os.getpid(), signal.SIGTERM)

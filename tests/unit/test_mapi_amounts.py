@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import DetailDataError
+from worker.domain.errors import DetailDataError
 from worker.mapi import MAX_AMOUNT, format_amount, parse_amount
 from worker.mapi.amounts import parse_reported_amount
 

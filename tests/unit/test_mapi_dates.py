@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import DetailDataError
+from worker.domain.errors import DetailDataError
 from worker.mapi import BEIJING, batch_no_date, is_valid_batch_no, make_batch_no, refund_date
 
 LATE_UTC = datetime(2016, 8, 18, 16, 30, 0, tzinfo=UTC)  # 00:30 on 19 Aug in Beijing

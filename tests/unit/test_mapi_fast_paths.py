@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from worker.errors import DetailDataError, NotifyFormatError, ProtocolError
+from worker.domain.errors import DetailDataError, NotifyFormatError, ProtocolError
 from worker.mapi import RefundItem, decode_form, encode_detail_data, encode_form
 from worker.mapi.charsets import codec_for
 from worker.mapi.detail import (

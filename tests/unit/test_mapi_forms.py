@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import NotifyFormatError, ProtocolError
+from worker.domain.errors import NotifyFormatError, ProtocolError
 from worker.mapi import decode_form, encode_form
 
 # Seed 001's example request URL (GBK), query part.

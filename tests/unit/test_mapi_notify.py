@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import NotifyFormatError
+from worker.domain.errors import NotifyFormatError
 from worker.mapi import (
     BEIJING,
     BatchRefundNotify,

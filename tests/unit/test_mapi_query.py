@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import ConfigError, ProtocolError, SigningError
+from worker.domain.errors import ConfigError, ProtocolError, SigningError
 from worker.mapi import encode_form, signing_string, verify
 from worker.mapi.query import (
     MAX_ANSWER_BYTES,

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.errors import (
+from worker.domain.errors import (
     ConfigError,
     DetailDataError,
     NotifyFormatError,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import SigningError
+from worker.domain.errors import SigningError
 from worker.mapi import sign, signing_string, verify
 
 # One throwaway key pair per test module, generated in memory (never a file).

@@ -1,4 +1,4 @@
-"""The submission decisions of worker.policy, case by case."""
+"""The submission decisions of worker.domain.policy, case by case."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.mapi import ERROR_CODES, CodeKind, SyncResponse, SyncStatus
-from worker.policy import (
+from worker.domain.policy import (
     DATE_REBATCH_DELAY_SECONDS,
     MAX_BATCHES_PER_REFUND,
     RETRY_CAP_SECONDS,
@@ -22,6 +21,7 @@ from worker.policy import (
     decide_unsendable,
     retry_delay,
 )
+from worker.mapi import ERROR_CODES, CodeKind, SyncResponse, SyncStatus
 
 CODES = sorted(ERROR_CODES)
 

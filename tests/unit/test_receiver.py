@@ -13,11 +13,11 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from worker.errors import BusUnavailable, GatewayError
+from worker.adapters.wsgi.receiver import declared_charset, make_app, normalize_charset
+from worker.config.settings import Secret, Settings
+from worker.domain.errors import BusUnavailable, GatewayError
+from worker.entrypoints.roles.notify_server import ReadinessProbe, endpoint, signature_checker
 from worker.mapi import encode_form, sign, verify
-from worker.receiver import declared_charset, make_app, normalize_charset
-from worker.roles.notify_server import ReadinessProbe, endpoint, signature_checker
-from worker.settings import Secret, Settings
 
 MD5_KEY = "unit-test-md5-key-0123456789abcdef"
 SIGN_VALUE = "0123456789abcdef0123456789abcdef"

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.mapi import BEIJING
-from worker.policy import (
+from worker.domain.policy import (
     QUERY_REPEAT_SECONDS,
     RELEASE_AFTER_SECONDS,
     QueryAnswer,
@@ -17,6 +16,7 @@ from worker.policy import (
     decide_release,
     next_query_delay,
 )
+from worker.mapi import BEIJING
 
 DAY = date(2026, 11, 22)
 # The last attempt: 23:00 Beijing on the batch's day.

@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from worker.rules import (
+from worker.domain.rules import (
     MAX_REFUNDS_PER_TRADE,
     REFUND_COUNT_EXCEEDED,
     REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.sandbox import cli
-from worker.sandbox.keys import ensure_alipay_keys
+from sandbox import cli
+from sandbox.keys import ensure_alipay_keys
+from worker.domain.errors import ConfigError
 
 OPTIONS = (
     "--bind",

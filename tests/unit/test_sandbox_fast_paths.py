@@ -21,9 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.errors import DetailDataError
-from worker.mapi import decode_detail_rows
-from worker.sandbox.ledger import (
+from sandbox.ledger import (
     MAX_REFUNDS_PER_TRADE,
     REFUND_AMOUNT_NOT_VALID,
     TRADE_HAS_CLOSED,
@@ -39,8 +37,10 @@ from worker.sandbox.ledger import (
     batch_columns,
     record_from_json,
 )
-from worker.sandbox.protocol import SUCCESS, batch_results, format_result_details, success_num
-from worker.sandbox.validation import _LOOSE_AMOUNT
+from sandbox.protocol import SUCCESS, batch_results, format_result_details, success_num
+from sandbox.validation import _LOOSE_AMOUNT
+from worker.domain.errors import DetailDataError
+from worker.mapi import decode_detail_rows
 
 AT = "2026-11-22T01:00:00+00:00"
 Planned = tuple[tuple[str, Decimal, str, str, bool], ...]

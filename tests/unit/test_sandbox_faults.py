@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.sandbox.faults import FAULT_NAMES, FaultBook, parse_fault_set
+from sandbox.faults import FAULT_NAMES, FaultBook, parse_fault_set
+from worker.domain.errors import ConfigError
 
 T1 = "2016112221001004270000000001"
 T2 = "2016112221001004270000000002"

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.sandbox.journal import Journal
-from worker.sandbox.ledger import (
+from sandbox.journal import Journal
+from sandbox.ledger import (
     BatchRecord,
     ClockRecord,
     GaveUpRecord,
@@ -21,6 +20,7 @@ from worker.sandbox.ledger import (
     TradeRecord,
     record_from_json,
 )
+from worker.domain.errors import ConfigError
 
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
 AT = "2026-11-22T01:00:00+00:00"

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.mapi import SyncStatus, is_valid_notify_id, parse_result_details, parse_sync_response
-from worker.sandbox.clock import SandboxClock
-from worker.sandbox.protocol import (
+from sandbox.clock import SandboxClock
+from sandbox.protocol import (
     MAX_DELIVERIES,
     RESEND_GAPS,
     format_result_details,
@@ -21,6 +20,7 @@ from worker.sandbox.protocol import (
     success_num,
     sync_answer,
 )
+from worker.mapi import SyncStatus, is_valid_notify_id, parse_result_details, parse_sync_response
 
 
 def test_accepted_answer_is_byte_for_byte_the_gateways() -> None:

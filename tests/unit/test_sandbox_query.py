@@ -7,12 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.sandbox import PARTNER, merchant_rsa_keys, query_items, query_params, resign
-from worker.mapi import beijing_date, decode_form, encode_form
-from worker.sandbox.external import external_batch_no, plan_external
-from worker.sandbox.ledger import Ledger, TradeRecord
-from worker.sandbox.protocol import SKIPPED, SUCCESS
-from worker.sandbox.query import (
+from sandbox.external import external_batch_no, plan_external
+from sandbox.ledger import Ledger, TradeRecord
+from sandbox.protocol import SKIPPED, SUCCESS
+from sandbox.query import (
     REFUND_NOT_EXIST,
     RefundQuery,
     bank_card_fields,
@@ -20,8 +18,10 @@ from worker.sandbox.query import (
     matching_items,
     refusal_answer,
 )
-from worker.sandbox.records import BatchRecord, ExternalRefundRecord
-from worker.sandbox.validation import GatewayContext, Refusal, check_gateway_request
+from sandbox.records import BatchRecord, ExternalRefundRecord
+from sandbox.validation import GatewayContext, Refusal, check_gateway_request
+from tests.support.sandbox import PARTNER, merchant_rsa_keys, query_items, query_params, resign
+from worker.mapi import beijing_date, decode_form, encode_form
 
 KEY = "0123456789abcdef0123456789abcdef"
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)

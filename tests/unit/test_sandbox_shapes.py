@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.sandbox.protocol import SKIPPED, SUCCESS, batch_results, is_acknowledgement
-from worker.sandbox.shapes import shaped_result_details, short_amount
+from sandbox.protocol import SKIPPED, SUCCESS, batch_results, is_acknowledgement
+from sandbox.shapes import shaped_result_details, short_amount
 
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
 

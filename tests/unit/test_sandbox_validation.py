@@ -10,10 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.sandbox import PARTNER, merchant_rsa_keys, refund_params, resign, trade_no
-from worker.mapi import SERVICE_PWD, RefundItem, beijing_date, encode_form, sanitize_reason
-from worker.sandbox.query import RefundQuery
-from worker.sandbox.validation import (
+from sandbox.query import RefundQuery
+from sandbox.validation import (
     GatewayContext,
     NotifyVerifyQuery,
     RefundRequest,
@@ -21,6 +19,8 @@ from worker.sandbox.validation import (
     check_gateway_request,
     detail_data_problem,
 )
+from tests.support.sandbox import PARTNER, merchant_rsa_keys, refund_params, resign, trade_no
+from worker.mapi import SERVICE_PWD, RefundItem, beijing_date, encode_form, sanitize_reason
 
 KEY = "0123456789abcdef0123456789abcdef"
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)  # 09:30 in Beijing

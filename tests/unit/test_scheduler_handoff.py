@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import BusUnavailable
-from worker.roles.scheduler import Handoff
+from worker.domain.errors import BusUnavailable
+from worker.entrypoints.roles.scheduler import Handoff
 
 
 class FlakyQueue:

@@ -11,11 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from worker import logging as worker_logging
-from worker import settings as settings_module
-from worker.errors import ConfigError
-from worker.logging import REDACTED, _scrub_text
-from worker.settings import (
+from worker.config import settings as settings_module
+from worker.config.settings import (
     EX_CONFIG,
     Secret,
     Settings,
@@ -24,6 +21,9 @@ from worker.settings import (
     load_or_exit,
     load_settings,
 )
+from worker.domain.errors import ConfigError
+from worker.observability import logging as worker_logging
+from worker.observability.logging import REDACTED, _scrub_text
 
 MD5_KEY = "k3y9x2mq7w1v8b5n4c6z0a2s4d6f8g1h"
 BASE = {"ALIPAY_MD5_KEY": MD5_KEY}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from worker.errors import DetailDataError
+from worker.domain.errors import DetailDataError
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("100000000.00")

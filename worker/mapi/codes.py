@@ -16,7 +16,7 @@ Kinds:
 * RETRY_LATER: try again later with the same batch_no. BATCH_REFUND_LOCK_ERROR
   (another batch of the partner is being processed) refuses the batch;
   SYSTEM_ERROR (an internal error) may or may not have recorded it, so the
-  batch counts as maybe-sent (`worker.policy`).
+  batch counts as maybe-sent (`worker.domain.policy`).
 * DUPLICATE_BATCH: the gateway already has this batch_no. After a submission
   whose outcome was unknown it means "already accepted"; on a first attempt
   the number may still have been ours, and a query of it must tell.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from worker.errors import DetailDataError
+from worker.domain.errors import DetailDataError
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 REFUND_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from worker.errors import DetailDataError
+from worker.domain.errors import DetailDataError
 from worker.mapi.amounts import check_refund_amount, format_amount, parse_amount
 from worker.mapi.charsets import codec_for, fits
 

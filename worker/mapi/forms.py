@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote_plus, unquote_to_bytes
 
-from worker.errors import NotifyFormatError, ProtocolError
+from worker.domain.errors import NotifyFormatError, ProtocolError
 from worker.mapi.charsets import codec_for
 
 # Bytes `quote_plus(safe="")` writes as they are (urllib's `_ALWAYS_SAFE`).

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from worker.errors import NotifyFormatError
+from worker.domain.errors import NotifyFormatError
 from worker.mapi.amounts import parse_reported_amount
 from worker.mapi.dates import BEIJING, REFUND_DATE_FORMAT, is_valid_batch_no
 from worker.mapi.detail import is_valid_trade_no

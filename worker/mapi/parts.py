@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from worker.errors import NotifyFormatError
+from worker.domain.errors import NotifyFormatError
 from worker.mapi.amounts import parse_reported_amount
 
 SUCCESS = "SUCCESS"

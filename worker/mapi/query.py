@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import unquote_to_bytes
 
-from worker.errors import ProtocolError
+from worker.domain.errors import ProtocolError
 from worker.mapi.charsets import codec_for
 from worker.mapi.dates import is_valid_batch_no
 from worker.mapi.detail import is_valid_trade_no

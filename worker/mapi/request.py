@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from worker.errors import ConfigError, DetailDataError, NotifyFormatError, ProtocolError
+from worker.domain.errors import ConfigError, DetailDataError, NotifyFormatError, ProtocolError
 from worker.mapi.charsets import codec_for
 from worker.mapi.dates import batch_no_date, beijing_date, is_valid_batch_no, refund_date
 from worker.mapi.detail import RefundItem, encode_detail_data, sanitize_reason

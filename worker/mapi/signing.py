@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.errors import SigningError
+from worker.domain.errors import SigningError
 from worker.mapi.charsets import codec_for, fits
 
 SIGN_TYPES = frozenset({"MD5", "RSA"})

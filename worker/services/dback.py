@@ -15,8 +15,8 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from worker import ledger_reconcile
-from worker.db import Connection
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Connection
 from worker.mapi.dback import read_dback
 
 log = structlog.get_logger("worker.notify")

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker import ledger
-from worker.bus import DeadLetter, Delivery
-from worker.db import Database
-from worker.errors import EventValidationError
-from worker.events import RefundRequest, parse_refund_requested
-from worker.metrics import INTAKE_MESSAGES
-from worker.rules import check_refund
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.adapters.rabbitmq.bus import DeadLetter, Delivery
+from worker.contracts.events import RefundRequest, parse_refund_requested
+from worker.domain.errors import EventValidationError
+from worker.domain.rules import check_refund
+from worker.observability.metrics import INTAKE_MESSAGES
 from worker.services.outcomes import record_completions
 
 log = structlog.get_logger("worker.intake")

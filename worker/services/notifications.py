@@ -24,11 +24,12 @@ from datetime import datetime
 
 import structlog
 
-from worker import ledger, ledger_reconcile
-from worker.db import Connection, Database
-from worker.errors import DatabaseUnavailable
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Connection, Database
+from worker.domain.errors import DatabaseUnavailable
 from worker.mapi.results import read_result_details
-from worker.metrics import NOTIFICATIONS
+from worker.observability.metrics import NOTIFICATIONS
 from worker.services.dback import apply_dback
 from worker.services.results import Reported, apply_reported
 

@@ -25,8 +25,8 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from worker import ledger_reconcile
-from worker.db import Database
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Database
 from worker.mapi import BEIJING
 from worker.services.ports import QueryResult, RefundQuery
 

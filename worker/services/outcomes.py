@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import structlog
 
-from worker import ledger
-from worker.db import Connection
-from worker.events import build_refund_completed
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Connection
+from worker.contracts.events import build_refund_completed
 
 log = structlog.get_logger("worker.refund")
 

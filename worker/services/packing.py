@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from worker import ledger
-from worker.db import PACKER_LOCK, Connection, Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import PACKER_LOCK, Connection, Database
 from worker.mapi import BEIJING, make_batch_no, pack_batches, sanitize_reason
-from worker.metrics import BATCH_ITEMS
+from worker.observability.metrics import BATCH_ITEMS
 
 log = structlog.get_logger("worker.packer")
 

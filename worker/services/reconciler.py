@@ -2,13 +2,13 @@
 
 A batch the gateway may hold (accepted, or its outcome unknown) whose notification
 has not settled it `RECONCILE_AFTER_SECONDS` after its last attempt is queried by
-`batch_no`, then again on the growing schedule of `worker.policy.next_query_delay`.
+`batch_no`, then again on the growing schedule of `worker.domain.policy.next_query_delay`.
 Whatever the answer shows is applied exactly as a notification's result would be
 (`worker.services.results`, source `query`); a later notification for the same
 items changes nothing. Every answer is stored (`batch_queries`) as evidence.
 
 Releasing a batch the gateway never took (its refunds back to pending, under a new
-batch_no later) happens only under `worker.policy.decide_release`: the batch's
+batch_no later) happens only under `worker.domain.policy.decide_release`: the batch's
 Beijing day is over and at least two queries by batch_no, the last one long enough
 after the last attempt, answered `REFUND_NOT_EXIST`. A `DUPLICATE_BATCH_NO` answer to
 a first attempt is settled by the same query: if it shows our trades under the number,
@@ -31,11 +31,12 @@ from decimal import Decimal
 import structlog
 from prometheus_client import Counter
 
-from worker import ledger, ledger_reconcile
-from worker.db import Connection, Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Connection, Database
+from worker.domain.policy import decide_release, next_query_delay
+from worker.domain.rules import MAX_REFUNDS_PER_TRADE, REFUND_COUNT_EXCEEDED
 from worker.mapi import BEIJING
-from worker.policy import decide_release, next_query_delay
-from worker.rules import MAX_REFUNDS_PER_TRADE, REFUND_COUNT_EXCEEDED
 from worker.services.outcomes import record_completions
 from worker.services.ports import QueriedItem, QueryResult, RefundQuery
 from worker.services.results import Applied, Reported, apply_reported

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import structlog
 
-from worker import ledger
-from worker.bus import OutMessage
-from worker.db import Database
-from worker.metrics import EVENTS_PUBLISHED
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
+from worker.adapters.rabbitmq.bus import OutMessage
+from worker.observability.metrics import EVENTS_PUBLISHED
 
 log = structlog.get_logger("worker.relay")
 

@@ -20,8 +20,9 @@ from decimal import Decimal
 import structlog
 from prometheus_client import Counter
 
-from worker import ledger, ledger_reconcile
-from worker.db import Connection
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres.pool import Connection
 from worker.mapi import classify
 from worker.services.outcomes import record_completions
 

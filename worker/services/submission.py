@@ -1,4 +1,4 @@
-"""Submitting one batch to the gateway and carrying out what `worker.policy` decides.
+"""Submitting one batch to the gateway and carrying out what `worker.domain.policy` decides.
 
 Three short steps, each safe to crash in:
 1. claim: lock the batch row, apply the Beijing-day rule, build and sign the
@@ -18,18 +18,16 @@ from typing import Protocol
 
 import structlog
 
-from worker import ledger
-from worker.db import Connection, Database
-from worker.errors import (
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Connection, Database
+from worker.domain.errors import (
     ConfigError,
     GatewayNotSent,
     GatewayOutcomeUnknown,
     ProtocolError,
     SigningError,
 )
-from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
-from worker.metrics import SUBMIT_OUTCOMES
-from worker.policy import (
+from worker.domain.policy import (
     DATE_REBATCH_DELAY_SECONDS,
     Action,
     Attempt,
@@ -40,6 +38,8 @@ from worker.policy import (
     decide_unsendable,
     retry_delay,
 )
+from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
+from worker.observability.metrics import SUBMIT_OUTCOMES
 from worker.services.outcomes import record_completions
 from worker.services.packing import REDRIVE_AFTER_SECONDS, db_now, new_batch
 

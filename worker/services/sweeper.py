@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from worker import ledger
-from worker.db import Database
+from worker.adapters.postgres import ledger
+from worker.adapters.postgres.pool import Database
 from worker.services.packing import REDRIVE_AFTER_SECONDS
 
 log = structlog.get_logger("worker.sweeper")

@@ -1,0 +1,261 @@
+"""`refund-worker sandbox`: run the local emulation of the Alipay mapi gateway.
+
+The merchant settings default to the worker's own environment variables
+(`ALIPAY_PARTNER`, `ALIPAY_MD5_KEY`, `ALIPAY_MD5_KEY_FILE`), so one
+environment configures both sides. The gateway rules that tests switch
+default to `SANDBOX_NOTIFY_VERIFY_SECONDS` and `SANDBOX_REFUND_LIMIT_MODE`.
+On first start the sandbox generates its own RSA key pair standing in for
+Alipay's in the state directory and logs the path of the public half
+(`ALIPAY_PUBLIC_KEY_FILE` for the worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import structlog
+
+from sandbox.config import (
+    DEFAULT_AUTO_TRADE_AMOUNT,
+    DEFAULT_BIND,
+    DEFAULT_NOTIFY_VERIFY_SECONDS,
+    DEFAULT_PARTNER,
+    REFUND_LIMIT_MODES,
+    SandboxConfig,
+    parse_bind,
+)
+from sandbox.faults import FAULT_NAMES, FaultSet, parse_fault_set
+from worker.domain.errors import ConfigError
+from worker.observability.logging import configure_logging, register_secret
+
+__all__ = ["add_arguments", "build_config", "run"]
+
+log = structlog.get_logger(__name__)
+
+EXIT_CONFIG = 78  # EX_CONFIG, as the other roles use
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every option of `refund-worker sandbox` (all documented in --help)."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.epilog = (
+        "Control API: /_sandbox/{health,info,trades,external_refunds,faults,settings,"
+        "clock,ledger,summary}. "
+        f"Faults: {', '.join(FAULT_NAMES)} (see sandbox/faults.py)."
+    )
+    env = os.environ.get
+    parser.add_argument("--bind", default=DEFAULT_BIND, help="host:port to listen on")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("./var/sandbox"),
+        help="where the journal and the sandbox's Alipay key pair live (created if missing)",
+    )
+    parser.add_argument(
+        "--partner",
+        default=env("ALIPAY_PARTNER") or DEFAULT_PARTNER,
+        help="the one partner id the gateway serves (env ALIPAY_PARTNER)",
+    )
+    parser.add_argument(
+        "--md5-key",
+        default=None,
+        help="the partner's MD5 key; without this option and --md5-key-file, env "
+        "ALIPAY_MD5_KEY or ALIPAY_MD5_KEY_FILE (prefer those: a command line is "
+        "visible to every user of the machine)",
+    )
+    parser.add_argument(
+        "--md5-key-file",
+        type=Path,
+        default=None,
+        help="file holding the partner's MD5 key (one line)",
+    )
+    parser.add_argument(
+        "--merchant-public-key-file",
+        type=Path,
+        default=None,
+        help="the merchant's RSA public key (PEM) to verify RSA-signed requests",
+    )
+    parser.add_argument(
+        "--time-factor",
+        type=float,
+        default=1.0,
+        help="scales the processing delay and the resend schedule (e.g. 0.001)",
+    )
+    parser.add_argument(
+        "--process-delay",
+        type=float,
+        default=1.0,
+        help="seconds (before scaling) between accepting a batch and its first notification",
+    )
+    parser.add_argument(
+        "--auto-trades",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create unknown trades as paid on first refund (else TRADE_NOT_EXIST)",
+    )
+    parser.add_argument(
+        "--auto-trade-amount",
+        default=str(DEFAULT_AUTO_TRADE_AMOUNT),
+        help="paid amount of auto-created trades",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault dice")
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help='faults in force at start: JSON (\'{"http_5xx": {"rate": 0.1}}\') or @file',
+    )
+    parser.add_argument("--threads", type=int, default=32, help="request threads")
+    parser.add_argument("--senders", type=int, default=8, help="notification sender threads")
+    parser.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the merchant's answer to a notification",
+    )
+    parser.add_argument(
+        "--notify-verify-seconds",
+        type=float,
+        default=env("SANDBOX_NOTIFY_VERIFY_SECONDS") or DEFAULT_NOTIFY_VERIFY_SECONDS,
+        help="real seconds (not scaled) a notify_id stays verifiable after its latest "
+        "delivery attempt, as Alipay's one minute (env SANDBOX_NOTIFY_VERIFY_SECONDS)",
+    )
+    parser.add_argument(
+        "--refund-limit-mode",
+        choices=REFUND_LIMIT_MODES,
+        default=env("SANDBOX_REFUND_LIMIT_MODE") or "refuse",
+        help="the 100th refund of a trade: refuse (TRADE_STATUS_ERROR) or skip (neither "
+        "refunded nor notified) (env SANDBOX_REFUND_LIMIT_MODE)",
+    )
+    parser.add_argument(
+        "--log-level", default=env("LOG_LEVEL") or "INFO", help="log level (env LOG_LEVEL)"
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env("LOG_FORMAT") or "auto",
+        choices=("auto", "json", "console"),
+        help="log format (env LOG_FORMAT)",
+    )
+
+
+def build_config(args: argparse.Namespace) -> SandboxConfig:
+    """Turn parsed options into a validated SandboxConfig (ConfigError names the option)."""
+    host, port = parse_bind(args.bind)
+    md5_key = _md5_key(args)
+    public_key = None
+    if args.merchant_public_key_file is not None:
+        public_key = _read_text(
+            args.merchant_public_key_file, "--merchant-public-key-file"
+        ).encode()
+    try:
+        amount = Decimal(args.auto_trade_amount)
+    except InvalidOperation:
+        raise ConfigError("--auto-trade-amount must be a decimal such as 1000000.00") from None
+    return SandboxConfig(
+        host=host,
+        port=port,
+        state_dir=Path(args.state_dir),
+        partner=args.partner,
+        md5_key=md5_key,
+        merchant_public_key=public_key,
+        time_factor=args.time_factor,
+        process_delay=args.process_delay,
+        auto_trades=args.auto_trades,
+        auto_trade_amount=amount,
+        seed=args.seed,
+        faults=_faults(args.faults),
+        threads=args.threads,
+        senders=args.senders,
+        notify_timeout=args.notify_timeout,
+        notify_verify_seconds=args.notify_verify_seconds,
+        refund_limit_mode=args.refund_limit_mode,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the sandbox and serve until SIGTERM/SIGINT."""
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        print(f"refund-worker sandbox: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = build_config(args)
+        if config.md5_key:
+            register_secret(config.md5_key)
+        from sandbox.keys import ensure_alipay_keys
+
+        keys = ensure_alipay_keys(config.state_dir)
+    except ConfigError as exc:
+        print(f"refund-worker sandbox: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.info(
+        "sandbox.starting",
+        bind=config.bind,
+        partner=config.partner,
+        state_dir=str(config.state_dir),
+        alipay_public_key_file=str(keys.public_path),
+        md5=bool(config.md5_key),
+        rsa=bool(config.merchant_public_key),
+        time_factor=config.time_factor,
+        process_delay=config.process_delay,
+        auto_trades=config.auto_trades,
+        notify_verify_seconds=config.notify_verify_seconds,
+        refund_limit_mode=config.refund_limit_mode,
+        faults=sorted(config.faults.faults),
+    )
+    from sandbox.server import SandboxServer
+
+    SandboxServer(config, keys).run()
+    log.info("sandbox.stopped")
+    return 0
+
+
+def _md5_key(args: argparse.Namespace) -> str | None:
+    """The MD5 key from the options, else from the environment, read as the worker reads it.
+
+    One source only (like the worker's settings): the inline key as it is, or
+    a file's content without its line break. Printable ASCII without spaces.
+    """
+    if args.md5_key is not None or args.md5_key_file is not None:
+        inline, path, names = args.md5_key, args.md5_key_file, ("--md5-key", "--md5-key-file")
+    else:
+        file_env = os.environ.get("ALIPAY_MD5_KEY_FILE")
+        inline = os.environ.get("ALIPAY_MD5_KEY")
+        path = Path(file_env) if file_env else None
+        names = ("ALIPAY_MD5_KEY", "ALIPAY_MD5_KEY_FILE")
+    if inline is not None and path is not None:
+        raise ConfigError(f"set only one of {names[0]} and {names[1]}, not both")
+    if path is not None:
+        inline = _read_text(Path(path), names[1]).rstrip("\r\n")
+        source = names[1]
+    else:
+        source = names[0]
+    if inline is None:
+        return None
+    if not inline or not all("!" <= ch <= "~" for ch in inline):
+        raise ConfigError(f"{source} must be printable ASCII without spaces (value not shown)")
+    return str(inline)
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{option}: cannot read {path} ({type(exc).__name__})") from None
+
+
+def _faults(text: str | None) -> FaultSet:
+    if not text:
+        return FaultSet()
+    if text.startswith("@"):
+        text = _read_text(Path(text[1:]), "--faults")
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        raise ConfigError("--faults is neither JSON nor @file holding JSON") from None
+    return parse_fault_set(spec)

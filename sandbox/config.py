@@ -1,0 +1,123 @@
+"""The sandbox's settings, validated once into a frozen object.
+
+Secrets (the MD5 key, the merchant's public key is not one but travels the
+same way) are held here and handed to the code that needs them; `__repr__`
+never shows the MD5 key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from sandbox.faults import FaultSet
+from worker.domain.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_AUTO_TRADE_AMOUNT",
+    "DEFAULT_BIND",
+    "DEFAULT_NOTIFY_VERIFY_SECONDS",
+    "DEFAULT_PARTNER",
+    "REFUND_LIMIT_MODES",
+    "SandboxConfig",
+    "check_notify_verify_seconds",
+    "check_refund_limit_mode",
+    "parse_bind",
+]
+
+DEFAULT_BIND = "127.0.0.1:8090"
+DEFAULT_PARTNER = "2088000000000001"
+DEFAULT_AUTO_TRADE_AMOUNT = Decimal("1000000.00")
+DEFAULT_NOTIFY_VERIFY_SECONDS = 60.0
+REFUND_LIMIT_MODES = ("refuse", "skip")
+_MAX_VERIFY_SECONDS = 7 * 86400.0
+_PARTNER = re.compile(r"2088[0-9]{12}", re.ASCII)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); ConfigError when it is not one."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"--bind {text!r} is not host:port")
+    return host.strip("[]"), int(port_text)
+
+
+def check_notify_verify_seconds(value: object) -> float:
+    """A valid `notify_verify_seconds` (> 0, at most a week, real seconds); ConfigError else."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= _MAX_VERIFY_SECONDS
+    ):
+        raise ConfigError("notify_verify_seconds must be > 0 and at most 604800 seconds")
+    return float(value)
+
+
+def check_refund_limit_mode(value: object) -> str:
+    """`refuse` or `skip`; ConfigError else."""
+    if value not in REFUND_LIMIT_MODES:
+        raise ConfigError(f"refund_limit_mode must be one of {', '.join(REFUND_LIMIT_MODES)}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Everything the sandbox needs to run (see `refund-worker sandbox --help`).
+
+    `notify_verify_seconds`: how long after the latest delivery attempt of a
+    notification its `notify_id` still verifies (real seconds, not scaled by
+    the time factor; Alipay: about one minute). `refund_limit_mode`: what
+    happens to the 100th refund of a trade: `refuse` (TRADE_STATUS_ERROR in
+    result_details) or `skip` (neither refunded nor reported). Both can be
+    changed at run time (`PUT /_sandbox/settings`).
+    """
+
+    host: str
+    port: int
+    state_dir: Path
+    partner: str = DEFAULT_PARTNER
+    md5_key: str | None = field(default=None, repr=False)
+    merchant_public_key: bytes | None = field(default=None, repr=False)
+    time_factor: float = 1.0
+    process_delay: float = 1.0
+    auto_trades: bool = True
+    auto_trade_amount: Decimal = DEFAULT_AUTO_TRADE_AMOUNT
+    seed: int | None = None
+    faults: FaultSet = field(default_factory=FaultSet)
+    threads: int = 32
+    senders: int = 8
+    notify_timeout: float = 10.0
+    notify_verify_seconds: float = DEFAULT_NOTIFY_VERIFY_SECONDS
+    refund_limit_mode: str = "refuse"
+
+    def __post_init__(self) -> None:
+        if not _PARTNER.fullmatch(self.partner):
+            raise ConfigError("partner must be 2088 followed by 12 digits")
+        if not self.md5_key and not self.merchant_public_key:
+            raise ConfigError(
+                "no merchant key: give --md5-key / --md5-key-file (or ALIPAY_MD5_KEY / "
+                "ALIPAY_MD5_KEY_FILE) or --merchant-public-key-file"
+            )
+        if not (math.isfinite(self.time_factor) and 0 < self.time_factor <= 1000):
+            raise ConfigError("--time-factor must be > 0 and <= 1000")
+        if not (math.isfinite(self.process_delay) and 0 <= self.process_delay <= 86400):
+            raise ConfigError("--process-delay must be between 0 and 86400 seconds")
+        if not (self.auto_trade_amount > 0 and self.auto_trade_amount.as_tuple().exponent == -2):
+            raise ConfigError("--auto-trade-amount must be > 0 with two decimals")
+        if not 1 <= self.threads <= 1024:
+            raise ConfigError("--threads must be between 1 and 1024")
+        if not 1 <= self.senders <= 256:
+            raise ConfigError("--senders must be between 1 and 256")
+        if not (math.isfinite(self.notify_timeout) and 0 < self.notify_timeout <= 300):
+            raise ConfigError("--notify-timeout must be > 0 and <= 300 seconds")
+        check_notify_verify_seconds(self.notify_verify_seconds)
+        check_refund_limit_mode(self.refund_limit_mode)
+
+    @property
+    def bind(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"

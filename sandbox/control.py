@@ -1,0 +1,185 @@
+"""The control API of the sandbox service (`/_sandbox/...`), kept apart from the gateway.
+
+`ControlAPI` is a base class of `sandbox.service.SandboxService`: the
+methods here read and change the books, the faults, the clock and the
+run-time settings on behalf of `sandbox.app`. The attributes it uses
+are the service's (declared below for the type checker).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from sandbox.clock import SandboxClock
+from sandbox.config import (
+    SandboxConfig,
+    check_notify_verify_seconds,
+    check_refund_limit_mode,
+)
+from sandbox.external import plan_external
+from sandbox.faults import FaultBook, parse_fault_set
+from sandbox.keys import AlipayKeys
+from sandbox.ledger import TRADE_STATUSES, ClockRecord, Ledger, Record, TradeRecord
+from sandbox.notifier import Notifier
+from worker.domain.errors import DetailDataError
+from worker.mapi import format_amount, is_valid_trade_no, parse_amount
+
+__all__ = ["ControlAPI"]
+
+log = structlog.get_logger(__name__)
+
+
+class ControlAPI:
+    """The service's control methods (see the module docstring)."""
+
+    config: SandboxConfig
+    ledger: Ledger
+    faults: FaultBook
+    clock: SandboxClock
+    notifier: Notifier
+    refund_limit_mode: str
+    notify_verify_seconds: float
+    _keys: AlipayKeys
+    _lock: threading.Lock
+
+    def _at(self) -> str:
+        return self.clock.now().isoformat()
+
+    def _record_locked(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def create_trade(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or change a paid trade: {"trade_no", "amount", "status"="paid"}."""
+        trade_no = data.get("trade_no")
+        if not isinstance(trade_no, str) or not is_valid_trade_no(trade_no):
+            raise ValueError("trade_no must be 16-64 digits")
+        amount_text = data.get("amount")
+        try:
+            amount = parse_amount(amount_text if isinstance(amount_text, str) else "")
+        except DetailDataError:
+            raise ValueError('amount must be a string like "100.00" (> 0, two decimals)') from None
+        status = data.get("status", "paid")
+        if status not in TRADE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(TRADE_STATUSES)}")
+        record = TradeRecord(
+            trade_no=trade_no, amount=amount, status=str(status), ts=time.time(), at=self._at()
+        )
+        with self._lock:
+            self._record_locked(record)
+            view = self.ledger.trades[trade_no].to_json()
+        log.info(
+            "sandbox.trade.created", trade_no=trade_no, amount=format_amount(amount), status=status
+        )
+        return view
+
+    def add_external_refunds(self, data: object) -> dict[str, Any]:
+        """Record refunds made outside any batch (`sandbox.external`); ValueError if not."""
+        with self._lock:
+            record = plan_external(
+                self.ledger,
+                data,
+                today=self.clock.today(),
+                auto_amount=self.config.auto_trade_amount if self.config.auto_trades else None,
+                ts=time.time(),
+                at=self._at(),
+            )
+            self._record_locked(record)
+            view = self.ledger.trades[record.trade_no].to_json()
+        log.info(
+            "sandbox.external_refunds.added",
+            trade_no=record.trade_no,
+            count=len(record.batch_nos),
+            amount_each=format_amount(record.amount),
+        )
+        return {"trade_no": record.trade_no, "batch_nos": list(record.batch_nos), "trade": view}
+
+    def settings(self) -> dict[str, Any]:
+        """The gateway rules that can change at run time (`GET /_sandbox/settings`)."""
+        return {
+            "refund_limit_mode": self.refund_limit_mode,
+            "notify_verify_seconds": self.notify_verify_seconds,
+        }
+
+    def update_settings(self, data: object) -> dict[str, Any]:
+        """Change `refund_limit_mode` and/or `notify_verify_seconds` (ConfigError when invalid).
+
+        Not journaled, like the faults: a restart goes back to the configured values.
+        """
+        if not isinstance(data, dict) or not data or set(data) - set(self.settings()):
+            raise ValueError(
+                'expected {"refund_limit_mode": "refuse"|"skip", "notify_verify_seconds": N}'
+            )
+        mode = check_refund_limit_mode(data.get("refund_limit_mode", self.refund_limit_mode))
+        seconds = check_notify_verify_seconds(
+            data.get("notify_verify_seconds", self.notify_verify_seconds)
+        )
+        with self._lock:
+            self.refund_limit_mode, self.notify_verify_seconds = mode, seconds
+        log.info("sandbox.settings.set", refund_limit_mode=mode, notify_verify_seconds=seconds)
+        return self.settings()
+
+    def set_faults(self, spec: object) -> dict[str, Any]:
+        """Replace the faults in force (ConfigError on a bad spec)."""
+        self.faults.replace(parse_fault_set(spec))
+        snapshot = self.faults.snapshot()
+        log.info("sandbox.faults.set", faults=sorted(snapshot["faults"]))
+        return snapshot
+
+    def clear_faults(self) -> dict[str, Any]:
+        self.faults.clear()
+        log.info("sandbox.faults.cleared")
+        return self.faults.snapshot()
+
+    def set_clock_offset(self, offset: object) -> dict[str, Any]:
+        """Shift the sandbox clock by `offset` seconds (ValueError when not a sane number)."""
+        if isinstance(offset, bool) or not isinstance(offset, int | float):
+            raise ValueError("offset_seconds must be a number")
+        with self._lock:
+            self.clock.set_offset(float(offset))
+            self._record_locked(ClockRecord(offset_seconds=float(offset), ts=time.time()))
+        log.info("sandbox.clock.set", offset_seconds=float(offset))
+        return self.clock_view()
+
+    def clock_view(self) -> dict[str, Any]:
+        now = self.clock.now()
+        return {
+            "offset_seconds": self.clock.offset_seconds,
+            "now": now.isoformat(),
+            "beijing_date": self.clock.today().isoformat(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            summary = self.ledger.summary()
+        summary["faults_fired"] = self.faults.snapshot()["fired_total"]
+        queued = self.notifier.queued()
+        summary["notifications"]["queued"] = queued
+        # Idle: nothing left to deliver and no delivery (e.g. a duplicate) in flight.
+        summary["idle"] = summary["notifications"]["pending"] == 0 and queued == 0
+        return summary
+
+    def ledger_view(self, *, batch_no: str | None, trade_no: str | None) -> dict[str, Any]:
+        with self._lock:
+            return self.ledger.view(batch_no=batch_no, trade_no=trade_no)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "partner": self.config.partner,
+            "alipay_public_key_file": str(self._keys.public_path),
+            "alipay_public_key": self._keys.public_pem.decode("ascii"),
+            "md5": bool(self.config.md5_key),
+            "rsa": bool(self.config.merchant_public_key),
+            "time_factor": self.config.time_factor,
+            "process_delay": self.config.process_delay,
+            "auto_trades": self.config.auto_trades,
+            "auto_trade_amount": format_amount(self.config.auto_trade_amount),
+            **self.settings(),
+            "state_dir": str(self.config.state_dir),
+            "pid": os.getpid(),
+        }

@@ -1,0 +1,409 @@
+"""The gateway's checks of a refund or query request, in the order a real gateway runs them.
+
+Pure: a request's raw query string and body plus a `GatewayContext` (partner,
+keys, today's Beijing date) in, one verdict out. State-dependent checks
+(`DUPLICATE_BATCH_NO`) and injected faults come afterwards, in
+`sandbox.service`.
+
+Reading the parameters. `_input_charset` is taken from the query string,
+else from the form. Query string and form body are both decoded in that
+charset (`+` is a space, `%XX` a byte). A parameter present in both keeps
+the query string's value, as a servlet's `getParameter` does: that is why a
+form saying `UTF-8` behind a URL saying `utf-8` fails the signature check
+(the signature covers the form's spelling, the gateway reads the URL's).
+A body that is not a form (another Content-Type) carries no parameters.
+A parameter with an empty value counts as absent.
+
+The checks, first failure wins:
+
+1. `service`: missing or not one this gateway serves -> ILLEGAL_SERVICE
+   (`notify_verify` is answered separately, see `NotifyVerifyQuery`).
+   The refund query `refund_fastpay_query` goes through checks 2-5 like a
+   refund request, then needs `batch_no` or `trade_no` (else
+   ILLEGAL_ARGUMENT) and becomes a `RefundQuery` (`sandbox.query`).
+2. `partner`: missing, not `2088` + 12 digits, or not this sandbox's partner
+   -> ILLEGAL_PARTNER.
+3. `_input_charset`: missing, not utf-8/gbk (any case), or the query string
+   or body holds bytes that are not valid in it -> ILLEGAL_CHARSET.
+   A parameter repeated within the query string or within the body, or a
+   parameter without a name -> ILLEGAL_ARGUMENT.
+4. `sign_type`: missing or not exactly `MD5` / `RSA` -> ILLEGAL_SIGN_TYPE.
+5. `sign`: missing, or does not verify over the decoded values (MD5 with the
+   partner's key, RSA with the merchant's public key; no key configured for
+   that type means it cannot verify) -> ILLEGAL_SIGN.
+6. `refund_fastpay_by_platform_pwd` only: neither `seller_user_id` nor
+   `seller_email` -> ILLEGAL_ARGUMENT; a `seller_user_id` other than the
+   partner -> SELLER_INFO_NOT_EXIST.
+7. `batch_no`, `refund_date`, `batch_num`, `detail_data` missing ->
+   ILLEGAL_ARGUMENT; `notify_url` / `dback_notify_url` longer than 200
+   characters, not http(s) or carrying a query string, `use_freeze_amount`
+   not Y/N, `return_type` not `xml` -> ILLEGAL_ARGUMENT.
+8. `batch_no` not `yyyyMMdd` + 3-24 letters/digits (not `000`) ->
+   BATCH_NO_FORMAT_ERROR.
+9. `refund_date` not `yyyy-MM-dd HH:mm:ss` or not today (Beijing) ->
+   REFUND_DATE_ERROR.
+10. `batch_no` date not today (Beijing) -> BATCH_NO_FORMAT_ERROR.
+11. `batch_num` not a positive integer -> BATCH_NUM_ERROR; above 1000 ->
+    BATCH_NUM_EXCEED_LIMIT.
+12. more than 1000 items -> BATCH_NUM_EXCEED_LIMIT; item count differs from
+    `batch_num` -> BATCH_NUM_NOT_EQUAL_TOTAL.
+13. item by item, in order: not `trade_no^amount^reason`, a trade_no that is
+    not 16-64 digits, an amount that is not > 0 with exactly two decimals
+    -> DETAIL_DATA_FORMAT_ERROR (a royalty `|` in the password service ->
+    PWD_REFUND_NOT_ALLOW_ROYALTY); a trade already in the batch ->
+    DUBL_TRADE_NO_IN_SAME_BATCH; a reason above 256 bytes in the charset ->
+    SINGLE_DETAIL_DATA_EXCEED_LIMIT.
+
+Then (service layer): DUPLICATE_BATCH_NO when the batch_no was accepted
+before; the `lock_error` and `sync_item_failure` faults; else accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from sandbox.query import QUERY_SERVICE, RefundQuery, read_query
+from worker.domain.errors import DetailDataError, NotifyFormatError
+from worker.mapi import (
+    SERVICE_NOPWD,
+    SERVICE_PWD,
+    SUPPORTED_CHARSETS,
+    DetailRow,
+    RefundItem,
+    batch_no_date,
+    codec_for,
+    decode_detail_rows,
+    decode_form,
+    is_valid_batch_no,
+    is_valid_partner,
+    is_valid_trade_no,
+    parse_amount,
+    verify,
+)
+
+__all__ = [
+    "NOPWD_SERVICE",
+    "NOTIFY_VERIFY_SERVICE",
+    "PWD_SERVICE",
+    "REFUND_SERVICES",
+    "GatewayContext",
+    "NotifyVerifyQuery",
+    "RefundRequest",
+    "Refusal",
+    "check_gateway_request",
+    "detail_data_problem",
+]
+
+NOPWD_SERVICE: Final = SERVICE_NOPWD
+PWD_SERVICE: Final = SERVICE_PWD
+NOTIFY_VERIFY_SERVICE: Final = "notify_verify"
+REFUND_SERVICES: Final = frozenset({NOPWD_SERVICE, PWD_SERVICE})
+
+MAX_ITEMS: Final = 1000
+MAX_REASON_BYTES: Final = 256
+MAX_URL_CHARS: Final = 200
+
+_REFUND_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+_BATCH_NUM = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
+_AMOUNT_2DP = re.compile(r"[0-9]+\.[0-9]{2}", re.ASCII)
+# An amount with no or one decimal, in a `detail_data` that decoded (so every
+# item is trade^amount^reason, amounts are digits with up to two decimals and
+# reasons hold no `^`): the only `^...^` without a `#` inside is an amount.
+_LOOSE_AMOUNT = re.compile(r"\^[0-9]+(?:\.[0-9])?\^", re.ASCII)
+_FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    """What the gateway knows about its one merchant, and today's Beijing date."""
+
+    partner: str
+    md5_key: str | None
+    merchant_public_key: bytes | None
+    today: date
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An `F` answer: the code, plus what could be read of the request (for the ledger).
+
+    `charset` is the `_input_charset` asked for when it names a known one.
+    """
+
+    code: str
+    reason: str
+    service: str | None = None
+    batch_no: str | None = None
+    item_count: int | None = None
+    charset: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifyVerifyQuery:
+    """A `service=notify_verify` request (values as received, None when absent)."""
+
+    partner: str | None
+    notify_id: str | None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """A refund request that passed every stateless check.
+
+    `rows` holds the items as `(trade_no, amount, reason)` tuples, the form
+    the books take them in; `items` gives them as RefundItems.
+    """
+
+    service: str
+    charset: str
+    sign_type: str
+    batch_no: str
+    refund_date: str
+    rows: tuple[DetailRow, ...]
+    notify_url: str | None
+    dback_notify_url: str | None
+
+    @property
+    def items(self) -> tuple[RefundItem, ...]:
+        return tuple(RefundItem(*row) for row in self.rows)
+
+
+Verdict = Refusal | NotifyVerifyQuery | RefundRequest | RefundQuery
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.reason = reason
+
+
+def check_gateway_request(
+    query: bytes, body: bytes, content_type: str, ctx: GatewayContext
+) -> Verdict:
+    """Run the checks of the module docstring over one `/gateway.do` request."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in _FORM_TYPES:
+        body = b""
+    raw_query = _raw_segments(query)
+    raw_body = _raw_segments(body)
+
+    def lenient(name: str) -> str | None:
+        for raw in (raw_query, raw_body):
+            if name.encode() in raw:
+                text = unquote_to_bytes(raw[name.encode()].replace(b"+", b" ")).decode(
+                    "utf-8", "replace"
+                )
+                return text or None
+        return None
+
+    service = lenient("service")
+    if service == NOTIFY_VERIFY_SERVICE:
+        return NotifyVerifyQuery(partner=lenient("partner"), notify_id=lenient("notify_id"))
+    batch_hint = lenient("batch_no")
+    try:
+        if service is None or (service not in REFUND_SERVICES and service != QUERY_SERVICE):
+            raise _Refused("ILLEGAL_SERVICE", f"service {str(service)[:60]!r} is not served")
+        partner = lenient("partner")
+        if not is_valid_partner(partner) or partner != ctx.partner:
+            raise _Refused("ILLEGAL_PARTNER", "partner is missing or not this gateway's partner")
+        charset, params = _decode_params(query, body, lenient("_input_charset"))
+        return _check_params(service, charset, params, ctx)
+    except _Refused as refused:
+        charset_hint = (lenient("_input_charset") or "").lower()
+        return Refusal(
+            code=refused.code,
+            reason=refused.reason,
+            service=service,
+            batch_no=batch_hint if batch_hint and len(batch_hint) <= 64 else None,
+            charset=charset_hint if charset_hint in SUPPORTED_CHARSETS else None,
+        )
+
+
+def _raw_segments(data: bytes) -> dict[bytes, bytes]:
+    """First raw (still percent-encoded) value of each raw key; cheap, for a first look."""
+    out: dict[bytes, bytes] = {}
+    for segment in data.split(b"&"):
+        key, _, value = segment.partition(b"=")
+        if key and key not in out:
+            out[key] = value
+    return out
+
+
+def _decode_params(query: bytes, body: bytes, charset: str | None) -> tuple[str, dict[str, str]]:
+    """(charset, parameters): rule 3 of the module docstring, then the merge."""
+    codec = codec_for(charset) if charset else None
+    if charset is None or codec is None:
+        raise _Refused(
+            "ILLEGAL_CHARSET", f"_input_charset {str(charset)[:20]!r} is not utf-8 or gbk"
+        )
+    decoded: list[dict[str, str]] = []
+    for part, where in ((query, "query string"), (body, "body")):
+        try:
+            decoded.append(decode_form(part, charset))
+        except NotifyFormatError:
+            if not _valid_in(part, codec):
+                raise _Refused("ILLEGAL_CHARSET", f"the {where} is not valid {codec}") from None
+            raise _Refused(
+                "ILLEGAL_ARGUMENT", f"the {where} repeats a parameter or has an unnamed one"
+            ) from None
+    from_query, from_body = decoded
+    params = {k: v for k, v in from_body.items() if v != ""}
+    params.update((k, v) for k, v in from_query.items() if v != "")
+    return charset, params
+
+
+def _valid_in(part: bytes, codec: str) -> bool:
+    try:
+        unquote_to_bytes(part.replace(b"+", b" ")).decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_params(
+    service: str, charset: str, params: Mapping[str, str], ctx: GatewayContext
+) -> RefundRequest | RefundQuery:
+    sign_type = params.get("sign_type")
+    if sign_type not in ("MD5", "RSA"):
+        raise _Refused("ILLEGAL_SIGN_TYPE", f"sign_type {str(sign_type)[:20]!r} is not MD5 or RSA")
+    if "sign" not in params:
+        raise _Refused("ILLEGAL_SIGN", "sign is missing")
+    if sign_type == "MD5" and not ctx.md5_key:
+        raise _Refused("ILLEGAL_SIGN", "no MD5 key is configured for the partner")
+    if sign_type == "RSA" and not ctx.merchant_public_key:
+        raise _Refused("ILLEGAL_SIGN", "no merchant RSA public key is configured")
+    if not verify(
+        params, charset=charset, md5_key=ctx.md5_key, public_key_pem=ctx.merchant_public_key
+    ):
+        raise _Refused("ILLEGAL_SIGN", f"{sign_type} signature does not verify")
+    if service == QUERY_SERVICE:
+        query = read_query(charset, sign_type, params)
+        if query is None:
+            raise _Refused("ILLEGAL_ARGUMENT", "batch_no or trade_no is required")
+        return query
+    if service == PWD_SERVICE:
+        _check_seller(params, ctx.partner)
+    for name in ("batch_no", "refund_date", "batch_num", "detail_data"):
+        if name not in params:
+            raise _Refused("ILLEGAL_ARGUMENT", f"{name} is missing")
+    notify_url = _optional_url(params, "notify_url")
+    dback_notify_url = _optional_url(params, "dback_notify_url")
+    if params.get("use_freeze_amount", "N") not in ("Y", "N"):
+        raise _Refused("ILLEGAL_ARGUMENT", "use_freeze_amount must be Y or N")
+    if params.get("return_type", "xml") != "xml":
+        raise _Refused("ILLEGAL_ARGUMENT", "return_type must be xml")
+
+    batch_no = params["batch_no"]
+    if not is_valid_batch_no(batch_no):
+        raise _Refused("BATCH_NO_FORMAT_ERROR", "batch_no is not yyyyMMdd + 3-24 letters/digits")
+    refund_date = params["refund_date"]
+    if _refund_day(refund_date) != ctx.today:
+        raise _Refused("REFUND_DATE_ERROR", f"refund_date is not today ({ctx.today}, Beijing)")
+    if batch_no_date(batch_no) != ctx.today:
+        raise _Refused("BATCH_NO_FORMAT_ERROR", f"batch_no is not dated today ({ctx.today})")
+    batch_num_text = params["batch_num"]
+    if not _BATCH_NUM.fullmatch(batch_num_text):
+        raise _Refused("BATCH_NUM_ERROR", "batch_num is not a positive integer")
+    batch_num = int(batch_num_text)
+    if batch_num > MAX_ITEMS:
+        raise _Refused("BATCH_NUM_EXCEED_LIMIT", f"batch_num {batch_num} is above {MAX_ITEMS}")
+    detail_data = params["detail_data"]
+    count = detail_data.count("#") + 1
+    if count > MAX_ITEMS:
+        raise _Refused("BATCH_NUM_EXCEED_LIMIT", f"detail_data holds {count} items")
+    if count != batch_num:
+        raise _Refused("BATCH_NUM_NOT_EQUAL_TOTAL", f"batch_num {batch_num} but {count} items")
+    try:
+        rows = decode_detail_rows(detail_data, charset=charset)
+    except DetailDataError:
+        code, reason = detail_data_problem(detail_data, charset, pwd=service == PWD_SERVICE)
+        raise _Refused(code, reason) from None
+    if _LOOSE_AMOUNT.search(detail_data):
+        raise _Refused("DETAIL_DATA_FORMAT_ERROR", "an amount does not have exactly two decimals")
+    return RefundRequest(
+        service=service,
+        charset=charset,
+        sign_type=sign_type,
+        batch_no=batch_no,
+        refund_date=refund_date,
+        rows=tuple(rows),
+        notify_url=notify_url,
+        dback_notify_url=dback_notify_url,
+    )
+
+
+def _check_seller(params: Mapping[str, str], partner: str) -> None:
+    user_id = params.get("seller_user_id")
+    if user_id is None and "seller_email" not in params:
+        raise _Refused("ILLEGAL_ARGUMENT", "seller_user_id or seller_email is required")
+    if user_id is not None and user_id != partner:
+        raise _Refused("SELLER_INFO_NOT_EXIST", "seller_user_id is not the partner's")
+
+
+def _optional_url(params: Mapping[str, str], name: str) -> str | None:
+    url = params.get(name)
+    if url is None:
+        return None
+    if len(url) > MAX_URL_CHARS:
+        raise _Refused("ILLEGAL_ARGUMENT", f"{name} is longer than {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        raise _Refused("ILLEGAL_ARGUMENT", f"{name} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise _Refused("ILLEGAL_ARGUMENT", f"{name} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise _Refused("ILLEGAL_ARGUMENT", f"{name} must not carry a query string")
+    return url
+
+
+def _refund_day(text: str) -> date | None:
+    if not _REFUND_DATE.fullmatch(text):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").date()
+    except ValueError:
+        return None
+
+
+def detail_data_problem(detail_data: str, charset: str, *, pwd: bool = False) -> tuple[str, str]:
+    """The code and reason of the first item rule `detail_data` breaks (rule 13 above).
+
+    Called when `decode_detail_rows` refused the text, to name the gateway's
+    code for it; an unexpected refusal falls back to DETAIL_DATA_FORMAT_ERROR.
+    """
+    codec = codec_for(charset) or "utf-8"
+    seen: set[str] = set()
+    for index, raw in enumerate(detail_data.split("#"), start=1):
+        where = f"item {index}"
+        if pwd and "|" in raw:
+            return "PWD_REFUND_NOT_ALLOW_ROYALTY", f"{where} refunds royalties"
+        fields = raw.split("^")
+        if len(fields) != 3 or any(sep in raw for sep in "|$"):
+            return "DETAIL_DATA_FORMAT_ERROR", f"{where} is not trade_no^amount^reason"
+        trade_no, amount, reason = fields
+        if not is_valid_trade_no(trade_no):
+            return "DETAIL_DATA_FORMAT_ERROR", f"{where} has a malformed trade_no"
+        if trade_no in seen:
+            return "DUBL_TRADE_NO_IN_SAME_BATCH", f"{where} repeats trade {trade_no}"
+        seen.add(trade_no)
+        try:
+            parse_amount(amount)
+        except DetailDataError:
+            return "DETAIL_DATA_FORMAT_ERROR", f"{where} has a malformed amount"
+        if not _AMOUNT_2DP.fullmatch(amount):
+            return "DETAIL_DATA_FORMAT_ERROR", f"{where} amount lacks two decimals"
+        try:
+            size = len(reason.encode(codec))
+        except UnicodeEncodeError:
+            return "DETAIL_DATA_FORMAT_ERROR", f"{where} reason cannot be encoded"
+        if size > MAX_REASON_BYTES:
+            return "SINGLE_DETAIL_DATA_EXCEED_LIMIT", f"{where} reason is {size} bytes"
+    return "DETAIL_DATA_FORMAT_ERROR", "detail_data breaks a format rule"

@@ -1,0 +1,1 @@
+"""Internal jobs on dramatiq (RabbitMQ broker with publisher confirms)."""

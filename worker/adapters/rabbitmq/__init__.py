@@ -1,0 +1,1 @@
+"""RabbitMQ (pika): the order system's bus."""

@@ -1,0 +1,1 @@
+"""The notify receiver: a plain WSGI application."""

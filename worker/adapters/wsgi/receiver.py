@@ -1,0 +1,321 @@
+"""The notify receiver: a plain WSGI application for Alipay's notifications.
+
+Routes:
+
+* `POST /alipay/notify`: `batch_refund_notify`, enqueued as kind `batch_refund`;
+* `POST /alipay/dback-notify`: bank-card return results, enqueued as `dback`;
+* `GET /healthz`: the process answers (200 `ok`);
+* `GET /readyz`: 200 only when `ready()` says broker and gateway are reachable;
+* `GET /metrics`: prometheus-client exposition.
+
+A notification is answered with exactly the 7 bytes `success` only after it
+was authenticated (signature over the values as received, then the gateway's
+`notify_verify` answered `true`: only Alipay moves state) and `enqueue` returned, which it
+does only once the broker confirmed the message. Every other outcome answers
+`fail` with a fitting status, so Alipay sends the notification again (about 8
+times over 25 hours, same `notify_id`), and logs one `notify.rejected` line
+with a stable `reason`. The receiver never logs the sign or the whole form.
+
+The receiver checks only what it needs to authenticate and route a
+notification (required fields, `notify_type`). It does not parse
+`result_details`: a genuine notification the pipeline cannot parse must be
+stored and dead-lettered for an operator, not refused until Alipay gives up.
+
+No framework: five routes and a bounded body read do not need one, and a
+plain callable keeps the answer bytes under exact control.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
+from typing import Any, Literal
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from worker.domain.errors import NotifyFormatError
+from worker.mapi import decode_form, is_valid_notify_id
+
+__all__ = [
+    "BATCH_REFUND_REQUIRED_FIELDS",
+    "DBACK_REQUIRED_FIELDS",
+    "NOTIFY_REQUESTS",
+    "NotifyKind",
+    "make_app",
+]
+
+log = structlog.get_logger(__name__)
+
+NotifyKind = Literal["batch_refund", "dback"]
+
+NOTIFY_REQUESTS = Counter(
+    "alipay_notify_requests",
+    "Notifications received, by kind and outcome (enqueued or the rejection reason).",
+    ["kind", "outcome"],
+)
+
+SUCCESS_BODY = b"success"
+FAIL_BODY = b"fail"
+
+#: Fields a `batch_refund_notify` must carry, none of them empty (docs/mapi.md, "Notifications").
+BATCH_REFUND_REQUIRED_FIELDS = (
+    "notify_id",
+    "notify_type",
+    "sign_type",
+    "sign",
+    "batch_no",
+    "success_num",
+    "result_details",
+)
+BATCH_REFUND_NOTIFY_TYPE = "batch_refund_notify"
+
+#: The bank-card return notification is poorly documented; the one thing every
+#: genuine mapi notification carries is its signature, so that is required.
+#: When it also carries a `notify_id`, that must pass `notify_verify` too.
+DBACK_REQUIRED_FIELDS = ("sign_type", "sign")
+
+_NOTIFY_ROUTES: dict[str, NotifyKind] = {
+    "/alipay/notify": "batch_refund",
+    "/alipay/dback-notify": "dback",
+}
+
+# Charsets a notification may be declared in, by codecs' canonical name.
+# GB2312 is a subset of GBK; GBK decoding reads it identically and also
+# accepts the GBK-only characters that mislabelled GB2312 text contains.
+_CHARSETS = {"utf-8": "utf-8", "gbk": "gbk", "gb2312": "gbk"}
+
+# Longest value of an untrusted field that goes into a log line.
+_LOG_VALUE_MAX = 64
+
+_Headers = list[tuple[str, str]]
+
+
+class _Rejected(Exception):
+    """A notification is refused: answer `status` with `fail`, log `reason`."""
+
+    def __init__(self, status: int, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.details = details
+
+
+def normalize_charset(label: str) -> str | None:
+    """Return `utf-8` or `gbk` for a charset label naming one of them, else None."""
+    try:
+        name = codecs.lookup(label.strip().strip("\"'")).name
+    except LookupError:
+        return None
+    return _CHARSETS.get(name)
+
+
+def declared_charset(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type header, if any.
+
+    Alipay has been seen sending `application/x-www-form-urlencoded; text/html;
+    charset=utf-8`, so parameters are scanned leniently.
+    """
+    for part in content_type.split(";")[1:]:
+        name, sep, value = part.partition("=")
+        if sep and name.strip().lower() == "charset":
+            return value.strip().strip("\"'")
+    return None
+
+
+def read_body(environ: WSGIEnvironment, max_body_bytes: int) -> bytes:
+    """Read the request body, bounded.
+
+    Content-Length is required (411 without it: a chunked body has no bound
+    known in advance) and must be at most `max_body_bytes` (413). At most that
+    many bytes are read, in bounded reads, stopping at end of input: a body
+    shorter than announced is refused (400) instead of waited for.
+    """
+    raw = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        raise _Rejected(411, "length_required")
+    if not (raw.isascii() and raw.isdigit()):
+        raise _Rejected(400, "bad_content_length")
+    length = int(raw)
+    if length > max_body_bytes:
+        raise _Rejected(413, "body_too_large", content_length=length)
+    stream = environ["wsgi.input"]
+    chunks: list[bytes] = []
+    remaining = length
+    while remaining > 0:
+        try:
+            chunk = stream.read(min(remaining, 65536))
+        except (OSError, ValueError) as exc:
+            raise _Rejected(400, "body_read_error", error=type(exc).__name__) from exc
+        if not chunk:
+            raise _Rejected(400, "truncated_body", content_length=length)
+        chunks.append(chunk[:remaining])
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _loggable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value[:_LOG_VALUE_MAX]
+
+
+def _check_fields(kind: NotifyKind, form: Mapping[str, str]) -> None:
+    required = BATCH_REFUND_REQUIRED_FIELDS if kind == "batch_refund" else DBACK_REQUIRED_FIELDS
+    missing = [name for name in required if not form.get(name)]
+    if missing:
+        raise _Rejected(400, "missing_field", fields=missing)
+    notify_id = form.get("notify_id")
+    if notify_id and not is_valid_notify_id(notify_id):
+        raise _Rejected(400, "bad_notify_id")
+    if kind == "batch_refund" and form["notify_type"] != BATCH_REFUND_NOTIFY_TYPE:
+        raise _Rejected(400, "wrong_notify_type", notify_type=_loggable(form["notify_type"]))
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def make_app(
+    *,
+    charset: str,
+    max_body_bytes: int,
+    verify_signature: Callable[[Mapping[str, str], str], bool],
+    notify_verify: Callable[[str], str],
+    enqueue: Callable[[str, dict[str, str]], None],
+    ready: Callable[[], bool],
+) -> WSGIApplication:
+    """Build the receiver around its collaborators.
+
+    `charset` is the request charset the notifications are expected in when
+    the Content-Type declares none; `verify_signature(form, charset)` checks the
+    `sign` of a decoded form over its values in `charset`, the charset the body
+    was decoded in; `notify_verify` returns the gateway's answer for a
+    `notify_id` (`"true"` authenticates; `"false"`/`"invalid"` refute;
+    anything else, or raising, means "cannot tell now"); `enqueue(kind,
+    form)` returns only once the broker confirmed the message; `ready` tells
+    whether the broker and the gateway are reachable.
+    """
+    default_charset = normalize_charset(charset)
+    if default_charset is None:
+        raise ValueError(f"unsupported notification charset {charset!r}")
+    if max_body_bytes <= 0:
+        raise ValueError("max_body_bytes must be positive")
+
+    def authenticate(form: Mapping[str, str], form_charset: str) -> None:
+        try:
+            genuine = verify_signature(form, form_charset)
+        except Exception as exc:
+            raise _Rejected(503, "signature_check_failed", error=_error_text(exc)) from exc
+        if not genuine:
+            raise _Rejected(403, "bad_signature", sign_type=_loggable(form.get("sign_type")))
+        notify_id = form.get("notify_id")
+        if not notify_id:
+            return  # only a dback notification gets here without one
+        try:
+            answer = notify_verify(notify_id)
+        except Exception as exc:
+            raise _Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
+        if answer == "true":
+            return
+        if answer in ("false", "invalid"):
+            raise _Rejected(403, f"notify_verify_{answer}")
+        raise _Rejected(503, "notify_verify_unknown")
+
+    def handle_notify(environ: WSGIEnvironment, kind: NotifyKind) -> tuple[int, bytes]:
+        bound = log.bind(kind=kind)
+        try:
+            body = read_body(environ, max_body_bytes)
+            label = declared_charset(str(environ.get("CONTENT_TYPE") or ""))
+            form_charset = default_charset if label is None else normalize_charset(label)
+            if form_charset is None:
+                raise _Rejected(400, "unsupported_charset", charset=_loggable(label))
+            try:
+                form = decode_form(body, form_charset)
+            except NotifyFormatError as exc:
+                raise _Rejected(400, "malformed_form", error=str(exc)[:200]) from exc
+            batch_no = form.get("batch_no") or form.get("refund_batch_no")
+            bound = bound.bind(
+                notify_id=_loggable(form.get("notify_id")), batch_no=_loggable(batch_no)
+            )
+            bound.info("notify.received", bytes=len(body), charset=form_charset)
+            _check_fields(kind, form)
+            authenticate(form, form_charset)
+            try:
+                enqueue(kind, dict(form))
+            except Exception as exc:
+                raise _Rejected(503, "enqueue_failed", error=_error_text(exc)) from exc
+        except _Rejected as rejected:
+            NOTIFY_REQUESTS.labels(kind=kind, outcome=rejected.reason).inc()
+            emit = bound.error if rejected.status >= 500 else bound.warning
+            emit(
+                "notify.rejected",
+                reason=rejected.reason,
+                status=rejected.status,
+                **rejected.details,
+            )
+            return rejected.status, FAIL_BODY
+        except Exception as exc:
+            NOTIFY_REQUESTS.labels(kind=kind, outcome="internal_error").inc()
+            bound.error(
+                "notify.rejected", reason="internal_error", status=500, error=_error_text(exc)
+            )
+            return 500, FAIL_BODY
+        NOTIFY_REQUESTS.labels(kind=kind, outcome="enqueued").inc()
+        bound.info("notify.enqueued")
+        return 200, SUCCESS_BODY
+
+    def readiness() -> tuple[int, bytes]:
+        try:
+            is_ready = ready()
+        except Exception as exc:
+            log.warning("readyz.check_failed", error=_error_text(exc))
+            is_ready = False
+        return (200, b"ready") if is_ready else (503, b"not ready")
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO") or "/")
+        method = str(environ.get("REQUEST_METHOD") or "GET").upper()
+        kind = _NOTIFY_ROUTES.get(path)
+        if kind is not None:
+            if method != "POST":
+                NOTIFY_REQUESTS.labels(kind=kind, outcome="method_not_allowed").inc()
+                log.warning(
+                    "notify.rejected", kind=kind, reason="method_not_allowed", method=method[:16]
+                )
+                return _respond(start_response, 405, FAIL_BODY, [("Allow", "POST")])
+            status, body = handle_notify(environ, kind)
+            return _respond(start_response, status, body)
+        if path in ("/healthz", "/readyz", "/metrics"):
+            if method != "GET":
+                return _respond(start_response, 405, b"method not allowed", [("Allow", "GET")])
+            if path == "/healthz":
+                return _respond(start_response, 200, b"ok")
+            if path == "/readyz":
+                status, body = readiness()
+                return _respond(start_response, status, body)
+            metrics = generate_latest()
+            return _respond(start_response, 200, metrics, content_type=CONTENT_TYPE_LATEST)
+        return _respond(start_response, 404, b"not found")
+
+    return app
+
+
+def _respond(
+    start_response: StartResponse,
+    status: int,
+    body: bytes,
+    extra_headers: _Headers | None = None,
+    *,
+    content_type: str = "text/plain",
+) -> list[bytes]:
+    headers: _Headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    headers.extend(extra_headers or [])
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+    return [body]

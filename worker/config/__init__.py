@@ -1,0 +1,1 @@
+"""Configuration: the frozen settings object, loaded once from the environment."""

@@ -1,0 +1,1 @@
+"""The bus contracts: `refund.requested` in, `refund.completed` out, and their schemas."""

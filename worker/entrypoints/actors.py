@@ -1,0 +1,64 @@
+"""The bodies of the internal jobs: thin, safe to run twice, one service call each.
+
+- `submit_batch(batch_no)`: submit one batch (`worker.services.submission`) and
+  enqueue the batches it was split into;
+- `process_notify(kind, form, received_at)`: store, then apply, one verified
+  notification (`worker.services.notifications`);
+- `reconcile_batch(batch_no)`: ask the gateway about one batch and apply what it
+  proves (`worker.services.reconciler`).
+
+Declared on the broker by `worker.adapters.dramatiq.jobs` (`BODIES`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from worker.adapters.dramatiq import jobs
+from worker.entrypoints import runtime
+
+
+def submit_batch(batch_no: str) -> None:
+    """Actor body: submit one batch and enqueue any batches it was split into."""
+    from worker.services.submission import submit_batch as submit
+
+    rt = runtime.current()
+    result = submit(
+        rt.db,
+        rt.gateway,
+        rt.merchant(),
+        batch_no,
+        clock=rt.clock,
+        lease_seconds=rt.submit_lease_seconds,
+    )
+    for follow_up in result.follow_ups:
+        jobs.enqueue_submit(rt.settings, follow_up)
+
+
+def process_notify(kind: str, form: dict[str, str], received_at: str) -> None:
+    """Actor body: apply one verified notification."""
+    from worker.services.notifications import process_notification
+
+    rt = runtime.current()
+    process_notification(rt.db, kind, form, datetime.fromisoformat(received_at))
+
+
+def reconcile_batch(batch_no: str) -> None:
+    """Actor body: query one batch at the gateway and apply what the answer proves."""
+    from worker.services.reconciler import reconcile_batch as reconcile
+
+    rt = runtime.current()
+    reconcile(
+        rt.db,
+        rt.refund_query,
+        batch_no,
+        clock=rt.clock,
+        release_after_seconds=rt.settings.reconcile_release_after_seconds,
+    )
+
+
+BODIES = jobs.ActorBodies(
+    submit_batch=submit_batch,
+    process_notify=process_notify,
+    reconcile_batch=reconcile_batch,
+)

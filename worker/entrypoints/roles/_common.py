@@ -1,0 +1,79 @@
+"""What every role does at start: settings once, logging, signal handling, backoff."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import structlog
+
+from worker.config.settings import Settings, load_or_exit
+from worker.domain.errors import TransientError
+from worker.observability.logging import bind_process, configure_logging, flush_logs
+
+log = structlog.get_logger("worker.role")
+
+
+# Commands a person runs for an answer: their standard output is the answer (JSON or
+# lines to read or pipe), so their log lines go to standard error.
+OPERATOR_COMMANDS = frozenset({"status", "batches", "reconcile", "resolve", "replay", "resume"})
+
+
+def boot(role: str) -> Settings:
+    """Load and validate the settings (exit 78 with one line if bad), set up logging."""
+    settings = load_or_exit()
+    # Buffered: lines are written together every few tens of milliseconds instead of one
+    # write per line (see worker.observability.logging); warnings and errors are written at once.
+    stream = sys.stderr if role in OPERATOR_COMMANDS else None
+    configure_logging(settings.log_level, settings.log_format, buffered=True, stream=stream)
+    bind_process(role=role)
+    log.info("role.starting", settings=settings.describe())
+    if role in ("intake", "worker", "relay", "scheduler"):
+        from worker.observability.metrics import serve_if_configured
+
+        serve_if_configured(settings.metrics_port)
+    return settings
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: stop taking work, finish what is in hand."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("role.stopping", signal=signal.Signals(signum).name)
+        flush_logs()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def run_loop(
+    name: str,
+    step: Callable[[], float],
+    stop: threading.Event,
+    *,
+    max_backoff: float = 10.0,
+) -> None:
+    """Call `step` until `stop`; it returns how long to sleep before the next call.
+
+    A `TransientError` (database or broker down) is logged and retried with a
+    bounded exponential backoff; the loop itself never dies of it.
+    """
+    failures = 0
+    while not stop.is_set():
+        try:
+            pause = step()
+            if failures:
+                log.info(f"{name}.recovered", after_failures=failures)
+            failures = 0
+        except TransientError as exc:
+            failures += 1
+            pause = min(max_backoff, 0.2 * 2 ** min(failures, 10))
+            log.warning(f"{name}.unavailable", error=str(exc), retry_in=pause, failures=failures)
+        if pause > 0:
+            stop.wait(pause)

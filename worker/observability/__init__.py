@@ -1,0 +1,1 @@
+"""Logs (structlog, redaction, buffered writer) and metrics (prometheus-client)."""

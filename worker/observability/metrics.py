@@ -1,0 +1,135 @@
+"""Prometheus metrics of the pipeline, and the ledger gauges computed at scrape time.
+
+Each role serves its own process's metrics on `METRICS_PORT` when set
+(`serve_if_configured`); the notify-server also answers `GET /metrics`. The
+ledger collector (waiting refunds by state, age of the oldest, flagged batches,
+outbox backlog) reads PostgreSQL when scraped, so any one role exposing it gives
+the whole picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import structlog
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from worker.adapters.postgres.pool import Database
+from worker.domain.errors import DatabaseUnavailable
+
+log = structlog.get_logger(__name__)
+
+INTAKE_MESSAGES = Counter(
+    "refund_intake_messages_total",
+    "refund.requested messages taken by intake, by outcome",
+    ["outcome"],  # stored, rejected, duplicate, dead_lettered
+)
+BATCH_ITEMS = Histogram(
+    "refund_batch_items",
+    "Items per batch when the batch is cut",
+    buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+)
+SUBMIT_OUTCOMES = Counter(
+    "refund_batch_submissions_total", "Batch submission attempts, by decision", ["action"]
+)
+NOTIFICATIONS = Counter(
+    "refund_notifications_processed_total", "Notifications applied, by outcome", ["outcome"]
+)
+EVENTS_PUBLISHED = Counter("refund_completed_published_total", "refund.completed events published")
+
+
+class LedgerCollector(Collector):
+    """Gauges read from the ledger when scraped."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registration asks for the names; answer without touching the database.
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "refund_waiting", "Refunds not yet final, by state", labels=["state"]
+            ),
+            GaugeMetricFamily(
+                "refund_oldest_waiting_seconds", "Age of the oldest refund not yet final"
+            ),
+            GaugeMetricFamily(
+                "refund_batches_flagged",
+                "Batches an operator must look at, by flag",
+                labels=["flag"],
+            ),
+            GaugeMetricFamily("refund_outbox_backlog", "Events waiting to be published"),
+            GaugeMetricFamily(
+                "refund_notifications_unapplied",
+                "Verified notifications stored but not applied yet, by outcome",
+                labels=["outcome"],
+            ),
+            GaugeMetricFamily(
+                "refund_oldest_unapplied_notification_seconds",
+                "Age of the oldest verified notification not applied yet",
+            ),
+        )
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        waiting, oldest, flagged, outbox, unapplied, unapplied_age = self._families()
+        try:
+            with self._db.transaction() as conn:
+                states = conn.execute(
+                    "SELECT state, count(*),"
+                    " extract(epoch FROM clock_timestamp() - min(received_at)) FROM refunds"
+                    " WHERE state IN ('pending', 'batched', 'submitted')"
+                    " GROUP BY state"
+                ).fetchall()
+                flags = conn.execute(
+                    "SELECT operator_flag, count(*) FROM batches"
+                    " WHERE operator_flag IS NOT NULL"
+                    " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
+                    " GROUP BY operator_flag"
+                ).fetchall()
+                backlog = conn.execute("SELECT count(*) FROM outbox").fetchone()
+                stored = conn.execute(
+                    "SELECT outcome, count(*),"
+                    " extract(epoch FROM clock_timestamp() - min(stored_at)) FROM notifications"
+                    " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch')"
+                    " GROUP BY outcome"
+                ).fetchall()
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("metrics.ledger_unavailable", error=type(exc).__name__)
+            return
+        age = 0.0
+        for state, count, state_age in states:
+            waiting.add_metric([str(state)], float(count))
+            age = max(age, float(state_age or 0))
+        oldest.add_metric([], age)
+        for flag, count in flags:
+            flagged.add_metric([str(flag)], float(count))
+        outbox.add_metric([], float(backlog[0] if backlog else 0))
+        stored_age = 0.0
+        for outcome, count, outcome_age in stored:
+            unapplied.add_metric([str(outcome)], float(count))
+            stored_age = max(stored_age, float(outcome_age or 0))
+        unapplied_age.add_metric([], stored_age)
+        yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age)
+
+
+_ledger_registered = False
+
+
+def register_ledger(db: Database) -> None:
+    """Expose the ledger gauges from this process (once)."""
+    global _ledger_registered
+    if not _ledger_registered:
+        REGISTRY.register(LedgerCollector(db))
+        _ledger_registered = True
+
+
+def serve_if_configured(port: int | None) -> None:
+    if port:
+        start_http_server(port)
+        log.info("metrics.serving", port=port)
