@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.contracts import events
+from worker.contracts import events, validation
 from worker.contracts.events import (
     COMPLETED_EVENT_NAMESPACE,
     REFUND_COMPLETED_SCHEMA,
@@ -302,13 +302,13 @@ def test_structured_garbage_raises_only_event_validation_errors(doc: dict[str, A
 @settings(max_examples=400, deadline=None)
 @given(_documents())
 def test_fast_path_agrees_with_jsonschema(doc: dict[str, Any]) -> None:
-    fast = events._fast(REFUND_REQUESTED_SCHEMA)
+    fast = validation._fast(REFUND_REQUESTED_SCHEMA)
     assert fast is not None
-    assert fast(doc) == events._validator(REFUND_REQUESTED_SCHEMA).is_valid(doc)
+    assert fast(doc) == validation._validator(REFUND_REQUESTED_SCHEMA).is_valid(doc)
 
 
 def test_fast_path_is_compiled_and_fast() -> None:
-    assert events._fast(REFUND_REQUESTED_SCHEMA) is not None
+    assert validation._fast(REFUND_REQUESTED_SCHEMA) is not None
     body = _body(reason="r", order_id="o", metadata={"a": 1}, requested_at="2024-05-01T00:00:00Z")
     count = 5000
     start = time.perf_counter()
@@ -568,13 +568,13 @@ _COMPLETED_VALUES = {
 def test_completed_fast_path_agrees_with_jsonschema(doc: dict[str, Any], drop: set[str]) -> None:
     for name in drop:
         doc.pop(name, None)
-    fast = events._fast(REFUND_COMPLETED_SCHEMA)
+    fast = validation._fast(REFUND_COMPLETED_SCHEMA)
     assert fast is not None  # validating every outgoing event with jsonschema is slow
-    assert fast(doc) == events._validator(REFUND_COMPLETED_SCHEMA).is_valid(doc)
+    assert fast(doc) == validation._validator(REFUND_COMPLETED_SCHEMA).is_valid(doc)
 
 
 def test_completed_fast_path_refuses_a_success_code_on_a_failure() -> None:
-    fast = events._fast(REFUND_COMPLETED_SCHEMA)
+    fast = validation._fast(REFUND_COMPLETED_SCHEMA)
     assert fast is not None
     event = dict(_completed())
     assert fast(event)

@@ -1,0 +1,92 @@
+"""`refund.completed.v1`, the event the worker publishes (README "Events").
+
+One per refund that reached its final state. Its `event_id` is derived from
+`refund_id` (`completed_event_id`), so every delivery of one refund's outcome
+carries the same id and consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from worker.contracts.amounts import amount_in_range, money_text
+from worker.contracts.reasons import REASON_SCHEMA_VIOLATION
+from worker.contracts.rfc3339 import utc_text
+from worker.contracts.schema_files import REFUND_COMPLETED_SCHEMA
+from worker.contracts.validation import schema_problem
+from worker.domain.errors import EventValidationError
+
+__all__ = [
+    "COMPLETED_EVENT_NAMESPACE",
+    "build_refund_completed",
+    "completed_event_id",
+    "validate_refund_completed",
+]
+
+# `refund.completed` event ids are uuid5(COMPLETED_EVENT_NAMESPACE, refund_id).
+# The namespace is itself uuid5(NAMESPACE_URL, "urn:alipay-refund-worker:refund.completed"),
+# so any consumer can recompute it. Changing it would give every refund a new
+# event identity: never change it.
+COMPLETED_EVENT_NAMESPACE: Final = uuid.UUID("b3bdf6be-c59a-54ea-aa7c-d2c92e005903")
+
+
+def completed_event_id(refund_id: str) -> str:
+    """The `event_id` of the `refund.completed` event of `refund_id`: the same on every call."""
+    return str(uuid.uuid5(COMPLETED_EVENT_NAMESPACE, refund_id))
+
+
+def build_refund_completed(
+    *,
+    refund_id: str,
+    trade_no: str,
+    amount: Decimal,
+    order_id: str | None,
+    metadata: Mapping[str, Any] | None,
+    status: str,
+    code: str,
+    batch_no: str | None,
+    completed_at: datetime,
+) -> dict[str, object]:
+    """A schema-valid `refund.completed` event for one refund's final state.
+
+    `amount` is written with two decimals, `completed_at` in UTC (`...Z`).
+    Raises ValueError for an amount with more than two decimals or a naive
+    `completed_at`, and `EventValidationError` if the event breaks the schema.
+    """
+    event: dict[str, object] = {
+        "event_id": completed_event_id(refund_id),
+        "refund_id": refund_id,
+        "trade_no": trade_no,
+        "amount": money_text(amount),
+        "order_id": order_id,
+        "metadata": None if metadata is None else dict(metadata),
+        "status": status,
+        "code": code,
+        "batch_no": batch_no,
+        "completed_at": utc_text(completed_at),
+    }
+    validate_refund_completed(event)
+    return event
+
+
+def validate_refund_completed(event: Mapping[str, object]) -> None:
+    """Raise `EventValidationError` unless `event` is a valid `refund.completed.v1`.
+
+    Beyond the schema: `amount` is greater than 0 and at most 100000000.00 and
+    `event_id` is the one `completed_event_id` derives from `refund_id`.
+    """
+    document = dict(event)
+    problem = schema_problem(REFUND_COMPLETED_SCHEMA, document)
+    if problem is not None:
+        raise EventValidationError(REASON_SCHEMA_VIOLATION, problem)
+    amount_in_range("amount", str(document["amount"]))
+    expected = completed_event_id(str(document["refund_id"]))
+    if document["event_id"] != expected:
+        raise EventValidationError(
+            REASON_SCHEMA_VIOLATION,
+            f"event_id: must be {expected}, the id derived from refund_id",
+        )
