@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from worker.domain.backoff import backoff_delay
 from worker.mapi import BEIJING, CodeKind, SyncResponse, SyncStatus, classify
 
 # How many batches one refund may go through after definite batch-level refusals
@@ -319,10 +320,7 @@ def _choose(
 
 def retry_delay(attempts: int) -> float:
     """Seconds to wait before attempt number `attempts + 1`."""
-    exponent = max(attempts - 1, 0)
-    if exponent >= 16:
-        return RETRY_CAP_SECONDS
-    return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * (2**exponent)))
+    return backoff_delay(max(attempts - 1, 0), base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
 
 
 # --- releasing a batch the gateway may have taken (reconciliation) ------------------

@@ -11,6 +11,7 @@ from types import FrameType
 import structlog
 
 from worker.config.settings import Settings, load_or_exit
+from worker.domain.backoff import backoff_delay
 from worker.domain.errors import TransientError
 from worker.observability.logging import bind_process, configure_logging, flush_logs
 
@@ -73,7 +74,7 @@ def run_loop(
             failures = 0
         except TransientError as exc:
             failures += 1
-            pause = min(max_backoff, 0.2 * 2 ** min(failures, 10))
+            pause = backoff_delay(failures, base=0.2, cap=max_backoff)
             log.warning(f"{name}.unavailable", error=str(exc), retry_in=pause, failures=failures)
         if pause > 0:
             stop.wait(pause)
