@@ -24,15 +24,15 @@ from typing import Any
 import pika
 
 from devtools.devstack import DEFAULT_AMQP
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     BusConnection,
-    OutMessage,
     Publisher,
     Topology,
     connection_parameters,
     default_connection_name,
     intake_queue_arguments,
 )
+from worker.services.ports import OutMessage
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", DEFAULT_AMQP)
 REQUESTED = Topology.REQUESTED

@@ -28,7 +28,7 @@ from bench.common import (
     role_pids,
 )
 from devtools.devstack import Stack, StackConfig
-from worker.adapters.rabbitmq.bus import BusConnection, default_connection_name
+from worker.adapters.rabbitmq import BusConnection, default_connection_name
 
 TARGET = 0.6
 

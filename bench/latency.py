@@ -36,7 +36,7 @@ from bench.common import (
     refund_messages,
 )
 from devtools.devstack import Stack, StackConfig
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     BusConnection,
     Publisher,
     connection_parameters,

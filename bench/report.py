@@ -13,7 +13,7 @@ import psycopg
 
 from bench.common import AMQP_URL, Row
 from devtools.devstack import DEFAULT_ADMIN_DB
-from worker.adapters.rabbitmq.bus import connection_parameters, default_connection_name
+from worker.adapters.rabbitmq import connection_parameters, default_connection_name
 
 HEADER = ("measure", "figure", "anchor (same run)", "ratio", "target", "met?")
 

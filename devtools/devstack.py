@@ -30,16 +30,15 @@ import psycopg
 
 from worker.adapters.dramatiq import jobs
 from worker.adapters.postgres.pool import migrate
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     BusConnection,
-    Delivery,
-    OutMessage,
     Publisher,
     Topology,
     default_connection_name,
     delete_topology,
     delivery_from,
 )
+from worker.services.ports import Delivery, OutMessage
 
 ROLES = ("intake", "worker", "notify-server", "relay", "scheduler")
 DEFAULT_ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from tests.chaos.load import Load
-from worker.adapters.rabbitmq.bus import HEADER_REASON, Delivery
+from worker.adapters.rabbitmq import HEADER_REASON
 from worker.contracts.events import completed_event_id
+from worker.services.ports import Delivery
 
 FINAL = ("succeeded", "failed", "rejected")
 RELEASED = ("refused", "abandoned")

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import psycopg
 import structlog
 
-from worker.adapters.rabbitmq.bus import BusConnection, bus_ping
+from worker.adapters.rabbitmq import BusConnection, bus_ping
 
 log = structlog.get_logger("chaos.infra")
 

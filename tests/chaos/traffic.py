@@ -22,15 +22,9 @@ import pika
 import structlog
 
 from tests.chaos.load import Message
-from worker.adapters.rabbitmq.bus import (
-    BusConnection,
-    Delivery,
-    OutMessage,
-    Publisher,
-    Topology,
-    delivery_from,
-)
+from worker.adapters.rabbitmq import BusConnection, Publisher, Topology, delivery_from
 from worker.domain.errors import BusUnavailable
+from worker.services.ports import Delivery, OutMessage
 
 log = structlog.get_logger("chaos.traffic")
 

@@ -23,7 +23,7 @@ from typing import Any
 import pika
 import pytest
 
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     COMPLETED,
     HEADER_DEAD_LETTERED_AT,
     HEADER_DETAIL,
@@ -31,9 +31,6 @@ from worker.adapters.rabbitmq.bus import (
     HEADER_REASON,
     REQUESTED,
     BusConnection,
-    DeadLetter,
-    Delivery,
-    OutMessage,
     Publisher,
     QueueType,
     Topology,
@@ -43,6 +40,7 @@ from worker.adapters.rabbitmq.bus import (
     run_consumer,
 )
 from worker.domain.errors import BusUnavailable, ConfigError, DatabaseUnavailable
+from worker.services.ports import DeadLetter, Delivery, OutMessage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -13,8 +13,8 @@ import pytest
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection, Database
-from worker.adapters.rabbitmq.bus import Delivery
 from worker.services.intake import handle_deliveries
+from worker.services.ports import Delivery
 
 pytestmark = pytest.mark.integration
 

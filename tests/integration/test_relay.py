@@ -15,13 +15,7 @@ import pytest
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.adapters.rabbitmq.bus import (
-    COMPLETED,
-    BusConnection,
-    Publisher,
-    Topology,
-    delete_topology,
-)
+from worker.adapters.rabbitmq import COMPLETED, BusConnection, Publisher, Topology, delete_topology
 from worker.domain.errors import BusUnavailable
 from worker.services.relay import relay_once
 

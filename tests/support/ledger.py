@@ -9,9 +9,9 @@ from typing import Any
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.adapters.rabbitmq.bus import Delivery
 from worker.services.intake import handle_deliveries
 from worker.services.packing import pack_pending
+from worker.services.ports import Delivery
 
 _tags = iter(range(1, 10**9))
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     COMPLETED,
     DETAIL_MAX_BYTES,
     HEADER_DEAD_LETTERED_AT,
@@ -20,9 +20,6 @@ from worker.adapters.rabbitmq.bus import (
     REQUESTED,
     Backoff,
     ConsumerSettings,
-    DeadLetter,
-    Delivery,
-    OutMessage,
     Topology,
     connection_parameters,
     dead_letter_outgoing,
@@ -36,6 +33,7 @@ from worker.adapters.rabbitmq.bus import (
     truncate_utf8,
 )
 from worker.domain.errors import ConfigError
+from worker.services.ports import DeadLetter, Delivery, OutMessage
 
 URL = "amqp://user:s3cret-pass@rabbit.example:5673/orders"
 

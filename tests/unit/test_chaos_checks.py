@@ -17,9 +17,10 @@ from tests.chaos.load import (
     add_conflicts,
     good_load,
 )
-from worker.adapters.rabbitmq.bus import HEADER_REASON, Delivery
+from worker.adapters.rabbitmq import HEADER_REASON
 from worker.contracts.events import completed_event_id, parse_refund_requested
 from worker.domain.errors import EventValidationError
+from worker.services.ports import Delivery
 
 BATCH = "20260301000000000001"
 OTHER = "20260301000000000002"

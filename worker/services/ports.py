@@ -6,11 +6,67 @@ protocols and build these values; services depend on nothing else of theirs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-__all__ = ["QueriedItem", "QueryResult", "RefundQuery"]
+__all__ = ["DeadLetter", "Delivery", "OutMessage", "QueriedItem", "QueryResult", "RefundQuery"]
+
+
+# --- the bus (built and consumed by worker.adapters.rabbitmq) -----------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from a queue, not yet acked.
+
+    `properties` keeps the other AMQP properties (correlation_id, timestamp, type,
+    app_id, content_encoding, reply_to, priority) so a dead letter can republish the
+    message as it came. `expiration` and `user_id` are deliberately not kept: the
+    first would expire the copy in the dead-letter queue, the second is checked by
+    the broker against the publishing user.
+    """
+
+    delivery_tag: int
+    body: bytes
+    message_id: str | None
+    headers: Mapping[str, object]
+    redelivered: bool
+    content_type: str | None
+    routing_key: str
+    properties: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A delivery to move to the dead-letter queue, with a stable reason code.
+
+    `reason` is a short code (`invalid_json`, `schema_violation`,
+    `conflicting_duplicate`, ...); `detail` a human sentence, cut to about 1 KB.
+    """
+
+    delivery: Delivery
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """A message to publish; always persistent (delivery_mode 2).
+
+    `exchange=None` means the bus exchange of the publisher's topology.
+    """
+
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, object] = field(default_factory=dict)
+    exchange: str | None = None
+    content_type: str = "application/json"
+
+
+# --- the gateway's refund query (built by worker.adapters.gateway) ------------------
 
 
 @dataclass(frozen=True, slots=True)

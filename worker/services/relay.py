@@ -15,8 +15,8 @@ import structlog
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.adapters.rabbitmq.bus import OutMessage
 from worker.observability.metrics import EVENTS_PUBLISHED
+from worker.services.ports import OutMessage
 
 log = structlog.get_logger("worker.relay")
 

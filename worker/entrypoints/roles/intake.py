@@ -2,7 +2,7 @@
 
 Micro-batches of deliveries are validated and stored in one transaction each,
 invalid or conflicting ones dead-lettered with a reason, and the micro-batch is
-acked only after that (worker.adapters.rabbitmq.bus.run_consumer owns the AMQP side).
+acked only after that (worker.adapters.rabbitmq.consumer.run_consumer owns the AMQP side).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 
 import structlog
 
-from worker.adapters.rabbitmq.bus import Topology, default_connection_name, run_consumer
+from worker.adapters.rabbitmq import Topology, default_connection_name, run_consumer
 from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, stop_on_signals
 from worker.services.intake import handle_deliveries

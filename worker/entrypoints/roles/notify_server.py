@@ -216,7 +216,7 @@ def broker_check(amqp_url: str, *, timeout: float = 2.0) -> Check:
     """Open (and close) an AMQP connection and channel: broker up, credentials good."""
 
     def check() -> None:
-        from worker.adapters.rabbitmq.bus import bus_ping
+        from worker.adapters.rabbitmq import bus_ping
 
         bus_ping(amqp_url, timeout=timeout)
 
