@@ -20,6 +20,7 @@ from tests.support.ledger import (
 )
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
+from worker.domain.errors import LedgerInvariantError
 from worker.domain.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
 from worker.mapi import BEIJING, decode_detail_data, encode_detail_data
 from worker.services.intake import handle_deliveries
@@ -282,3 +283,22 @@ def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:
     assert 'refund_waiting{state="pending"} 5.0' in text
     assert "refund_outbox_backlog 0.0" in text
     assert "refund_oldest_waiting_seconds" in text
+
+
+def test_create_batch_refuses_refunds_that_are_not_pending(db: Database) -> None:
+    handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(3)])
+    with db.transaction() as conn:
+        pending = ledger.pending_refunds(conn, 10)
+        conn.execute("UPDATE refunds SET state = 'rejected' WHERE refund_id = 'r-1'")
+    items = [ledger.BatchItem(p.refund_id, p.trade_no, p.amount, "") for p in pending]
+    day, due = fixed_clock().date(), fixed_clock()
+    with (
+        pytest.raises(LedgerInvariantError, match="2 of its 3 refunds were pending"),
+        db.transaction() as conn,
+    ):
+        ledger.create_batch(conn, "20261122000000000099", day, items, due)
+    assert rows(db, "SELECT count(*) FROM batches") == [(0,)]
+    assert rows(db, "SELECT state, count(*) FROM refunds GROUP BY 1 ORDER BY 1") == [
+        ("pending", 2),
+        ("rejected", 1),
+    ]

@@ -17,7 +17,6 @@ from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
 from worker.adapters.gateway.client import GatewayClient
 from worker.adapters.gateway.query import RefundQueryClient, interpret_answer
 from worker.adapters.postgres import ledger
-from worker.adapters.postgres import reconcile as ledger_reconcile
 from worker.adapters.postgres.pool import Database
 from worker.mapi import Merchant
 from worker.services.intake import handle_deliveries
@@ -287,7 +286,7 @@ def test_refunds_the_gateway_reported_elsewhere_count_at_intake(env: Env) -> Non
     """After the reconciler learnt of 99 refunds made elsewhere, a new one is rejected."""
     full_trade = "2026112288999999999999"
     with env.db.transaction() as conn:
-        ledger_reconcile.record_gateway_refunds(
+        ledger.record_gateway_refunds(
             conn,
             [(full_trade, f"20261122EXT{n:06d}", Decimal("0.10"), "SUCCESS") for n in range(98)],
         )

@@ -67,3 +67,7 @@ class GatewayNotSent(GatewayError):
 
 class GatewayOutcomeUnknown(GatewayError):
     """The gateway may or may not have received the request (timeout, reset, 5xx, garbage)."""
+
+
+class LedgerInvariantError(RefundWorkerError):
+    """A statement would break a rule of the ledger; the transaction must be rolled back."""

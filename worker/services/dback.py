@@ -15,7 +15,7 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection
 from worker.mapi.dback import read_dback
 
@@ -31,8 +31,8 @@ def apply_dback(
 ) -> tuple[str, str | None]:
     """Store one dback notification's parsed fields; returns (outcome, detail)."""
     result = read_dback(form)
-    refund_id = ledger_reconcile.refund_for_trade_in_batch(conn, result.batch_no, result.trade_no)
-    ledger_reconcile.store_dback(
+    refund_id = ledger.refund_for_trade_in_batch(conn, result.batch_no, result.trade_no)
+    ledger.store_dback(
         conn,
         notify_id=notify_id,
         refund_id=refund_id,

@@ -16,6 +16,7 @@ from worker.adapters.postgres.pool import Database
 from worker.contracts.events import RefundRequest, parse_refund_requested
 from worker.domain.errors import EventValidationError
 from worker.domain.rules import check_refund
+from worker.domain.states import RefundState
 from worker.observability.metrics import INTAKE_MESSAGES
 from worker.services.outcomes import record_completions
 from worker.services.ports import DeadLetter, Delivery
@@ -132,7 +133,7 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
                     metadata=r.metadata,
                     requested_at=r.requested_at,
                     content_hash=c.content_hash,
-                    state="rejected" if code else "pending",
+                    state=RefundState.REJECTED if code else RefundState.PENDING,
                     code=code,
                 )
             )
@@ -150,7 +151,9 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
         for c in repeats:
             dead.extend(_judge(c, standing[c.request.refund_id]))
 
-        rejected = [r.refund_id for r in rows if r.state == "rejected" and r.refund_id in inserted]
+        rejected = [
+            r.refund_id for r in rows if r.state == RefundState.REJECTED and r.refund_id in inserted
+        ]
         record_completions(conn, ledger.completions_for(conn, rejected))
 
     INTAKE_MESSAGES.labels("rejected").inc(len(rejected))

@@ -25,9 +25,9 @@ from datetime import datetime
 import structlog
 
 from worker.adapters.postgres import ledger
-from worker.adapters.postgres import reconcile as ledger_reconcile
 from worker.adapters.postgres.pool import Connection, Database
 from worker.domain.errors import DatabaseUnavailable
+from worker.domain.states import RELEASED_BATCHES, BatchState
 from worker.mapi.results import read_result_details
 from worker.observability.metrics import NOTIFICATIONS
 from worker.services.dback import apply_dback
@@ -91,7 +91,7 @@ def apply_stored(db: Database, notify_id: str, *, only_unapplied: bool = False) 
     """
     try:
         with db.transaction() as conn:
-            row = ledger_reconcile.lock_notification(conn, notify_id)
+            row = ledger.lock_notification(conn, notify_id)
             if row is None:
                 return None
             kind, form, received_at, outcome = row
@@ -119,7 +119,7 @@ def replay_stored(db: Database, notify_id: str) -> str | None:
 def sweep_unapplied(db: Database, *, older_than: float = 30.0, limit: int = 100) -> list[str]:
     """Apply notifications stored but left `pending` (e.g. the worker died in between)."""
     with db.transaction() as conn:
-        ids = ledger_reconcile.unapplied_notifications(
+        ids = ledger.unapplied_notifications(
             conn, outcomes=(PENDING,), older_than=older_than, limit=limit
         )
     for notify_id in ids:
@@ -142,10 +142,10 @@ def _apply(
     if batch is None:
         log_.warning("notify.unknown_batch")
         return UNKNOWN_BATCH, None
-    if batch.state in ("refused", "abandoned", "released"):
+    if batch.state in RELEASED_BATCHES:
         # The worker concluded the gateway never took this batch and released its
         # items. A result for it means that conclusion was wrong: an operator must look.
-        ledger_reconcile.flag_batch(conn, batch_no, "notification_for_released_batch")
+        ledger.flag_batch(conn, batch_no, "notification_for_released_batch")
         log_.critical("notify.for_released_batch", state=batch.state)
         return "for_released_batch", batch.state
 
@@ -167,17 +167,17 @@ def _apply(
 
     if applied.still_open:
         # Accepted for sure (Alipay wrote about it); the rest is for reconciliation.
-        ledger_reconcile.update_batch(
-            conn, batch_no, state="accepted", next_attempt_at=None, maybe_sent=True
+        ledger.update_batch(
+            conn, batch_no, state=BatchState.ACCEPTED, next_attempt_at=None, maybe_sent=True
         )
-        ledger_reconcile.flag_batch(conn, batch_no, "items_missing_from_notification")
-        ledger_reconcile.schedule_query(conn, batch_no, MISSING_ITEMS_QUERY_SECONDS)
+        ledger.flag_batch(conn, batch_no, "items_missing_from_notification")
+        ledger.schedule_query(conn, batch_no, MISSING_ITEMS_QUERY_SECONDS)
         log_.error("notify.items_missing", count=len(applied.still_open))
     else:
-        ledger_reconcile.update_batch(
+        ledger.update_batch(
             conn,
             batch_no,
-            state="completed",
+            state=BatchState.COMPLETED,
             next_attempt_at=None,
             next_query_at=None,
             maybe_sent=True,

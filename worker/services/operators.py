@@ -25,8 +25,9 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
+from worker.domain.states import BatchState
 from worker.mapi import BEIJING
 from worker.services.ports import QueryResult, RefundQuery
 
@@ -38,7 +39,7 @@ DECISIONS = Counter(
     "refund_operator_decisions_total", "Operator decisions on batches", ["decision", "forced"]
 )
 
-RESOLVABLE = ("retry", "unknown", "accepted", "held")
+RESOLVABLE = (BatchState.RETRY, BatchState.UNKNOWN, BatchState.ACCEPTED, BatchState.HELD)
 
 
 class ResolveRefused(Exception):
@@ -74,7 +75,7 @@ def resolve_batch(
     if not operator or not reason:
         raise ResolveRefused("an operator name and a reason are required")
     with db.transaction() as conn:
-        batch = ledger_reconcile.lock_batch_view(conn, batch_no)
+        batch = ledger.lock_batch_view(conn, batch_no)
     if batch is None:
         raise ResolveRefused(f"no batch {batch_no}")
     if batch.state not in RESOLVABLE:
@@ -88,7 +89,7 @@ def resolve_batch(
         day_over = clock().astimezone(BEIJING).date() > batch.batch_day
         query = gateway.query_refunds(batch_no=batch_no)
         with db.transaction() as conn:
-            ledger_reconcile.record_query(
+            ledger.record_query(
                 conn,
                 batch_no=batch_no,
                 trade_no=None,
@@ -117,24 +118,24 @@ def resolve_batch(
             )
 
     with db.transaction() as conn:
-        current = ledger_reconcile.lock_batch_view(conn, batch_no)
+        current = ledger.lock_batch_view(conn, batch_no)
         if current is None or current.state != batch.state:
             raise ResolveRefused(f"batch {batch_no} changed while deciding; look again")
         if decision == "accepted":
-            moved = ledger_reconcile.mark_accepted(conn, batch_no)
+            moved = ledger.mark_accepted(conn, batch_no)
             state_after = "accepted"
         else:
-            moved = len(ledger_reconcile.release_refunds(conn, batch_no, None))
-            ledger_reconcile.update_batch(
+            moved = len(ledger.return_to_pending(conn, batch_no, include_submitted=True))
+            ledger.update_batch(
                 conn,
                 batch_no,
-                state="released",
+                state=BatchState.RELEASED,
                 next_attempt_at=None,
                 next_query_at=None,
                 last_error=f"released by {operator}: {reason}"[:500],
             )
             state_after = "released"
-        ledger_reconcile.record_decision(
+        ledger.record_decision(
             conn,
             batch_no=batch_no,
             decision=decision,

@@ -33,13 +33,6 @@ DEFAULT_REASON = "协商退款"
 REDRIVE_AFTER_SECONDS = 60.0
 
 
-def db_now(conn: Connection) -> datetime:
-    row = conn.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    value: datetime = row[0]
-    return value
-
-
 def new_batch(conn: Connection, now: datetime, items: list[ledger.BatchItem], due: datetime) -> str:
     """Number and record one batch (used by the packer and when a refused batch is split)."""
     batch_no = make_batch_no(now, ledger.next_batch_serial(conn))
@@ -59,13 +52,12 @@ def pack_pending(
     """Cut the batches that are due; returns their batch_nos (to be enqueued)."""
     created: list[tuple[str, list[ledger.BatchItem]]] = []
     with db.transaction() as conn:
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (PACKER_LOCK,)).fetchone()
-        if got is None or not got[0]:
+        if not ledger.try_packer_lock(conn, PACKER_LOCK):
             return []
         pending = ledger.pending_refunds(conn, max_items * LOOKAHEAD_BATCHES)
         if not pending:
             return []
-        db_time = db_now(conn)
+        db_time = ledger.db_now(conn)
         cut = db_time - timedelta(seconds=max_wait)
         now = clock()
         due = db_time + timedelta(seconds=REDRIVE_AFTER_SECONDS)

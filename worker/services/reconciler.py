@@ -32,10 +32,10 @@ import structlog
 from prometheus_client import Counter
 
 from worker.adapters.postgres import ledger
-from worker.adapters.postgres import reconcile as ledger_reconcile
 from worker.adapters.postgres.pool import Connection, Database
 from worker.domain.policy import decide_release, next_query_delay
 from worker.domain.rules import MAX_REFUNDS_PER_TRADE, REFUND_COUNT_EXCEEDED
+from worker.domain.states import BatchState, RefundState
 from worker.mapi import BEIJING
 from worker.services.outcomes import record_completions
 from worker.services.ports import QueriedItem, QueryResult, RefundQuery
@@ -77,7 +77,7 @@ class ReconcileReport:
 def claim_due(db: Database, *, reconcile_after: float, limit: int = 100) -> list[str]:
     """Batches whose query is due, claimed for this reconciler."""
     with db.transaction() as conn:
-        return ledger_reconcile.claim_due_queries(
+        return ledger.claim_due_queries(
             conn, reconcile_after=reconcile_after, lease=QUERY_LEASE_SECONDS, limit=limit
         )
 
@@ -94,12 +94,12 @@ def reconcile_batch(
     """Query `batch_no` once and apply what the answer proves; returns what changed."""
     report = ReconcileReport(batch_no)
     with db.transaction() as conn:
-        batch = ledger_reconcile.lock_batch_view(conn, batch_no)
+        batch = ledger.lock_batch_view(conn, batch_no)
         if batch is None:
             report.changes.append("no such batch")
             return report
         report.state_before = report.state_after = batch.state
-        if batch.state not in ledger_reconcile.RECONCILABLE and purpose == "reconcile":
+        if batch.state not in ledger.RECONCILABLE and purpose == "reconcile":
             report.changes.append(f"batch is {batch.state}: nothing to reconcile")
             return report
 
@@ -120,7 +120,7 @@ def reconcile_batch(
         detail=result.detail[:200] or None,
     )
     with db.transaction() as conn:
-        ledger_reconcile.record_query(
+        ledger.record_query(
             conn,
             batch_no=batch_no,
             trade_no=None,
@@ -132,9 +132,9 @@ def reconcile_batch(
             asked_at=asked_at,
             complete=result.complete,
         )
-        batch = ledger_reconcile.lock_batch_view(conn, batch_no)
+        batch = ledger.lock_batch_view(conn, batch_no)
         assert batch is not None
-        if batch.state not in ledger_reconcile.RECONCILABLE:
+        if batch.state not in ledger.RECONCILABLE:
             report.state_after = batch.state
             report.changes.append(f"batch became {batch.state} meanwhile: answer recorded only")
             return report
@@ -161,8 +161,8 @@ def _ask_for_missing_trades(
         return {}
     listed = {i.trade_no.strip() for i in ours}
     with db.transaction() as conn:
-        open_ids = set(ledger_reconcile.open_in_batch(conn, batch_no))
-        members = ledger_reconcile.batch_members(conn, batch_no)
+        open_ids = set(ledger.open_in_batch(conn, batch_no))
+        members = ledger.batch_members(conn, batch_no)
     missing = sorted(t for t, m in members.items() if m.refund_id in open_ids and t not in listed)[
         :MAX_TRADE_QUERIES
     ]
@@ -175,7 +175,7 @@ def _ask_for_missing_trades(
 
 def _settle_missing(
     conn: Connection,
-    batch: ledger_reconcile.BatchView,
+    batch: ledger.BatchView,
     by_trade: dict[str, QueryResult],
     report: ReconcileReport,
     now: datetime,
@@ -186,20 +186,20 @@ def _settle_missing(
     and, under the release rule applied to that one item, fail a refund the gateway
     skipped for the 99-refund limit or release it for a new batch."""
     batch_no = batch.batch_no
-    members = ledger_reconcile.batch_members(conn, batch_no)
-    open_ids = set(ledger_reconcile.open_in_batch(conn, batch_no))
-    history = ledger_reconcile.queries_since(conn, batch_no, batch.last_attempt_at)
+    members = ledger.batch_members(conn, batch_no)
+    open_ids = set(ledger.open_in_batch(conn, batch_no))
+    history = ledger.queries_since(conn, batch_no, batch.last_attempt_at)
     foreign: list[tuple[str, str, Decimal, str]] = []
     for trade_no, answer in by_trade.items():
         entries = [i for i in answer.items if i.trade_no.strip() == trade_no and i.batch_no]
-        known = ledger_reconcile.our_batch_nos(conn, [str(i.batch_no) for i in entries])
+        known = ledger.our_batch_nos(conn, [str(i.batch_no) for i in entries])
         foreign += [
             (trade_no, str(i.batch_no), i.amount or Decimal(0), i.code)
             for i in entries
             if i.batch_no not in known and i.code.upper() == "SUCCESS"
         ]
     if foreign:
-        ledger_reconcile.record_gateway_refunds(conn, foreign)
+        ledger.record_gateway_refunds(conn, foreign)
         report.changes.append(f"{len(foreign)} refunds made outside this worker counted")
         log_.warning("reconcile.refunds_made_elsewhere", count=len(foreign))
 
@@ -226,12 +226,12 @@ def _settle_missing(
             continue
         refunded = sum(1 for i in answer.items if i.code.upper() == "SUCCESS")
         if refunded >= MAX_REFUNDS_PER_TRADE:
-            failed.append((member.refund_id, "failed", REFUND_COUNT_EXCEEDED))
+            failed.append((member.refund_id, RefundState.FAILED, REFUND_COUNT_EXCEEDED))
         else:
             released.append(member.refund_id)
     if failed:
         completed = ledger.finish_refunds(conn, batch_no, failed)
-        ledger_reconcile.set_result_source(conn, [c.refund_id for c in completed], "query")
+        ledger.set_result_source(conn, [c.refund_id for c in completed], "query")
         record_completions(conn, completed)
         report.completed += len(completed)
         report.changes.append(
@@ -239,19 +239,19 @@ def _settle_missing(
         )
         log_.error("reconcile.skipped_at_refund_limit", refunds=len(completed))
     if released:
-        moved = ledger_reconcile.release_refunds(conn, batch_no, released)
+        moved = ledger.return_to_pending(conn, batch_no, released, include_submitted=True)
         RELEASES.labels("item_not_exist").inc(len(moved))
         report.released += len(moved)
         report.changes.append(f"released {len(moved)} refunds the gateway never took")
         log_.warning("batch.items_released", refunds=len(moved))
-    if (failed or released) and not ledger_reconcile.open_in_batch(conn, batch_no):
-        ledger_reconcile.update_batch(
-            conn, batch_no, state="completed", next_query_at=None, completed_at=now
+    if (failed or released) and not ledger.open_in_batch(conn, batch_no):
+        ledger.update_batch(
+            conn, batch_no, state=BatchState.COMPLETED, next_query_at=None, completed_at=now
         )
         report.state_after = "completed"
 
 
-def _for_item(query: ledger_reconcile.QueryRecord, trade_no: str) -> str:
+def _for_item(query: ledger.QueryRecord, trade_no: str) -> str:
     """A batch query's answer as evidence about one of its trades."""
     if query.answer == "found":
         if trade_no in query.trade_nos:
@@ -262,7 +262,7 @@ def _for_item(query: ledger_reconcile.QueryRecord, trade_no: str) -> str:
 
 def _settle(
     conn: Connection,
-    batch: ledger_reconcile.BatchView,
+    batch: ledger.BatchView,
     result: QueryResult,
     ours: Sequence[QueriedItem],
     report: ReconcileReport,
@@ -271,7 +271,7 @@ def _settle(
     log_: structlog.typing.FilteringBoundLogger,
 ) -> None:
     batch_no = batch.batch_no
-    members = ledger_reconcile.batch_members(conn, batch_no)
+    members = ledger.batch_members(conn, batch_no)
     matching = [i for i in ours if i.trade_no.strip() in members]
     duplicate_check = batch.operator_flag == DUPLICATE_FLAG
 
@@ -289,13 +289,13 @@ def _settle(
         applied = apply_reported(conn, batch_no, reported, source="query")
         _note_applied(conn, batch_no, applied, report, now)
         if duplicate_check:
-            ledger_reconcile.update_batch(conn, batch_no, operator_flag=None)
+            ledger.update_batch(conn, batch_no, operator_flag=None)
         if not applied.still_open:
             return
     elif result.answer == "found":
         report.changes.append("answer shows none of this batch's trades")
 
-    history = ledger_reconcile.queries_since(conn, batch_no, batch.last_attempt_at)
+    history = ledger.queries_since(conn, batch_no, batch.last_attempt_at)
     decision = decide_release(
         batch_day=batch.batch_day,
         today=now.astimezone(BEIJING).date(),
@@ -308,7 +308,7 @@ def _settle(
         _release(conn, batch_no, report, why="not_exist", log_=log_)
         return
     delay = next_query_delay(batch.queries + 1)
-    ledger_reconcile.schedule_query(conn, batch_no, delay)
+    ledger.schedule_query(conn, batch_no, delay)
     report.changes.append(f"still waiting ({decision.reason}); next query in {delay:g} s")
 
 
@@ -319,13 +319,13 @@ def _note_applied(
     if applied.completed:
         report.changes.append(f"{len(applied.completed)} refunds completed from the query")
     if applied.still_open:
-        ledger_reconcile.update_batch(conn, batch_no, state="accepted", maybe_sent=True)
+        ledger.update_batch(conn, batch_no, state=BatchState.ACCEPTED, maybe_sent=True)
         report.state_after = "accepted"
         return
-    ledger_reconcile.update_batch(
+    ledger.update_batch(
         conn,
         batch_no,
-        state="completed",
+        state=BatchState.COMPLETED,
         maybe_sent=True,
         next_attempt_at=None,
         next_query_at=None,
@@ -342,11 +342,11 @@ def _release(
     why: str,
     log_: structlog.typing.FilteringBoundLogger,
 ) -> None:
-    released = ledger_reconcile.release_refunds(conn, batch_no, None)
-    ledger_reconcile.update_batch(
+    released = ledger.return_to_pending(conn, batch_no, include_submitted=True)
+    ledger.update_batch(
         conn,
         batch_no,
-        state="released",
+        state=BatchState.RELEASED,
         next_attempt_at=None,
         next_query_at=None,
         last_error=f"released: {why}",

@@ -21,8 +21,8 @@ import structlog
 from prometheus_client import Counter
 
 from worker.adapters.postgres import ledger
-from worker.adapters.postgres import reconcile as ledger_reconcile
 from worker.adapters.postgres.pool import Connection
+from worker.domain.states import RefundState
 from worker.mapi import classify
 from worker.services.outcomes import record_completions
 
@@ -85,7 +85,7 @@ def apply_reported(
 ) -> Applied:
     """Apply `reported` to `batch_no` inside the caller's transaction (batch row locked)."""
     log_ = log.bind(batch_no=batch_no, source=source)
-    members = ledger_reconcile.batch_members(conn, batch_no)
+    members = ledger.batch_members(conn, batch_no)
     result = Applied()
     chosen: dict[str, Reported] = {}
     for item in reported:
@@ -109,13 +109,19 @@ def apply_reported(
         if not item.succeeded and classify(item.code) is None:
             result.unknown_codes.append(item.code)
         code = SUCCESS if item.succeeded else item.code
-        outcomes.append((member.refund_id, "succeeded" if item.succeeded else "failed", code))
+        outcomes.append(
+            (
+                member.refund_id,
+                RefundState.SUCCEEDED if item.succeeded else RefundState.FAILED,
+                code,
+            )
+        )
 
     result.completed = ledger.apply_results(conn, batch_no, outcomes)
-    ledger_reconcile.set_result_source(conn, [c.refund_id for c in result.completed], source)
+    ledger.set_result_source(conn, [c.refund_id for c in result.completed], source)
     record_completions(conn, result.completed)
     result.late = len(outcomes) - len(result.completed)
-    result.still_open = ledger_reconcile.open_in_batch(conn, batch_no)
+    result.still_open = ledger.open_in_batch(conn, batch_no)
 
     if result.strangers:
         RESULT_FLAGS.labels(source, "item_not_in_batch").inc(len(result.strangers))

@@ -38,16 +38,17 @@ from worker.domain.policy import (
     decide_unsendable,
     retry_delay,
 )
+from worker.domain.states import SUBMITTABLE_BATCHES, BatchState, RefundState
 from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
 from worker.observability.metrics import SUBMIT_OUTCOMES
 from worker.services.outcomes import record_completions
-from worker.services.packing import REDRIVE_AFTER_SECONDS, db_now, new_batch
+from worker.services.packing import REDRIVE_AFTER_SECONDS, new_batch
 
 log = structlog.get_logger("worker.submit")
 
 Clock = Callable[[], datetime]
 
-SUBMITTABLE = ("ready", "retry", "unknown", "submitting")
+SUBMITTABLE = SUBMITTABLE_BATCHES
 
 
 class Submitter(Protocol):
@@ -120,21 +121,16 @@ def _claim(
     if batch.state not in SUBMITTABLE:
         return SubmitResult(batch.state)
 
-    in_flight = batch.state == "submitting"
+    in_flight = batch.state == BatchState.SUBMITTING
     if in_flight:
-        row = conn.execute(
-            "SELECT updated_at > clock_timestamp() - make_interval(secs => %s)"
-            " FROM batches WHERE batch_no = %s",
-            (lease_seconds, batch_no),
-        ).fetchone()
-        if row is not None and row[0]:
+        if ledger.in_flight_within(conn, batch_no, lease_seconds):
             return SubmitResult("busy")
         log.warning("batch.in_flight_lost", batch_no=batch_no, attempts=batch.attempts)
     maybe_sent = batch.maybe_sent or in_flight
 
     halt = ledger.submission_halt(conn)
     if halt is not None:
-        ledger.update_batch(conn, batch_no, state="held", maybe_sent=maybe_sent)
+        ledger.update_batch(conn, batch_no, state=BatchState.HELD, maybe_sent=maybe_sent)
         log.warning("batch.held", batch_no=batch_no, halt=halt)
         return SubmitResult("held")
 
@@ -142,12 +138,14 @@ def _claim(
         batch_day=batch.batch_day,
         today=now.astimezone(BEIJING).date(),
         maybe_sent=maybe_sent,
-        last_code=_last_code(conn, batch_no) if batch.state == "retry" else None,
+        last_code=ledger.last_code(conn, batch_no) if batch.state == BatchState.RETRY else None,
     )
     if before is not None:
         if before.action is Action.REBATCH:
             moved = ledger.return_to_pending(conn, batch_no)
-            ledger.update_batch(conn, batch_no, state="abandoned", last_error=before.reason)
+            ledger.update_batch(
+                conn, batch_no, state=BatchState.ABANDONED, last_error=before.reason
+            )
             log.warning(
                 "batch.abandoned", batch_no=batch_no, reason=before.reason, refunds=len(moved)
             )
@@ -155,7 +153,7 @@ def _claim(
         ledger.update_batch(
             conn,
             batch_no,
-            state="unknown",
+            state=BatchState.UNKNOWN,
             maybe_sent=before.maybe_sent,
             next_attempt_at=None,
             last_error=before.reason,
@@ -175,7 +173,7 @@ def _claim(
         ledger.update_batch(
             conn,
             batch_no,
-            state="held",
+            state=BatchState.HELD,
             maybe_sent=maybe_sent,
             next_attempt_at=None,
             last_error=str(exc)[:500],
@@ -187,29 +185,15 @@ def _claim(
     ledger.update_batch(
         conn,
         batch_no,
-        state="submitting",
+        state=BatchState.SUBMITTING,
         attempts=attempts,
         maybe_sent=maybe_sent,
-        next_attempt_at=db_now(conn),
+        next_attempt_at=ledger.db_now(conn),
     )
-    _note_attempt(conn, batch_no)
+    # Reconciliation counts its waits from the last attempt: noted when it starts and
+    # again when it ends (the later, safer of the two).
+    ledger.note_attempt(conn, batch_no)
     return _Claim(params, attempts, maybe_sent, items)
-
-
-def _note_attempt(conn: Connection, batch_no: str) -> None:
-    """Record when the batch was last sent: when an attempt starts, and again when it ends.
-
-    Reconciliation counts its waits from this time (the release rule's day after the
-    last attempt); the end of an attempt is the later, safer of the two.
-    """
-    conn.execute(
-        "UPDATE batches SET last_attempt_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
-    )
-
-
-def _last_code(conn: Connection, batch_no: str) -> str | None:
-    row = conn.execute("SELECT last_code FROM batches WHERE batch_no = %s", (batch_no,)).fetchone()
-    return None if row is None or row[0] is None else str(row[0])
 
 
 def _settle(
@@ -229,17 +213,15 @@ def _settle(
         reason=decision.reason,
         maybe_sent=decision.maybe_sent,
     )
-    if batch is None or batch.state != "submitting" or batch.attempts != claim.attempts:
+    if batch is None or batch.state != BatchState.SUBMITTING or batch.attempts != claim.attempts:
         # A notification (or another attempt) settled the batch while we were sending.
         log_.info("batch.outcome_superseded", state=None if batch is None else batch.state)
         return SubmitResult(batch.state if batch else "missing")
 
     SUBMIT_OUTCOMES.labels(decision.action.value).inc()
-    _note_attempt(conn, batch_no)
+    ledger.note_attempt(conn, batch_no)
     if decision.operator_flag:
-        conn.execute(
-            "UPDATE batches SET flagged_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
-        )
+        ledger.note_flagged(conn, batch_no)
     step = _STEPS[decision.action]
     return step(_Settling(conn, batch_no, claim, attempt, decision, now, log_))
 
@@ -265,7 +247,7 @@ def _accepted(s: _Settling) -> SubmitResult:
     ledger.update_batch(
         s.conn,
         s.batch_no,
-        state="accepted",
+        state=BatchState.ACCEPTED,
         maybe_sent=True,
         accepted_at=s.now,
         next_attempt_at=None,
@@ -278,7 +260,7 @@ def _accepted(s: _Settling) -> SubmitResult:
 
 def _retry_same(s: _Settling) -> SubmitResult:
     delay = retry_delay(s.claim.attempts)
-    state = "unknown" if s.decision.maybe_sent else "retry"
+    state = BatchState.UNKNOWN if s.decision.maybe_sent else BatchState.RETRY
     ledger.update_batch(
         s.conn,
         s.batch_no,
@@ -287,11 +269,7 @@ def _retry_same(s: _Settling) -> SubmitResult:
         last_code=s.decision.code,
         last_error=(s.attempt.error or s.decision.reason)[:500],
     )
-    s.conn.execute(
-        "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
-        " WHERE batch_no = %s",
-        (delay, s.batch_no),
-    )
+    ledger.schedule_attempt(s.conn, s.batch_no, delay)
     s.log.warning("batch.retry_scheduled", delay_seconds=delay, outcome=s.attempt.outcome.value)
     return SubmitResult(state)
 
@@ -301,7 +279,7 @@ def _wait(s: _Settling) -> None:
     ledger.update_batch(
         s.conn,
         s.batch_no,
-        state="unknown",
+        state=BatchState.UNKNOWN,
         maybe_sent=True,
         next_attempt_at=None,
         last_code=s.decision.code,
@@ -326,7 +304,7 @@ def _hold(s: _Settling) -> SubmitResult:
     ledger.update_batch(
         s.conn,
         s.batch_no,
-        state="held",
+        state=BatchState.HELD,
         maybe_sent=s.decision.maybe_sent,
         next_attempt_at=None,
         last_code=s.decision.code,
@@ -348,7 +326,7 @@ def _refused(s: _Settling) -> None:
     ledger.update_batch(
         s.conn,
         s.batch_no,
-        state="refused",
+        state=BatchState.REFUSED,
         next_attempt_at=None,
         last_code=s.decision.code,
         last_error=s.decision.reason,
@@ -359,7 +337,7 @@ def _refused(s: _Settling) -> None:
 def _fail_item(s: _Settling) -> SubmitResult:
     _refused(s)
     code = s.decision.code or "UNKNOWN_ERROR"
-    outcomes = [(i.refund_id, "failed", code) for i in s.claim.items]
+    outcomes = [(i.refund_id, RefundState.FAILED, code) for i in s.claim.items]
     record_completions(s.conn, ledger.finish_refunds(s.conn, s.batch_no, outcomes))
     s.log.warning("batch.refused")
     return SubmitResult("refused")
@@ -367,10 +345,10 @@ def _fail_item(s: _Settling) -> SubmitResult:
 
 def _split(s: _Settling) -> SubmitResult:
     _refused(s)
-    ledger.detach_items(s.conn, s.batch_no)
+    ledger.return_to_pending(s.conn, s.batch_no)
     items = s.claim.items
     half = (len(items) + 1) // 2
-    due = db_now(s.conn) + timedelta(seconds=REDRIVE_AFTER_SECONDS)
+    due = ledger.db_now(s.conn) + timedelta(seconds=REDRIVE_AFTER_SECONDS)
     parts = (items[:half], items[half:])
     follow_ups = [new_batch(s.conn, s.now, part, due) for part in parts if part]
     s.log.warning("batch.split", into=follow_ups)
@@ -382,31 +360,21 @@ def _redate(s: _Settling) -> SubmitResult:
     ledger.update_batch(
         s.conn,
         s.batch_no,
-        state="retry",
+        state=BatchState.RETRY,
         maybe_sent=False,
         last_code=s.decision.code,
         last_error=s.decision.reason,
     )
-    s.conn.execute(
-        "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
-        " WHERE batch_no = %s",
-        (DATE_REBATCH_DELAY_SECONDS, s.batch_no),
-    )
+    ledger.schedule_attempt(s.conn, s.batch_no, DATE_REBATCH_DELAY_SECONDS)
     if not s.decision.counts_toward_refund_limit:
-        s.conn.execute(
-            "UPDATE refunds SET batch_attempts = greatest(batch_attempts - 1, 0),"
-            " updated_at = clock_timestamp()"
-            " WHERE batch_no = %s AND (state = 'batched') IS TRUE",
-            (s.batch_no,),
-            prepare=False,
-        )
+        ledger.undo_batch_attempt(s.conn, s.batch_no)
     s.log.warning("batch.refused_for_date", delay_seconds=DATE_REBATCH_DELAY_SECONDS)
     return SubmitResult("retry")
 
 
 def _rebatch(s: _Settling) -> SubmitResult:
     _refused(s)
-    ledger.detach_items(s.conn, s.batch_no)
+    ledger.return_to_pending(s.conn, s.batch_no)
     s.log.warning("batch.rebatched", refunds=len(s.claim.items))
     return SubmitResult("refused")
 

@@ -42,40 +42,15 @@ def sweep(
     with db.transaction() as conn:
         halted = ledger.submission_halt(conn) is not None
         if not halted:
-            rows = conn.execute(
-                """
-                UPDATE batches
-                   SET next_attempt_at = clock_timestamp() + make_interval(secs => %(redrive)s)
-                 WHERE (state IN ('ready', 'retry', 'unknown')
-                        AND next_attempt_at <= clock_timestamp())
-                    OR (state = 'submitting'
-                        AND updated_at < clock_timestamp() - make_interval(secs => %(lease)s)
-                        AND next_attempt_at <= clock_timestamp())
-                RETURNING batch_no
-                """,
-                {"redrive": redrive_seconds, "lease": lease_seconds},
-            ).fetchall()
-            report.due = sorted(str(r[0]) for r in rows)
-        rows = conn.execute(
-            """
-            UPDATE batches
-               SET operator_flag = 'notification_overdue', flagged_at = clock_timestamp()
-             WHERE state IN ('accepted', 'unknown', 'submitting')
-               AND operator_flag IS NULL
-               AND created_at < clock_timestamp() - make_interval(secs => %s)
-            RETURNING batch_no
-            """,
-            (overdue_seconds,),
-        ).fetchall()
-        report.overdue = sorted(str(r[0]) for r in rows)
-        stats = conn.execute(
-            "SELECT state, count(*), extract(epoch FROM clock_timestamp() - min(received_at))"
-            " FROM refunds WHERE state IN ('pending', 'batched', 'submitted') GROUP BY state"
-        ).fetchall()
+            report.due = ledger.redrive_due(
+                conn, redrive_seconds=redrive_seconds, lease_seconds=lease_seconds
+            )
+        report.overdue = ledger.flag_overdue(conn, overdue_seconds)
+        stats = ledger.waiting_by_state(conn)
     for state, count, age in stats:
-        report.by_state[str(state)] = int(count)
-        report.waiting += int(count)
-        report.oldest_waiting_seconds = max(report.oldest_waiting_seconds, float(age or 0))
+        report.by_state[state] = count
+        report.waiting += count
+        report.oldest_waiting_seconds = max(report.oldest_waiting_seconds, age)
     for batch_no in report.overdue:
         log.error("batch.notification_overdue", batch_no=batch_no)
     if report.due:
@@ -87,12 +62,6 @@ def resume_submission(db: Database) -> list[str]:
     """Operator action after fixing a configuration error: clear the halt, retry held batches."""
     with db.transaction() as conn:
         cleared = ledger.clear_submission_halt(conn)
-        rows = conn.execute(
-            "UPDATE batches SET state = 'retry', next_attempt_at = clock_timestamp(),"
-            " operator_flag = NULL, updated_at = clock_timestamp()"
-            " WHERE state = 'held'"
-            " AND (operator_flag IS NULL OR operator_flag = 'configuration_error')"
-            " RETURNING batch_no"
-        ).fetchall()
-    log.warning("submission.resumed", cleared=cleared, batches=len(rows))
-    return [str(r[0]) for r in rows]
+        batches = ledger.resume_held(conn)
+    log.warning("submission.resumed", cleared=cleared, batches=len(batches))
+    return batches

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from worker.adapters.postgres import reconcile as ledger_reconcile
+from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.domain.errors import DatabaseUnavailable
 from worker.entrypoints.roles._common import boot
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     db = Database(settings.database_url, max_size=1)
     try:
         with db.transaction() as conn:
-            rows = ledger_reconcile.list_batches(
+            rows = ledger.list_batches(
                 conn,
                 waiting=args.waiting,
                 flagged=args.flagged,

@@ -11,8 +11,9 @@ import argparse
 import psycopg
 import structlog
 
+from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import translate_errors
-from worker.adapters.rabbitmq.bus import BusConnection, Publisher, Topology, default_connection_name
+from worker.adapters.rabbitmq import BusConnection, Publisher, Topology, default_connection_name
 from worker.domain.errors import BusUnavailable
 from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, run_loop, stop_on_signals
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if listener is None or listener.closed:
             with translate_errors():
                 listener = psycopg.connect(settings.database_url, autocommit=True)
-                listener.execute("LISTEN refund_outbox")
+                ledger.listen_for_outbox(listener)
         if publisher is None:
             bus.connect()
             bus.declare_bus(topology)

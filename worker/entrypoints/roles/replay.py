@@ -16,10 +16,10 @@ import uuid
 
 import structlog
 
+from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.adapters.rabbitmq.bus import (
+from worker.adapters.rabbitmq import (
     BusConnection,
-    OutMessage,
     Publisher,
     Topology,
     default_connection_name,
@@ -27,6 +27,7 @@ from worker.adapters.rabbitmq.bus import (
 )
 from worker.entrypoints.roles._common import boot
 from worker.services.notifications import replay_stored
+from worker.services.ports import OutMessage
 
 log = structlog.get_logger("worker.replay")
 
@@ -104,12 +105,7 @@ def run(args: argparse.Namespace) -> int:
             ids = [args.notify_id]
         else:
             with db.transaction() as conn:
-                rows = conn.execute(
-                    "SELECT notify_id FROM notifications WHERE outcome = %s"
-                    " ORDER BY received_at LIMIT %s",
-                    (args.outcome, args.limit),
-                ).fetchall()
-            ids = [str(r[0]) for r in rows]
+                ids = ledger.notify_ids_with_outcome(conn, args.outcome, args.limit)
         outcomes = {notify_id: replay_stored(db, notify_id) for notify_id in ids}
     finally:
         db.close()

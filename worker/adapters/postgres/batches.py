@@ -1,0 +1,288 @@
+"""Statements on `batches` and `batch_items`: numbering, claims, attempts, schedules, sweeps."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from worker.adapters.postgres._sql import _BATCH_VIEW
+from worker.adapters.postgres.pool import Connection
+from worker.adapters.postgres.records import Batch, BatchItem, BatchView
+from worker.domain.errors import LedgerInvariantError
+
+
+def next_batch_serial(conn: Connection) -> int:
+    row = conn.execute("SELECT nextval('batch_serial')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def create_batch(
+    conn: Connection, batch_no: str, batch_day: date, items: Sequence[BatchItem], due: datetime
+) -> None:
+    """Record a batch, its items as they will be sent, and move the refunds to `batched`."""
+    conn.execute(
+        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at)"
+        " VALUES (%s, %s, 'ready', %s, %s)",
+        (batch_no, batch_day, len(items), due),
+    )
+    ids = [i.refund_id for i in items]
+    rows = json.dumps(
+        [[i.refund_id, i.trade_no, str(i.amount), i.reason_sent] for i in items],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    conn.execute(
+        "INSERT INTO batch_items (batch_no, refund_id, trade_no, amount, reason_sent, position)"
+        " SELECT %s, r->>0, r->>1, (r->>2)::numeric, r->>3, (n - 1)::int"
+        " FROM json_array_elements(%s::json) WITH ORDINALITY AS a(r, n)",
+        (batch_no, rows),
+    )
+    # Looked up by primary key, whatever the statistics say (see _STATE_IS): with a plain
+    # `state = 'pending'` the planner could scan all of the partial index refunds_pending_idx
+    # and test each entry against the 1000 ids, a tenth of a second or more per batch once
+    # tens of thousands of refunds wait. Unprepared, so it is planned with the ids in hand.
+    moved = conn.execute(
+        "UPDATE refunds SET state = 'batched', batch_no = %s, batch_attempts = batch_attempts + 1,"
+        " updated_at = clock_timestamp() WHERE refund_id = ANY(%s) AND (state = 'pending') IS TRUE",
+        (batch_no, ids),
+        prepare=False,
+    ).rowcount
+    if moved != len(set(ids)):
+        # A refund that is not pending any more (another packer, a release) must not go into
+        # a batch whose items say it is there: the caller's transaction is rolled back.
+        raise LedgerInvariantError(
+            f"batch {batch_no}: {moved} of its {len(ids)} refunds were pending; nothing recorded"
+        )
+
+
+# --- submission ---------------------------------------------------------------
+
+
+def lock_batch(conn: Connection, batch_no: str) -> Batch | None:
+    row = conn.execute(
+        "SELECT batch_no, batch_day, state, item_count, attempts, maybe_sent, next_attempt_at,"
+        " created_at FROM batches WHERE batch_no = %s FOR UPDATE",
+        (batch_no,),
+    ).fetchone()
+    return None if row is None else Batch(*row)
+
+
+def batch_items(conn: Connection, batch_no: str) -> list[BatchItem]:
+    rows = conn.execute(
+        "SELECT i.refund_id, i.trade_no, i.amount, i.reason_sent, r.batch_attempts"
+        " FROM batch_items i JOIN refunds r USING (refund_id)"
+        " WHERE i.batch_no = %s ORDER BY i.position",
+        (batch_no,),
+    ).fetchall()
+    return [BatchItem(*r) for r in rows]
+
+
+def update_batch(conn: Connection, batch_no: str, **fields: object) -> None:
+    """Set fields of a batch (names checked against a fixed list); `updated_at` moves too."""
+    allowed = {
+        "state",
+        "attempts",
+        "maybe_sent",
+        "next_attempt_at",
+        "last_code",
+        "last_error",
+        "operator_flag",
+        "flagged_at",
+        "accepted_at",
+        "completed_at",
+        "next_query_at",
+    }
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown batch fields: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    values = [v.value if isinstance(v, enum.Enum) else v for v in fields.values()]
+    conn.execute(
+        f"UPDATE batches SET {assignments}, updated_at = clock_timestamp() WHERE batch_no = %s",
+        (*values, batch_no),
+    )
+
+
+# Batch states in which the gateway may hold the batch and its result is not known yet.
+RECONCILABLE = ("accepted", "unknown")
+
+
+def lock_batch_view(conn: Connection, batch_no: str) -> BatchView | None:
+    row = conn.execute(
+        f"SELECT {_BATCH_VIEW} FROM batches WHERE batch_no = %s FOR UPDATE", (batch_no,)
+    ).fetchone()
+    return None if row is None else BatchView(*row)
+
+
+def flag_batch(conn: Connection, batch_no: str, flag: str) -> None:
+    """Raise an operator flag on a batch (the first flag raised stays until it is cleared)."""
+    conn.execute(
+        "UPDATE batches SET operator_flag = coalesce(operator_flag, %s),"
+        " flagged_at = coalesce(flagged_at, clock_timestamp()) WHERE batch_no = %s",
+        (flag, batch_no),
+    )
+
+
+def schedule_query(conn: Connection, batch_no: str, delay_seconds: float) -> None:
+    conn.execute(
+        "UPDATE batches SET next_query_at = clock_timestamp() + make_interval(secs => %s)"
+        " WHERE batch_no = %s",
+        (delay_seconds, batch_no),
+    )
+
+
+def claim_due_queries(
+    conn: Connection, *, reconcile_after: float, lease: float, limit: int
+) -> list[str]:
+    """Batches whose query is due, claimed for `lease` seconds (several schedulers are safe).
+
+    Due: the gateway may hold the batch (accepted, or outcome unknown and not about to be
+    retried), and either its next query time has come, or it has none yet and its last
+    attempt is `reconcile_after` seconds old.
+    """
+    rows = conn.execute(
+        """
+        UPDATE batches SET next_query_at = clock_timestamp() + make_interval(secs => %(lease)s)
+         WHERE batch_no = ANY(ARRAY(
+               SELECT batch_no FROM batches
+                WHERE state IN ('accepted', 'unknown')
+                  AND (state = 'accepted' OR maybe_sent)
+                  AND CASE WHEN next_query_at IS NOT NULL THEN next_query_at <= clock_timestamp()
+                           ELSE coalesce(last_attempt_at, accepted_at, updated_at)
+                                <= clock_timestamp() - make_interval(secs => %(after)s) END
+                ORDER BY coalesce(next_query_at, created_at)
+                LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+        RETURNING batch_no
+        """,
+        {"lease": lease, "after": reconcile_after, "limit": limit},
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+# --- operators ------------------------------------------------------------------------
+
+OPEN_BATCH_STATES = ("ready", "submitting", "retry", "unknown", "accepted", "held")
+
+
+def mark_accepted(conn: Connection, batch_no: str) -> int:
+    """An operator's word that the gateway holds the batch: its batched refunds are submitted."""
+    cur = conn.execute(
+        "UPDATE refunds SET state = 'submitted', updated_at = clock_timestamp()"
+        " WHERE batch_no = %s AND (state = 'batched') IS TRUE",
+        (batch_no,),
+        prepare=False,
+    )
+    conn.execute(
+        "UPDATE batches SET state = 'accepted', maybe_sent = true, next_attempt_at = NULL,"
+        " next_query_at = clock_timestamp(), operator_flag = NULL,"
+        " accepted_at = coalesce(accepted_at, clock_timestamp()), updated_at = clock_timestamp()"
+        " WHERE batch_no = %s",
+        (batch_no,),
+    )
+    return cur.rowcount
+
+
+# --- attempts and schedules -----------------------------------------------------------
+
+
+def db_now(conn: Connection) -> datetime:
+    """The database's clock (due times are compared with it)."""
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
+def try_packer_lock(conn: Connection, key: int) -> bool:
+    """Take the packer's transaction-scoped advisory lock, without waiting."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def in_flight_within(conn: Connection, batch_no: str, lease_seconds: float) -> bool:
+    """True while a batch in `submitting` was claimed less than `lease_seconds` ago."""
+    row = conn.execute(
+        "SELECT updated_at > clock_timestamp() - make_interval(secs => %s)"
+        " FROM batches WHERE batch_no = %s",
+        (lease_seconds, batch_no),
+    ).fetchone()
+    return bool(row is not None and row[0])
+
+
+def note_attempt(conn: Connection, batch_no: str) -> None:
+    """Record now as the batch's last attempt (reconciliation counts its waits from it)."""
+    conn.execute(
+        "UPDATE batches SET last_attempt_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
+    )
+
+
+def last_code(conn: Connection, batch_no: str) -> str | None:
+    row = conn.execute("SELECT last_code FROM batches WHERE batch_no = %s", (batch_no,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def note_flagged(conn: Connection, batch_no: str) -> None:
+    conn.execute(
+        "UPDATE batches SET flagged_at = clock_timestamp() WHERE batch_no = %s", (batch_no,)
+    )
+
+
+def schedule_attempt(conn: Connection, batch_no: str, delay_seconds: float) -> None:
+    """The batch's next attempt is due `delay_seconds` from now (database clock)."""
+    conn.execute(
+        "UPDATE batches SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)"
+        " WHERE batch_no = %s",
+        (delay_seconds, batch_no),
+    )
+
+
+# --- sweeps -------------------------------------------------------------------------------
+
+
+def redrive_due(conn: Connection, *, redrive_seconds: float, lease_seconds: float) -> list[str]:
+    """Batches due for another attempt (or lost in flight), pushed `redrive_seconds` on."""
+    rows = conn.execute(
+        """
+        UPDATE batches
+           SET next_attempt_at = clock_timestamp() + make_interval(secs => %(redrive)s)
+         WHERE (state IN ('ready', 'retry', 'unknown')
+                AND next_attempt_at <= clock_timestamp())
+            OR (state = 'submitting'
+                AND updated_at < clock_timestamp() - make_interval(secs => %(lease)s)
+                AND next_attempt_at <= clock_timestamp())
+        RETURNING batch_no
+        """,
+        {"redrive": redrive_seconds, "lease": lease_seconds},
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+def flag_overdue(conn: Connection, overdue_seconds: float) -> list[str]:
+    """Flag `notification_overdue` on batches the gateway may hold, older than the deadline."""
+    rows = conn.execute(
+        """
+        UPDATE batches
+           SET operator_flag = 'notification_overdue', flagged_at = clock_timestamp()
+         WHERE state IN ('accepted', 'unknown', 'submitting')
+           AND operator_flag IS NULL
+           AND created_at < clock_timestamp() - make_interval(secs => %s)
+        RETURNING batch_no
+        """,
+        (overdue_seconds,),
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+def resume_held(conn: Connection) -> list[str]:
+    """Held batches (by no flag or a configuration error) become due again, same batch_no."""
+    rows = conn.execute(
+        "UPDATE batches SET state = 'retry', next_attempt_at = clock_timestamp(),"
+        " operator_flag = NULL, updated_at = clock_timestamp()"
+        " WHERE state = 'held'"
+        " AND (operator_flag IS NULL OR operator_flag = 'configuration_error')"
+        " RETURNING batch_no"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

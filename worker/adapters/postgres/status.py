@@ -1,0 +1,116 @@
+"""What `refund-worker status` and the ledger gauges read: plain rows as dictionaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.adapters.postgres.evidence import batch_history
+from worker.adapters.postgres.notifications import refund_dback_results
+from worker.adapters.postgres.pool import Connection
+
+
+def _rows(conn: Connection, sql: str, *params: object) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    names = [c.name for c in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def refund_status(conn: Connection, refund_id: str) -> dict[str, Any]:
+    """A refund, the batches it went through, and its bank-card return results."""
+    refund = _rows(
+        conn,
+        "SELECT refund_id, trade_no, amount, state, code, batch_no, batch_attempts,"
+        " result_source, received_at, completed_at FROM refunds WHERE refund_id = %s",
+        refund_id,
+    )
+    batches = _rows(
+        conn,
+        "SELECT b.batch_no, b.state, b.attempts, b.last_code, b.operator_flag"
+        " FROM batch_items i JOIN batches b USING (batch_no) WHERE i.refund_id = %s"
+        " ORDER BY b.created_at",
+        refund_id,
+    )
+    return {
+        "refund": refund[0] if refund else None,
+        "batches": batches,
+        "bank_card_returns": refund_dback_results(conn, refund_id),
+    }
+
+
+def batch_status(conn: Connection, batch_no: str) -> dict[str, Any]:
+    """A batch, its items, notifications, query answers and operator decisions."""
+    batch = _rows(conn, "SELECT * FROM batches WHERE batch_no = %s", batch_no)
+    items = _rows(
+        conn,
+        "SELECT i.refund_id, i.trade_no, i.amount, r.state, r.code FROM batch_items i"
+        " JOIN refunds r USING (refund_id) WHERE i.batch_no = %s ORDER BY i.position",
+        batch_no,
+    )
+    notes = _rows(
+        conn,
+        "SELECT notify_id, outcome, detail, received_at FROM notifications WHERE batch_no = %s",
+        batch_no,
+    )
+    history = batch_history(conn, batch_no)
+    return {
+        "batch": batch[0] if batch else None,
+        "items": items,
+        "notifications": notes,
+        "queries": history["queries"],
+        "operator_decisions": history["decisions"],
+    }
+
+
+def summary(conn: Connection) -> dict[str, Any]:
+    """Counts by state, flagged batches, the outbox, unapplied notifications, the halt."""
+    return {
+        "refunds": _rows(conn, "SELECT state, count(*) FROM refunds GROUP BY state ORDER BY state"),
+        "batches": _rows(conn, "SELECT state, count(*) FROM batches GROUP BY state ORDER BY state"),
+        "flagged_batches": _rows(
+            conn,
+            "SELECT batch_no, state, operator_flag, flagged_at FROM batches"
+            " WHERE operator_flag IS NOT NULL ORDER BY flagged_at",
+        ),
+        "outbox": _rows(conn, "SELECT count(*) FROM outbox"),
+        "notifications_unapplied": _rows(
+            conn,
+            "SELECT outcome, count(*), min(stored_at) AS oldest FROM notifications"
+            " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch') GROUP BY outcome",
+        ),
+        "halt": _rows(conn, "SELECT value, set_at FROM control WHERE name = 'submission_halted'"),
+    }
+
+
+@dataclass(slots=True)
+class LedgerGauges:
+    """The ledger's figures the metrics read at scrape time."""
+
+    waiting: list[tuple[str, int, float]] = field(default_factory=list)  # state, count, age
+    flagged: list[tuple[str, int]] = field(default_factory=list)  # flag, open batches
+    outbox: int = 0
+    unapplied: list[tuple[str, int, float]] = field(default_factory=list)  # outcome, count, age
+
+
+def ledger_gauges(conn: Connection) -> LedgerGauges:
+    gauges = LedgerGauges()
+    for state, count, age in conn.execute(
+        "SELECT state, count(*), extract(epoch FROM clock_timestamp() - min(received_at))"
+        " FROM refunds WHERE state IN ('pending', 'batched', 'submitted') GROUP BY state"
+    ).fetchall():
+        gauges.waiting.append((str(state), int(count), float(age or 0)))
+    for flag, count in conn.execute(
+        "SELECT operator_flag, count(*) FROM batches WHERE operator_flag IS NOT NULL"
+        " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
+        " GROUP BY operator_flag"
+    ).fetchall():
+        gauges.flagged.append((str(flag), int(count)))
+    row = conn.execute("SELECT count(*) FROM outbox").fetchone()
+    gauges.outbox = int(row[0]) if row else 0
+    for outcome, count, age in conn.execute(
+        "SELECT outcome, count(*), extract(epoch FROM clock_timestamp() - min(stored_at))"
+        " FROM notifications WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch')"
+        " GROUP BY outcome"
+    ).fetchall():
+        gauges.unapplied.append((str(outcome), int(count), float(age or 0)))
+    return gauges
