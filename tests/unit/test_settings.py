@@ -22,8 +22,8 @@ from worker.config.settings import (
     load_settings,
 )
 from worker.domain.errors import ConfigError
-from worker.observability import logging as worker_logging
-from worker.observability.logging import REDACTED, _scrub_text
+from worker.observability import redaction
+from worker.observability.redaction import REDACTED, _scrub_text
 
 MD5_KEY = "k3y9x2mq7w1v8b5n4c6z0a2s4d6f8g1h"
 BASE = {"ALIPAY_MD5_KEY": MD5_KEY}
@@ -63,9 +63,9 @@ def _fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
-    worker_logging._forget_secrets()
+    redaction._forget_secrets()
     yield
-    worker_logging._forget_secrets()
+    redaction._forget_secrets()
     get_settings.cache_clear()
 
 
