@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker.adapters.postgres.pool import Database
+from worker.adapters.postgres.status import ledger_gauges
 from worker.domain.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
@@ -80,41 +81,19 @@ class LedgerCollector(Collector):
         waiting, oldest, flagged, outbox, unapplied, unapplied_age = self._families()
         try:
             with self._db.transaction() as conn:
-                states = conn.execute(
-                    "SELECT state, count(*),"
-                    " extract(epoch FROM clock_timestamp() - min(received_at)) FROM refunds"
-                    " WHERE state IN ('pending', 'batched', 'submitted')"
-                    " GROUP BY state"
-                ).fetchall()
-                flags = conn.execute(
-                    "SELECT operator_flag, count(*) FROM batches"
-                    " WHERE operator_flag IS NOT NULL"
-                    " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
-                    " GROUP BY operator_flag"
-                ).fetchall()
-                backlog = conn.execute("SELECT count(*) FROM outbox").fetchone()
-                stored = conn.execute(
-                    "SELECT outcome, count(*),"
-                    " extract(epoch FROM clock_timestamp() - min(stored_at)) FROM notifications"
-                    " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch')"
-                    " GROUP BY outcome"
-                ).fetchall()
+                gauges = ledger_gauges(conn)
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("metrics.ledger_unavailable", error=type(exc).__name__)
             return
-        age = 0.0
-        for state, count, state_age in states:
-            waiting.add_metric([str(state)], float(count))
-            age = max(age, float(state_age or 0))
-        oldest.add_metric([], age)
-        for flag, count in flags:
-            flagged.add_metric([str(flag)], float(count))
-        outbox.add_metric([], float(backlog[0] if backlog else 0))
-        stored_age = 0.0
-        for outcome, count, outcome_age in stored:
-            unapplied.add_metric([str(outcome)], float(count))
-            stored_age = max(stored_age, float(outcome_age or 0))
-        unapplied_age.add_metric([], stored_age)
+        for state, count, _age in gauges.waiting:
+            waiting.add_metric([state], float(count))
+        oldest.add_metric([], max((age for _s, _c, age in gauges.waiting), default=0.0))
+        for flag, count in gauges.flagged:
+            flagged.add_metric([flag], float(count))
+        outbox.add_metric([], float(gauges.outbox))
+        for outcome, count, _age in gauges.unapplied:
+            unapplied.add_metric([outcome], float(count))
+        unapplied_age.add_metric([], max((age for _o, _c, age in gauges.unapplied), default=0.0))
         yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age)
 
 
