@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools.devstack import Stack, StackConfig
-from tests.e2e.conftest import refund_request, trade
+from tests.support.events import refund_request, trade
 
 pytestmark = pytest.mark.e2e
 

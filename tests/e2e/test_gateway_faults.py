@@ -11,7 +11,7 @@ import pytest
 
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
-from tests.e2e.conftest import refund_request, trade
+from tests.support.events import refund_request, trade
 from worker.contracts.events import completed_event_id
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import pytest
 
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
-from tests.e2e.conftest import refund_request, trade
+from tests.support.events import refund_request, trade
 from worker.adapters.rabbitmq import BusConnection
 from worker.contracts.events import completed_event_id, validate_refund_completed
 

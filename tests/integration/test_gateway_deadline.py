@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.test_gateway import PARAMS, XML_T
+from tests.support.gateway import PARAMS, XML_T
 from worker.adapters.gateway.client import GatewayClient
 from worker.domain.errors import GatewayError, GatewayOutcomeUnknown
 from worker.mapi import SyncStatus

@@ -33,6 +33,7 @@ import pika
 import pytest
 import requests
 
+from tests.support.net import free_port
 from tests.support.sandbox import run_sandbox
 from worker.adapters.dramatiq.jobs import notify_queue
 from worker.adapters.gateway.client import GatewayClient
@@ -51,12 +52,6 @@ pytestmark = pytest.mark.integration
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 PARTNER = "2088101008267254"
 STARTUP_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _VerifyHandler(BaseHTTPRequestHandler):

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.integration.test_ledger_services import delivery, request, trade
-from tests.integration.test_submission import Env, make_batches, now_utc, open_env
+from tests.support.ledger import delivery, request, trade
+from tests.support.submission import Env, make_batches, now_utc, open_env
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.domain.policy import DATE_REBATCH_DELAY_SECONDS
