@@ -47,7 +47,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        ("worker/domain/policy.py", "import psycopg", "Domain, protocol and contracts"),
+        ("worker/domain/policy/attempts.py", "import psycopg", "Domain, protocol and contracts"),
         ("worker/mapi/signing.py", "import worker.adapters.postgres.pool", "Domain, protocol"),
         ("worker/services/relay.py", "import pika", "Services use no driver"),
         ("worker/adapters/postgres/ledger.py", "import worker.services.intake", "Adapters do not"),

@@ -2,7 +2,7 @@
 
 Refund: `pending -> batched -> submitted -> succeeded | failed`, `pending -> rejected`;
 a refund goes back to `pending` only when its batch was certainly not taken by the
-gateway (`worker/domain/policy.py`). States only move forward otherwise.
+gateway (`worker/domain/policy/`). States only move forward otherwise.
 
 Batch: `ready -> submitting -> accepted -> completed`, with `retry` and `unknown`
 (the gateway may hold it) while attempts go on, `held` for an operator, and the
