@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.domain.errors import ConfigError
+from worker.mapi.keys import KeyFormatError, load_private_key, private_key_pem, public_key_pem
 
 __all__ = ["PRIVATE_KEY_NAME", "PUBLIC_KEY_NAME", "AlipayKeys", "ensure_alipay_keys"]
 
@@ -46,11 +46,7 @@ def ensure_alipay_keys(state_dir: Path) -> AlipayKeys:
     state_dir.mkdir(parents=True, exist_ok=True)
     if not private_path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-        private_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        private_pem = private_key_pem(key).encode("ascii")
         tmp = private_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -58,16 +54,17 @@ def ensure_alipay_keys(state_dir: Path) -> AlipayKeys:
         os.replace(tmp, private_path)
     try:
         private_pem = private_path.read_bytes()
-        loaded = serialization.load_pem_private_key(private_pem, password=None)
-    except (OSError, ValueError, TypeError) as exc:
+    except OSError as exc:
         raise ConfigError(
             f"cannot load the sandbox key {private_path}: {type(exc).__name__}"
         ) from None
-    if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise ConfigError(f"{private_path} is not an RSA private key")
-    public_pem = loaded.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    try:
+        loaded = load_private_key(private_pem)
+    except KeyFormatError as exc:
+        if exc.not_rsa:
+            raise ConfigError(f"{private_path} is not an RSA private key") from None
+        raise ConfigError(f"cannot load the sandbox key {private_path}: {exc}") from None
+    public_pem = public_key_pem(loaded.public_key()).encode("ascii")
     if not public_path.exists() or public_path.read_bytes() != public_pem:
         public_path.write_bytes(public_pem)
     return AlipayKeys(private_pem=private_pem, public_pem=public_pem, public_path=public_path)

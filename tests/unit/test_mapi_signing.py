@@ -1,18 +1,26 @@
-"""Signing: the canonical string, MD5 against a by-hand computation, RSA, and verify."""
+"""Signing: the canonical string, MD5 against a by-hand computation, RSA, verify, key loading."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.domain.errors import SigningError
 from worker.mapi import sign, signing_string, verify
+from worker.mapi.keys import (
+    KeyFormatError,
+    load_private_key,
+    load_public_key,
+    private_key_pem,
+    public_key_pem,
+)
 
 # One throwaway key pair per test module, generated in memory (never a file).
 _PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=1024)
@@ -258,3 +266,79 @@ def test_sign_names_the_parameter_the_charset_cannot_encode() -> None:
     params = dict(SEED_000, detail_data="2016081821001004270231872174^0.01^退款😀")
     with pytest.raises(SigningError, match="detail_data"):
         sign(params, sign_type="MD5", charset="gbk", md5_key=MD5_KEY)
+
+
+# --------------------------------------------------------------------------
+# The key loader every caller shares (worker/mapi/keys.py)
+# --------------------------------------------------------------------------
+
+
+def _der_base64(data: bytes, wrap: int = 64) -> str:
+    text = base64.b64encode(data).decode()
+    return "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap)) + "\n"
+
+
+def test_loader_reads_every_shape_alipay_and_merchants_hand_out() -> None:
+    public = _PRIVATE.public_key()
+    private_shapes = [
+        PRIVATE_PEM,
+        PRIVATE_PEM.decode(),
+        _PRIVATE.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+        _der_base64(
+            _PRIVATE.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        ),
+    ]
+    for shape in private_shapes:
+        assert load_private_key(shape).private_numbers() == _PRIVATE.private_numbers()
+    public_shapes = [
+        PUBLIC_PEM,
+        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
+        _der_base64(
+            public.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ),
+    ]
+    for shape in public_shapes:
+        assert load_public_key(shape).public_numbers() == public.public_numbers()
+    assert private_key_pem(_PRIVATE).encode() == PRIVATE_PEM
+    assert public_key_pem(public).encode() == PUBLIC_PEM
+
+
+def test_loader_errors_say_what_is_wrong_and_show_no_key() -> None:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_private = ec_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    ec_public = ec_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    encrypted = _PRIVATE.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    cases: list[tuple[Callable[[str | bytes], object], str | bytes, str, bool]] = [
+        (load_private_key, ec_private, "the private key is not an RSA key", True),
+        (load_public_key, ec_public, "the public key is not an RSA key", True),
+        (load_private_key, encrypted, "the RSA private key cannot be loaded", False),
+        (load_private_key, PUBLIC_PEM, "the RSA private key cannot be loaded", False),
+        (load_public_key, PRIVATE_PEM, "the RSA public key cannot be loaded", False),
+        (load_private_key, "not a key!", "the key is neither PEM nor base64 DER", False),
+        (load_public_key, "QUJD", "the RSA public key cannot be loaded", False),
+        (load_public_key, "密钥", "the key is not ASCII text", False),
+    ]
+    for load, data, message, not_rsa in cases:
+        with pytest.raises(KeyFormatError) as info:
+            load(data)
+        assert (str(info.value), info.value.not_rsa) == (message, not_rsa)

@@ -19,22 +19,21 @@ check and compares MD5 digests in constant time.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from worker.domain.errors import SigningError
 from worker.mapi.charsets import codec_for, fits
+from worker.mapi.keys import KeyFormatError, load_private_key, load_public_key
 
 SIGN_TYPES = frozenset({"MD5", "RSA"})
 _UNSIGNED_KEYS = frozenset({"sign", "sign_type"})
-_PEM_MARK = b"-----BEGIN"
 
 
 def signing_string(params: Mapping[str, str]) -> str:
@@ -69,7 +68,7 @@ def sign(
     if sign_type == "RSA":
         if not private_key_pem:
             raise SigningError("RSA signing needs the merchant's private key")
-        key = _private_key(_key_bytes(private_key_pem))
+        key = _private_key(private_key_pem)
         signature = key.sign(data, padding.PKCS1v15(), hashes.SHA1())
         return base64.b64encode(signature).decode("ascii")
     raise SigningError(f"unknown sign_type {str(sign_type)[:20]!r}: use MD5 or RSA")
@@ -123,7 +122,7 @@ def _verify(
         # A '+' sent unescaped in a form body arrives as a space.
         compact = received.strip().replace(" ", "+")
         signature = base64.b64decode(compact, validate=True)
-        key = _public_key(_key_bytes(public_key_pem))
+        key = _public_key(public_key_pem)
         key.verify(signature, data, padding.PKCS1v15(), hashes.SHA1())
         return True
     return False
@@ -147,46 +146,19 @@ def _md5_hex(data: bytes, md5_key: str, codec: str) -> str:
     return hashlib.md5(data + key).hexdigest()
 
 
-def _key_bytes(pem: str | bytes) -> bytes:
+@functools.lru_cache(maxsize=8)
+def _private_key(data: str | bytes) -> rsa.RSAPrivateKey:
+    """The merchant's key, loaded once per distinct key (see `worker/mapi/keys.py`)."""
     try:
-        data = pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
-    except UnicodeEncodeError:
-        raise SigningError("the key is not ASCII text") from None
-    return data.strip()
+        return load_private_key(data)
+    except KeyFormatError as exc:
+        raise SigningError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=8)
-def _private_key(data: bytes) -> rsa.RSAPrivateKey:
-    """Load an RSA private key: PEM (PKCS#1 or PKCS#8) or bare base64 DER as Alipay hands it out."""
+def _public_key(data: str | bytes) -> rsa.RSAPublicKey:
+    """Alipay's key, loaded once per distinct key (see `worker/mapi/keys.py`)."""
     try:
-        if _PEM_MARK in data:
-            key = serialization.load_pem_private_key(data, password=None)
-        else:
-            key = serialization.load_der_private_key(_unbase64(data), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError("the RSA private key cannot be loaded") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise SigningError("the private key is not an RSA key")
-    return key
-
-
-@functools.lru_cache(maxsize=8)
-def _public_key(data: bytes) -> rsa.RSAPublicKey:
-    """Load an RSA public key: PEM (SPKI or PKCS#1) or bare base64 DER (SPKI)."""
-    try:
-        if _PEM_MARK in data:
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_der_public_key(_unbase64(data))
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError("the RSA public key cannot be loaded") from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise SigningError("the public key is not an RSA key")
-    return key
-
-
-def _unbase64(data: bytes) -> bytes:
-    try:
-        return base64.b64decode(b"".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise SigningError("the key is neither PEM nor base64 DER") from None
+        return load_public_key(data)
+    except KeyFormatError as exc:
+        raise SigningError(str(exc)) from None
