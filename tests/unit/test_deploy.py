@@ -93,3 +93,13 @@ def test_image_runs_the_console_script_as_a_non_root_user() -> None:
         if "template" in doc.get("spec", {}):
             security = doc["spec"]["template"]["spec"]["securityContext"]
             assert security["runAsNonRoot"] is True
+
+
+def test_the_image_holds_the_worker_without_the_sandbox_or_the_dev_tools() -> None:
+    copied = [
+        line.split()[1]
+        for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    ]
+    assert "worker" in copied
+    assert not {"sandbox", "devtools", "tests", "bench", "."} & set(copied), copied
