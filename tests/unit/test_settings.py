@@ -214,6 +214,24 @@ def test_blank_values_count_as_unset() -> None:
     assert (s.refund_exchange, s.metrics_port, s.log_level) == ("refunds", None, "INFO")
 
 
+def test_the_table_reads_every_variable_and_every_default_passes_its_own_rules() -> None:
+    table = {f.name: f.metadata["sources"] for f in dataclasses.fields(Settings)}
+    names = {name for sources in table.values() for name, _ in sources}
+    assert set(VARIABLES) | {"CLOCK_OFFSET_FILE"} <= names
+    for f in dataclasses.fields(Settings):
+        for name, parse in table[f.name]:
+            if f.default is not None:
+                assert parse(name, str(f.default)) == f.default, name
+
+
+def test_constructing_settings_directly_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATCH_MAX_ITEMS", "7")
+    monkeypatch.setenv("ALIPAY_SIGN_TYPE", "RSA")
+    assert (Settings().batch_max_items, Settings().sign_type) == (1000, "MD5")
+
+
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIPAY_MD5_KEY", MD5_KEY)
     monkeypatch.setenv("BATCH_MAX_ITEMS", "7")
