@@ -53,6 +53,10 @@ class SandboxClock:
             offset = self._offset
         return datetime.fromtimestamp(self._source() + offset, tz=UTC)
 
+    def stamp(self) -> str:
+        """`now()` in ISO 8601: the `at` of the books' records."""
+        return self.now().isoformat()
+
     def today(self) -> date:
         """The shifted Beijing calendar date (what `refund_date` and `batch_no` must carry)."""
         return self.now().astimezone(BEIJING).date()

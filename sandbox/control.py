@@ -9,13 +9,13 @@ are the service's (declared below for the type checker).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
+from sandbox.bookkeeper import Bookkeeper
 from sandbox.clock import SandboxClock
 from sandbox.config import (
     SandboxConfig,
@@ -25,8 +25,10 @@ from sandbox.config import (
 from sandbox.external import plan_external
 from sandbox.faults import FaultBook, parse_fault_set
 from sandbox.keys import AlipayKeys
-from sandbox.ledger import TRADE_STATUSES, ClockRecord, Ledger, Record, TradeRecord
+from sandbox.ledger import TRADE_STATUSES
 from sandbox.notifier import Notifier
+from sandbox.records import ClockRecord, TradeRecord
+from sandbox.reports import ledger_summary, ledger_view
 from worker.domain.errors import DetailDataError
 from worker.mapi import format_amount, is_valid_trade_no, parse_amount
 
@@ -39,20 +41,16 @@ class ControlAPI:
     """The service's control methods (see the module docstring)."""
 
     config: SandboxConfig
-    ledger: Ledger
+    books: Bookkeeper
     faults: FaultBook
     clock: SandboxClock
     notifier: Notifier
     refund_limit_mode: str
     notify_verify_seconds: float
     _keys: AlipayKeys
-    _lock: threading.Lock
 
     def _at(self) -> str:
-        return self.clock.now().isoformat()
-
-    def _record_locked(self, record: Record) -> None:
-        raise NotImplementedError
+        return self.clock.stamp()
 
     def create_trade(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create or change a paid trade: {"trade_no", "amount", "status"="paid"}."""
@@ -70,9 +68,9 @@ class ControlAPI:
         record = TradeRecord(
             trade_no=trade_no, amount=amount, status=str(status), ts=time.time(), at=self._at()
         )
-        with self._lock:
-            self._record_locked(record)
-            view = self.ledger.trades[trade_no].to_json()
+        with self.books.lock:
+            self.books.record_locked(record)
+            view = self.books.ledger.trades[trade_no].to_json()
         log.info(
             "sandbox.trade.created", trade_no=trade_no, amount=format_amount(amount), status=status
         )
@@ -80,17 +78,17 @@ class ControlAPI:
 
     def add_external_refunds(self, data: object) -> dict[str, Any]:
         """Record refunds made outside any batch (`sandbox.external`); ValueError if not."""
-        with self._lock:
+        with self.books.lock:
             record = plan_external(
-                self.ledger,
+                self.books.ledger,
                 data,
                 today=self.clock.today(),
                 auto_amount=self.config.auto_trade_amount if self.config.auto_trades else None,
                 ts=time.time(),
                 at=self._at(),
             )
-            self._record_locked(record)
-            view = self.ledger.trades[record.trade_no].to_json()
+            self.books.record_locked(record)
+            view = self.books.ledger.trades[record.trade_no].to_json()
         log.info(
             "sandbox.external_refunds.added",
             trade_no=record.trade_no,
@@ -119,7 +117,7 @@ class ControlAPI:
         seconds = check_notify_verify_seconds(
             data.get("notify_verify_seconds", self.notify_verify_seconds)
         )
-        with self._lock:
+        with self.books.lock:
             self.refund_limit_mode, self.notify_verify_seconds = mode, seconds
         log.info("sandbox.settings.set", refund_limit_mode=mode, notify_verify_seconds=seconds)
         return self.settings()
@@ -140,9 +138,9 @@ class ControlAPI:
         """Shift the sandbox clock by `offset` seconds (ValueError when not a sane number)."""
         if isinstance(offset, bool) or not isinstance(offset, int | float):
             raise ValueError("offset_seconds must be a number")
-        with self._lock:
+        with self.books.lock:
             self.clock.set_offset(float(offset))
-            self._record_locked(ClockRecord(offset_seconds=float(offset), ts=time.time()))
+            self.books.record_locked(ClockRecord(offset_seconds=float(offset), ts=time.time()))
         log.info("sandbox.clock.set", offset_seconds=float(offset))
         return self.clock_view()
 
@@ -155,8 +153,8 @@ class ControlAPI:
         }
 
     def summary(self) -> dict[str, Any]:
-        with self._lock:
-            summary = self.ledger.summary()
+        with self.books.lock:
+            summary = ledger_summary(self.books.ledger)
         summary["faults_fired"] = self.faults.snapshot()["fired_total"]
         queued = self.notifier.queued()
         summary["notifications"]["queued"] = queued
@@ -165,8 +163,8 @@ class ControlAPI:
         return summary
 
     def ledger_view(self, *, batch_no: str | None, trade_no: str | None) -> dict[str, Any]:
-        with self._lock:
-            return self.ledger.view(batch_no=batch_no, trade_no=trade_no)
+        with self.books.lock:
+            return ledger_view(self.books.ledger, batch_no=batch_no, trade_no=trade_no)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -75,6 +75,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import structlog
+
 from worker.domain.errors import ConfigError
 
 __all__ = [
@@ -82,8 +84,11 @@ __all__ = [
     "Fault",
     "FaultBook",
     "FaultSet",
+    "log_injected",
     "parse_fault_set",
 ]
+
+log = structlog.get_logger(__name__)
 
 SERVICES: Final = ("refund", "notify_verify", "query", "any")
 GARBAGE_BODIES: Final = ("any", "html", "truncated")
@@ -381,3 +386,8 @@ class FaultBook:
 def _targets(fault: Fault, trade_no: str) -> bool:
     wanted = fault.option("trade_nos")
     return wanted is None or trade_no in wanted
+
+
+def log_injected(name: str, batch_no: str | None, *, service: str = "refund") -> None:
+    """Log that fault `name` fired (for the batch `batch_no`, when there is one)."""
+    log.info("sandbox.fault.injected", fault=name, batch_no=batch_no, service=service)

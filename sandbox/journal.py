@@ -19,11 +19,11 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import structlog
 
-from sandbox.ledger import Record, record_from_json
+from sandbox.records import Record, record_from_json
 from worker.domain.errors import ConfigError
 
 __all__ = ["JOURNAL_NAME", "Journal"]
@@ -73,10 +73,8 @@ class Journal:
 
     def append(self, record: Record) -> None:
         """Write one record and flush it to the operating system."""
-        self.append_json(record.to_json())
-
-    def append_json(self, data: dict[str, Any]) -> None:
-        line = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        text = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":"))
+        line = text.encode("utf-8") + b"\n"
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@
   gateway sends (`<?xml version="1.0" encoding="GBK"?>` then
   `<alipay><is_success>T</is_success></alipay>`, or `F` with `<error>CODE</error>`).
 * `format_result_details`: `trade_no^amount^CODE` items joined with `#`, the
-  plain form Alipay reports for plain requests; `success_num` counts SUCCESS;
-  `batch_results` gives both from a batch's columns. Items the gateway
+  plain form Alipay reports for plain requests; `success_num` counts SUCCESS.
+  Items the gateway
   skipped (`SKIPPED`, the 100th refund of a trade in the `skip` refund-limit
   mode) are neither refunded nor reported, so they are left out.
   (`sandbox.shapes` writes the grammar's other legal shapes.)
@@ -39,7 +39,6 @@ __all__ = [
     "RESEND_GAPS",
     "SKIPPED",
     "SUCCESS",
-    "batch_results",
     "format_result_details",
     "is_acknowledgement",
     "new_notify_id",
@@ -78,27 +77,9 @@ def format_result_details(results: Sequence[tuple[str, Decimal, str]]) -> str:
     Amounts must be Decimals quantized to cents (as `parse_amount` returns
     them); they are written with `str`, which then gives exactly two decimals.
     """
-    results = [row for row in results if row[2] != SKIPPED]
-    if not results:
-        return ""
-    trade_nos, amounts, codes = zip(*results, strict=True)
-    return "#".join(map("^".join, zip(trade_nos, map(str, amounts), codes, strict=True)))
-
-
-def batch_results(
-    trade_nos: Sequence[str], amounts: Sequence[str], codes: Sequence[str]
-) -> tuple[str, int]:
-    """`result_details` and `success_num` from an accepted batch's columns.
-
-    `amounts` are already written with two decimals. The same as
-    `format_result_details` and `success_num` over (trade_no, amount, code)
-    triples, without building 1000 of them per batch first.
-    """
-    if SKIPPED in codes:
-        kept = [row for row in zip(trade_nos, amounts, codes, strict=True) if row[2] != SKIPPED]
-        return "#".join(map("^".join, kept)), codes.count(SUCCESS)
-    details = "#".join(map("^".join, zip(trade_nos, amounts, codes, strict=True)))
-    return details, codes.count(SUCCESS)
+    return "#".join(
+        f"{trade_no}^{amount}^{code}" for trade_no, amount, code in results if code != SKIPPED
+    )
 
 
 def is_acknowledgement(status: int | None, body: bytes) -> bool:

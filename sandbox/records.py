@@ -3,21 +3,21 @@
 `TradeRecord`, `RequestRecord`, `BatchRecord`, `SendRecord`, `GaveUpRecord`,
 `ClockRecord` and `ExternalRefundRecord` each write themselves as one JSON
 journal line (`to_json`) and are read back by `record_from_json`; fields added
-later are optional on reading, so older journals replay unchanged.
-`sandbox.ledger` applies them.
+later are optional on reading, so older journals replay unchanged (a batch's
+items are written as `[trade_no, amount, reason, code, auto]` rows; journals
+that wrote them as columns are read too). `sandbox.ledger` applies them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from worker.mapi import format_amount
 
 __all__ = [
-    "BatchColumns",
     "BatchItem",
     "BatchRecord",
     "ClockRecord",
@@ -28,11 +28,12 @@ __all__ = [
     "SendKind",
     "SendRecord",
     "TradeRecord",
-    "batch_columns",
     "record_from_json",
 ]
 
 SendKind = Literal["genuine", "duplicate", "forged", "lost"]
+# (trade_no, amount, reason, code, trade auto-created)
+BatchItem = tuple[str, Decimal, str, str, bool]
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,13 @@ class BatchRecord:
     refund_date: str
     notify_url: str | None
     notify_id: str | None
-    # (trade_no, amount, reason, code, trade auto-created)
-    items: tuple[tuple[str, Decimal, str, str, bool], ...]
+    items: tuple[BatchItem, ...]
     auto_amount: Decimal | None
     # Seed of the `result_shapes` writer when that fault was drawn for the batch
     # (its notification then writes `result_details` in the grammar's other shapes).
     shapes: int | None = None
 
-    def to_json(self, columns: BatchColumns | None = None) -> dict[str, Any]:
-        """The journal line; `columns` when the caller already has `batch_columns(items)`."""
+    def to_json(self) -> dict[str, Any]:
         extra = {} if self.shapes is None else {"shapes": self.shapes}
         return {
             "type": "batch",
@@ -114,7 +113,7 @@ class BatchRecord:
             "notify_url": self.notify_url,
             "notify_id": self.notify_id,
             "auto_amount": None if self.auto_amount is None else format_amount(self.auto_amount),
-            "items": _items_to_json(batch_columns(self.items) if columns is None else columns),
+            "items": [[t, format_amount(a), r, c, auto] for t, a, r, c, auto in self.items],
             **extra,
         }
 
@@ -274,54 +273,12 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
     raise ValueError(f"unknown record type {str(kind)[:20]!r}")
 
 
-BatchItem = tuple[str, Decimal, str, str, bool]
-
-
-class BatchColumns(NamedTuple):
-    """A batch's items as columns, amounts written out (`batch_columns`)."""
-
-    trade_nos: tuple[str, ...]
-    amounts: tuple[str, ...]
-    reasons: tuple[str, ...]
-    codes: tuple[str, ...]
-    autos: tuple[bool, ...]
-
-
-def batch_columns(items: Sequence[BatchItem]) -> BatchColumns:
-    """Columns of a batch's items; the journal line and `result_details` both read them.
-
-    Amounts in the books are Decimals quantized to cents, so `str` writes
-    exactly two decimals (and is much cheaper than `format_amount`'s checks).
-    """
-    if not items:
-        return BatchColumns((), (), (), (), ())
-    trade_nos, amounts, reasons, codes, autos = zip(*items, strict=True)
-    return BatchColumns(trade_nos, tuple(map(str, amounts)), reasons, codes, autos)
-
-
-def _items_to_json(columns: BatchColumns) -> dict[str, Any]:
-    """The items of a batch as columns, the cheap way to write 1000 of them per line.
-
-    `trade_no`, `amount` and `code` are comma-joined strings (digits, amounts
-    and upper-case codes hold no comma; a column that does is written as a
-    list instead), `reason` is a list, `auto` one `0`/`1` per item.
-    """
-    return {
-        "trade_no": _joined(columns.trade_nos),
-        "amount": _joined(columns.amounts),
-        "reason": list(columns.reasons),
-        "code": _joined(columns.codes),
-        "auto": "".join(["1" if auto else "0" for auto in columns.autos]),
-    }
-
-
-def _joined(values: Sequence[str]) -> str | list[str]:
-    text = ",".join(values)
-    return text if text.count(",") == len(values) - 1 else list(values)
-
-
 def _items_from_json(data: Any) -> tuple[BatchItem, ...]:
-    """Read `_items_to_json`'s columns, or the older list of `[t, a, r, c, auto]` rows."""
+    """Read the `[t, a, r, c, auto]` rows, or the columns some older journals hold.
+
+    Columns: `trade_no`, `amount` and `code` comma-joined strings (or lists),
+    `reason` a list, `auto` one `0`/`1` per item.
+    """
     if isinstance(data, list):
         return tuple((str(t), Decimal(a), str(r), str(c), bool(auto)) for t, a, r, c, auto in data)
     trade_nos, amounts, codes = (

@@ -7,19 +7,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox.journal import Journal
-from sandbox.ledger import (
+from sandbox.ledger import Ledger
+from sandbox.protocol import SUCCESS
+from sandbox.records import (
+    BatchItem,
     BatchRecord,
     ClockRecord,
     GaveUpRecord,
-    Ledger,
     Record,
     RequestRecord,
     SendRecord,
     TradeRecord,
     record_from_json,
 )
+from sandbox.reports import ledger_summary, ledger_view
 from worker.domain.errors import ConfigError
 
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
@@ -118,7 +123,7 @@ def test_summary_counts_and_red_flags() -> None:
     ledger = Ledger()
     record = batch(ledger, "20261122001", [(T1, "1.00"), (T2, "2.00")], auto="10.00")
     batch(ledger, "20261122002", [(T1, "1.00")], auto="10.00")
-    summary = ledger.summary()
+    summary = ledger_summary(ledger)
     assert summary["batches_accepted"] == 2
     assert summary["refunds_executed"] == 3
     assert summary["amount_executed"] == "4.00"
@@ -127,15 +132,25 @@ def test_summary_counts_and_red_flags() -> None:
     assert summary["over_refunded"] == []
     # The same batch executed twice is exactly what double_executed exists to catch.
     ledger.apply(record)
-    assert ledger.summary()["double_executed"] == [
+    assert ledger_summary(ledger)["double_executed"] == [
         {"batch_no": "20261122001", "trade_no": T1},
         {"batch_no": "20261122001", "trade_no": T2},
     ]
     # A trade whose paid amount drops below what was refunded is over-refunded.
     ledger.apply(trade(T2, "1.00"))
-    assert ledger.summary()["over_refunded"] == [
+    assert ledger_summary(ledger)["over_refunded"] == [
         {"trade_no": T2, "paid": "1.00", "refunded": "4.00"}
     ]
+
+
+def test_a_batch_holding_a_trade_twice_is_flagged_once_per_repeat() -> None:
+    ledger = Ledger()
+    items = ((T1, D("1.00"), "r", SUCCESS, True), (T1, D("1.00"), "r", SUCCESS, True))
+    ledger.apply(batch_record("20261122001", items, auto="10.00"))
+    assert ledger_summary(ledger)["double_executed"] == [
+        {"batch_no": "20261122001", "trade_no": T1}
+    ]
+    assert ledger_summary(ledger)["refunds_executed"] == 2
 
 
 def test_notification_bookkeeping() -> None:
@@ -158,14 +173,14 @@ def test_notification_bookkeeping() -> None:
     send("duplicate", ack=True)
     assert note.acknowledged and not note.pending
     assert (note.attempts, note.sends, note.duplicates) == (3, 3, 1)
-    assert ledger.summary()["notifications"]["pending"] == 0
+    assert ledger_summary(ledger)["notifications"]["pending"] == 0
 
 
 def test_given_up_notification_is_no_longer_pending() -> None:
     ledger = Ledger()
     batch(ledger, "20261122001", [(T1, "1.00")], auto="10.00")
     ledger.apply(GaveUpRecord("nid-20261122001", 4.0, AT))
-    summary = ledger.summary()["notifications"]
+    summary = ledger_summary(ledger)["notifications"]
     assert (summary["pending"], summary["given_up"]) == (0, 1)
 
 
@@ -178,11 +193,11 @@ def test_views_narrow_to_a_batch_or_a_trade() -> None:
             5.0, AT, "refund_fastpay_by_platform_nopwd", "20261122002", "DUPLICATE_BATCH_NO", 1
         )
     )
-    by_batch = ledger.view(batch_no="20261122002")
+    by_batch = ledger_view(ledger, batch_no="20261122002")
     assert [b["batch_no"] for b in by_batch["batches"]] == ["20261122002"]
     assert list(by_batch["trades"]) == [T3]
     assert [r["code"] for r in by_batch["refused"]] == ["DUPLICATE_BATCH_NO"]
-    by_trade = ledger.view(trade_no=T2)
+    by_trade = ledger_view(ledger, trade_no=T2)
     assert [b["batch_no"] for b in by_trade["batches"]] == ["20261122001"]
     assert by_trade["trades"][T2]["executions"][0]["amount"] == "1.00"
     assert list(by_trade["notifications"]) == ["nid-20261122001"]
@@ -219,8 +234,8 @@ def test_journal_replays_into_the_same_books(tmp_path: Path) -> None:
     replayed = Ledger()
     for record in Journal(tmp_path).replay():
         replayed.apply(record)
-    assert replayed.summary() == live.summary()
-    assert replayed.view() == live.view()
+    assert ledger_summary(replayed) == ledger_summary(live)
+    assert ledger_view(replayed) == ledger_view(live)
     assert replayed.clock_offset == 86400.0
 
 
@@ -262,3 +277,75 @@ def test_a_damaged_amount_in_the_middle_stops_the_replay_with_a_clear_error(
     journal.path.write_bytes(json.dumps(damaged).encode() + b"\n" + b"".join(rest))
     with pytest.raises(ConfigError, match="line 1 is damaged"):
         list(Journal(tmp_path).replay())
+
+
+def batch_record(
+    batch_no: str, items: tuple[BatchItem, ...], *, auto: str | None = None
+) -> BatchRecord:
+    return BatchRecord(
+        ts=2.0,
+        at=AT,
+        service="refund_fastpay_by_platform_nopwd",
+        charset="utf-8",
+        sign_type="MD5",
+        batch_no=batch_no,
+        refund_date="2026-11-22 09:00:00",
+        notify_url="http://127.0.0.1:1/n",
+        notify_id=f"nid-{batch_no}",
+        items=items,
+        auto_amount=None if auto is None else D(auto),
+    )
+
+
+cents = st.integers(min_value=1, max_value=3000).map(lambda n: D(n) / 100)
+items_strategy = st.lists(
+    st.tuples(
+        st.text(max_size=30),
+        cents,
+        st.text(max_size=20),
+        st.sampled_from([SUCCESS, "TRADE_NOT_EXIST", "A,B", ""]),
+        st.booleans(),
+    ),
+    max_size=12,
+).map(tuple)
+
+
+@settings(max_examples=200)
+@given(items_strategy)
+def test_batch_items_survive_the_journal_line(items: tuple[BatchItem, ...]) -> None:
+    record = batch_record("20261122001", items)
+    line = json.dumps(record.to_json(), ensure_ascii=False)
+    assert record_from_json(json.loads(line)) == record
+
+
+def test_journals_that_wrote_items_as_columns_still_replay() -> None:
+    items = ((T1, D("1.00"), "r", SUCCESS, True), (T2, D("2.50"), "r2", "TRADE_NOT_EXIST", False))
+    record = batch_record("20261122001", items, auto="9.00")
+    old = record.to_json()
+    old["items"] = {
+        "trade_no": f"{T1},{T2}",
+        "amount": "1.00,2.50",
+        "reason": ["r", "r2"],
+        "code": f"{SUCCESS},TRADE_NOT_EXIST",
+        "auto": "10",
+    }
+    assert record_from_json(old) == record
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        {"trade_no": "1,2", "amount": "1.00", "reason": ["r", "r"], "code": "S,S", "auto": "11"},
+        {"trade_no": "1", "amount": "1.00", "reason": ["r"], "code": "S", "auto": "10"},
+        {"trade_no": "1", "amount": "1.00", "reason": "r", "code": "S", "auto": "1"},
+        {"trade_no": "1", "amount": "x", "reason": ["r"], "code": "S", "auto": "1"},
+        {"trade_no": "1", "amount": "1.00", "reason": ["r"], "code": "S"},
+        [["1", "1.00", "r", "S"]],
+        [["1", "x", "r", "S", True]],
+    ],
+)
+def test_damaged_batch_items_are_refused(items: object) -> None:
+    data = batch_record("20261122001", ()).to_json()
+    data["items"] = items
+    with pytest.raises((ValueError, KeyError, TypeError, ArithmeticError)):
+        record_from_json(data)

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.protocol import SKIPPED, SUCCESS, batch_results, is_acknowledgement
+from sandbox.protocol import (
+    SKIPPED,
+    SUCCESS,
+    format_result_details,
+    is_acknowledgement,
+    success_num,
+)
 from sandbox.shapes import shaped_result_details, short_amount
 
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
@@ -124,9 +130,11 @@ def test_every_listed_shape_occurs() -> None:
 
 
 def test_skipped_items_are_left_out_of_the_plain_result_details() -> None:
-    details, successes = batch_results(
-        (T1, T2, T3), ("1.00", "2.00", "3.00"), (SUCCESS, SKIPPED, "TRADE_STATUS_ERROR")
-    )
-    assert details == f"{T1}^1.00^SUCCESS#{T3}^3.00^TRADE_STATUS_ERROR"
-    assert successes == 1
-    assert batch_results((T1,), ("1.00",), (SKIPPED,)) == ("", 0)
+    triples = [
+        (T1, Decimal("1.00"), SUCCESS),
+        (T2, Decimal("2.00"), SKIPPED),
+        (T3, Decimal("3.00"), "TRADE_STATUS_ERROR"),
+    ]
+    assert format_result_details(triples) == f"{T1}^1.00^SUCCESS#{T3}^3.00^TRADE_STATUS_ERROR"
+    assert success_num(triples) == 1
+    assert format_result_details([(T1, Decimal("1.00"), SKIPPED)]) == ""
