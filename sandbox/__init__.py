@@ -1,8 +1,11 @@
 """The sandbox gateway: a local emulation of Alipay's mapi gateway that misbehaves on request.
 
 `refund-worker sandbox` (`sandbox.cli`) serves it; `sandbox.client`
-drives its control API. Modules: `validation` (the gateway's checks, pure),
-`protocol` (what goes on the wire, pure), `faults`, `ledger` and `journal`
-(the books and their persistence), `notifier` (notification delivery),
-`service` (the behaviour), `app` (WSGI), `server` (gunicorn), `keys`, `clock`.
+drives its control API. Modules: `validation` and `detail_rules` (the
+gateway's checks, pure), `protocol` and `shapes` (what goes on the wire,
+pure), `faults`, `records`, `accounts`, `ledger`, `reports`, `journal` and
+`bookkeeper` (the books, their views and their persistence), `acceptance`
+(taking a batch in), `outbox` and `notifier` (notification delivery),
+`query` and `external`, `service` (the behaviour) and `control` (its control
+API), `app` (WSGI), `server` (gunicorn), `keys`, `clock`, `config`.
 """

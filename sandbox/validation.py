@@ -52,7 +52,7 @@ The checks, first failure wins:
     -> DETAIL_DATA_FORMAT_ERROR (a royalty `|` in the password service ->
     PWD_REFUND_NOT_ALLOW_ROYALTY); a trade already in the batch ->
     DUBL_TRADE_NO_IN_SAME_BATCH; a reason above 256 bytes in the charset ->
-    SINGLE_DETAIL_DATA_EXCEED_LIMIT.
+    SINGLE_DETAIL_DATA_EXCEED_LIMIT (`sandbox.detail_rules`).
 
 Then (service layer): DUPLICATE_BATCH_NO when the batch_no was accepted
 before; the `lock_error` and `sync_item_failure` faults; else accepted.
@@ -67,6 +67,7 @@ from datetime import date, datetime
 from typing import Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from sandbox.detail_rules import detail_data_problem, loose_amount
 from sandbox.query import QUERY_SERVICE, RefundQuery, read_query
 from worker.domain.errors import DetailDataError, NotifyFormatError
 from worker.mapi import (
@@ -81,8 +82,6 @@ from worker.mapi import (
     decode_form,
     is_valid_batch_no,
     is_valid_partner,
-    is_valid_trade_no,
-    parse_amount,
     verify,
 )
 
@@ -96,7 +95,6 @@ __all__ = [
     "RefundRequest",
     "Refusal",
     "check_gateway_request",
-    "detail_data_problem",
 ]
 
 NOPWD_SERVICE: Final = SERVICE_NOPWD
@@ -105,16 +103,10 @@ NOTIFY_VERIFY_SERVICE: Final = "notify_verify"
 REFUND_SERVICES: Final = frozenset({NOPWD_SERVICE, PWD_SERVICE})
 
 MAX_ITEMS: Final = 1000
-MAX_REASON_BYTES: Final = 256
 MAX_URL_CHARS: Final = 200
 
 _REFUND_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 _BATCH_NUM = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
-_AMOUNT_2DP = re.compile(r"[0-9]+\.[0-9]{2}", re.ASCII)
-# An amount with no or one decimal, in a `detail_data` that decoded (so every
-# item is trade^amount^reason, amounts are digits with up to two decimals and
-# reasons hold no `^`): the only `^...^` without a `#` inside is an amount.
-_LOOSE_AMOUNT = re.compile(r"\^[0-9]+(?:\.[0-9])?\^", re.ASCII)
 _FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
 
 
@@ -324,7 +316,7 @@ def _check_params(
     except DetailDataError:
         code, reason = detail_data_problem(detail_data, charset, pwd=service == PWD_SERVICE)
         raise _Refused(code, reason) from None
-    if _LOOSE_AMOUNT.search(detail_data):
+    if loose_amount(detail_data):
         raise _Refused("DETAIL_DATA_FORMAT_ERROR", "an amount does not have exactly two decimals")
     return RefundRequest(
         service=service,
@@ -371,39 +363,3 @@ def _refund_day(text: str) -> date | None:
         return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").date()
     except ValueError:
         return None
-
-
-def detail_data_problem(detail_data: str, charset: str, *, pwd: bool = False) -> tuple[str, str]:
-    """The code and reason of the first item rule `detail_data` breaks (rule 13 above).
-
-    Called when `decode_detail_rows` refused the text, to name the gateway's
-    code for it; an unexpected refusal falls back to DETAIL_DATA_FORMAT_ERROR.
-    """
-    codec = codec_for(charset) or "utf-8"
-    seen: set[str] = set()
-    for index, raw in enumerate(detail_data.split("#"), start=1):
-        where = f"item {index}"
-        if pwd and "|" in raw:
-            return "PWD_REFUND_NOT_ALLOW_ROYALTY", f"{where} refunds royalties"
-        fields = raw.split("^")
-        if len(fields) != 3 or any(sep in raw for sep in "|$"):
-            return "DETAIL_DATA_FORMAT_ERROR", f"{where} is not trade_no^amount^reason"
-        trade_no, amount, reason = fields
-        if not is_valid_trade_no(trade_no):
-            return "DETAIL_DATA_FORMAT_ERROR", f"{where} has a malformed trade_no"
-        if trade_no in seen:
-            return "DUBL_TRADE_NO_IN_SAME_BATCH", f"{where} repeats trade {trade_no}"
-        seen.add(trade_no)
-        try:
-            parse_amount(amount)
-        except DetailDataError:
-            return "DETAIL_DATA_FORMAT_ERROR", f"{where} has a malformed amount"
-        if not _AMOUNT_2DP.fullmatch(amount):
-            return "DETAIL_DATA_FORMAT_ERROR", f"{where} amount lacks two decimals"
-        try:
-            size = len(reason.encode(codec))
-        except UnicodeEncodeError:
-            return "DETAIL_DATA_FORMAT_ERROR", f"{where} reason cannot be encoded"
-        if size > MAX_REASON_BYTES:
-            return "SINGLE_DETAIL_DATA_EXCEED_LIMIT", f"{where} reason is {size} bytes"
-    return "DETAIL_DATA_FORMAT_ERROR", "detail_data breaks a format rule"

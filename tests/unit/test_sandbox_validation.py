@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandbox.detail_rules import detail_data_problem
 from sandbox.query import RefundQuery
 from sandbox.validation import (
     GatewayContext,
@@ -17,7 +18,6 @@ from sandbox.validation import (
     RefundRequest,
     Refusal,
     check_gateway_request,
-    detail_data_problem,
 )
 from tests.support.sandbox import PARTNER, merchant_rsa_keys, refund_params, resign, trade_no
 from worker.mapi import SERVICE_PWD, RefundItem, beijing_date, encode_form, sanitize_reason
@@ -175,6 +175,7 @@ def test_each_parameter_rule_has_its_code(values: dict[str, str | None], code: s
         ("{t1}^1.00^" + "退" * 86, "SINGLE_DETAIL_DATA_EXCEED_LIMIT"),
         ("{t1}^1.00^" + "r" * 257, "SINGLE_DETAIL_DATA_EXCEED_LIMIT"),
         ("{t1}^1.00^ok#{t2}^1.0^bad second", "DETAIL_DATA_FORMAT_ERROR"),
+        ("{t1}^2.50^fee 1.5 back#{t2}^3^bad second", "DETAIL_DATA_FORMAT_ERROR"),
     ],
 )
 def test_each_item_rule_has_its_code(detail: str, code: str) -> None:
