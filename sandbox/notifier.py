@@ -12,14 +12,16 @@ are made afresh for each.
 
 The queue is a heap of (due, sequence, notify_id) guarded by one condition
 variable; rescheduling pushes a new entry and makes the old one stale. The
-sender threads pop due entries and deliver them, each over its own kept-alive
-`http.client` connections (one per receiver origin; a connection the
-receiver closed meanwhile is noticed before use and opened again). Plain
-`http.client` rather than `requests`: the sandbox posts one notification per
-batch, up to hundreds a second, and a session's per-request machinery costs
-more CPU than the post itself. Failures are named as `requests` names them
-(`ConnectionError`, `ConnectTimeout`, `ReadTimeout`, `SSLError`), and only a
-`200` whose body is `success` (give or take whitespace) acknowledges. The delivery faults
+sender threads pop due entries and deliver them (`Poster`), each through its
+own `requests.Session`, so connections to a receiver are kept alive and
+reused (one the receiver closed meanwhile is replaced before use). A
+delivery has `min(3, timeout)` seconds to connect and `timeout` seconds for
+every later socket operation; there are no retries, redirects are not
+followed, proxy settings of the environment are ignored, and at most 1 KiB
+of the answer is read. Failures are named as `requests` names them
+(`ConnectionError`, `ConnectTimeout`, `ReadTimeout`, `SSLError`; a URL
+that cannot be posted to is `InvalidURL`), and only a `200` whose body is
+`success` (give or take whitespace) acknowledges. The delivery faults
 (`notify_lost`, `notify_duplicate`, `notify_reorder`, `notify_bad_sign`) are
 drawn here, per delivery attempt.
 
@@ -30,16 +32,14 @@ module only knows about time, threads and HTTP.
 from __future__ import annotations
 
 import heapq
-import http.client
-import select
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import SplitResult, urlsplit
 
+import requests
 import structlog
+import urllib3
 
 from sandbox.faults import Fault
 from sandbox.protocol import is_acknowledgement
@@ -229,92 +229,58 @@ class Notifier:
 
 
 class Poster:
-    """POSTs over kept-alive `http.client` connections, one per origin; one per sender thread.
+    """POSTs deliveries through one `requests.Session`; one per sender thread.
 
     `connect_timeout` bounds opening a connection, `read_timeout` every
-    later socket operation. A connection is reused only when the previous
-    answer was read to its end and the receiver has not closed it since.
+    later socket operation.
     """
 
     def __init__(self, connect_timeout: float, read_timeout: float) -> None:
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        self._timeout = (connect_timeout, read_timeout)
+        self._session = requests.Session()
+        self._session.trust_env = False  # no proxies or credentials from the environment
 
     def post(self, delivery: Delivery) -> Outcome:
         """Deliver one form; never raises for network trouble (the Outcome names it)."""
         try:
-            url = urlsplit(delivery.url)
-            key = (url.scheme, url.netloc)
-        except ValueError:
-            return Outcome(status=None, acknowledged=False, error="InvalidURL")
-        conn = self._conns.pop(key, None)
-        if conn is not None and _dropped(conn):
-            conn.close()
-            conn = None
-        stage = "connect"
-        try:
-            if conn is None:
-                conn = self._connect(url)
-            stage = "read"
-            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-            conn.request(
-                "POST", path, body=delivery.body, headers={"Content-Type": delivery.content_type}
-            )
-            response = conn.getresponse()
-            answer = response.read(_MAX_ANSWER_BYTES + 1)
-            if response.isclosed() and conn.sock is not None:
-                self._conns[key] = conn  # read to its end and still open: reusable
-            else:
-                conn.close()
-            # An answer longer than any acknowledgement is not read to its end.
-            acknowledged = len(answer) <= _MAX_ANSWER_BYTES and is_acknowledgement(
-                response.status, answer
-            )
-            return Outcome(status=response.status, acknowledged=acknowledged, error=None)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if conn is not None:
-                conn.close()
-            return Outcome(status=None, acknowledged=False, error=_error_name(exc, stage))
+            with self._session.post(
+                delivery.url,
+                data=delivery.body,
+                headers={"Content-Type": delivery.content_type},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                # An answer longer than any acknowledgement is not read to its end
+                # (and its connection is then closed, not reused).
+                answer = response.raw.read(_MAX_ANSWER_BYTES + 1, decode_content=True)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            return Outcome(status=None, acknowledged=False, error=_error_name(exc))
+        acknowledged = len(answer) <= _MAX_ANSWER_BYTES and is_acknowledgement(
+            response.status_code, answer
+        )
+        return Outcome(status=response.status_code, acknowledged=acknowledged, error=None)
 
     def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-
-    def _connect(self, url: SplitResult) -> http.client.HTTPConnection:
-        host, port = url.hostname, url.port
-        if url.scheme not in ("http", "https") or not host:
-            raise http.client.InvalidURL(f"not an http(s) URL: {url.scheme}://{host}")
-        conn: http.client.HTTPConnection
-        if url.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=self._connect_timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
-        conn.connect()
-        if conn.sock is not None:
-            conn.sock.settimeout(self._read_timeout)
-        return conn
+        self._session.close()
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """Whether an idle kept-alive connection was closed by the receiver (readable = EOF)."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+_INVALID_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    urllib3.exceptions.LocationValueError,
+)
 
 
-def _error_name(exc: BaseException, stage: str) -> str:
-    """The name `requests` gives the same failure (what the ledger has always shown)."""
-    if isinstance(exc, ssl.SSLError):
+def _error_name(exc: BaseException) -> str:
+    """The ledger's name of a failed delivery: the `requests` exception it amounts to."""
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return "SSLError"
-    if isinstance(exc, TimeoutError):
-        return "ConnectTimeout" if stage == "connect" else "ReadTimeout"
-    if isinstance(exc, http.client.InvalidURL | ValueError):
+    if isinstance(exc, requests.ConnectTimeout):
+        return "ConnectTimeout"
+    if isinstance(exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
+        return "ReadTimeout"  # the latter: the answer's body stalled
+    if isinstance(exc, _INVALID_URL):
         return "InvalidURL"
     return "ConnectionError"

@@ -1,10 +1,10 @@
 """The notification sender's HTTP client against real local servers.
 
-`Poster` replaced a `requests` session in the sender threads; these tests pin
-what the ledger and the resend schedule rely on: only `200` + exactly
-`success` acknowledges, failures carry the names `requests` gave them,
-connections are kept alive and reused, and a connection the receiver closed
-(by header, by HTTP/1.0, or silently while idle) never costs a delivery.
+These tests pin what the ledger and the resend schedule rely on: only `200`
++ `success` (give or take whitespace) acknowledges, failures carry the names
+`requests` gives them, connections are kept alive and reused, and a
+connection the receiver closed (by header, by HTTP/1.0, or silently while
+idle) never costs a delivery.
 """
 
 from __future__ import annotations
@@ -134,6 +134,27 @@ def test_a_receiver_that_never_answers_is_a_read_timeout() -> None:
         listener.close()
     assert (outcome.status, outcome.error) == (None, "ReadTimeout")
     assert 0.25 <= took < 2.0
+
+
+def test_an_answer_whose_body_stalls_is_a_read_timeout() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _addr = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuc")
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/n"
+        outcome = Poster(1.0, 0.3).post(delivery(url))
+        thread.join(5)
+    finally:
+        listener.close()
+    assert (outcome.status, outcome.acknowledged, outcome.error) == (None, False, "ReadTimeout")
 
 
 def test_connection_close_and_http_1_0_open_a_fresh_connection_each_time() -> None:
