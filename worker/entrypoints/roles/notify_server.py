@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worker.entrypoints.roles._common import boot
+    from worker.observability.gunicorn import GunicornServer
 
     settings = boot("notify-server")  # exits 78 with one line on a bad setting
     bind = args.bind or settings.notify_bind
@@ -96,11 +97,10 @@ def run(args: argparse.Namespace) -> int:
         "proc_name": "refund-worker-notify-server",
         "preload_app": False,
         "control_socket_disable": True,
-        "logger_class": _logger_class(),
     }
     log.info("notify_server.starting", bind=bind, workers=args.workers, threads=threads)
     try:
-        _server_class()(load, options).run()
+        GunicornServer(load, options).run()
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -276,39 +276,3 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
-
-
-def _server_class() -> Any:
-    """A `gunicorn.app.base.BaseApplication` serving the app `load` builds per worker."""
-    from gunicorn.app.base import BaseApplication
-
-    class NotifyServer(BaseApplication):  # type: ignore[misc]
-        def __init__(self, load: Callable[[], WSGIApplication], options: dict[str, Any]):
-            self._load = load
-            self._options = options
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self._options.items():
-                if key in self.cfg.settings and value is not None:
-                    self.cfg.set(key, value)
-
-        def load(self) -> WSGIApplication:
-            return self._load()
-
-    return NotifyServer
-
-
-def _logger_class() -> Any:
-    """gunicorn's logger, sending its records to the root handler `configure_logging` set."""
-    from gunicorn.glogging import Logger
-
-    class PropagatingLogger(Logger):  # type: ignore[misc]
-        def setup(self, cfg: Any) -> None:
-            super().setup(cfg)
-            for stdlib_logger in (self.error_log, self.access_log):
-                for handler in list(stdlib_logger.handlers):
-                    stdlib_logger.removeHandler(handler)
-                stdlib_logger.propagate = True
-
-    return PropagatingLogger
