@@ -17,8 +17,9 @@ import pytest
 
 from tests.support.gateway import PARAMS, XML_T
 from worker.adapters.gateway.client import GatewayClient
+from worker.adapters.gateway.query import RefundQueryClient
 from worker.domain.errors import GatewayError, GatewayOutcomeUnknown
-from worker.mapi import SyncStatus
+from worker.mapi import Merchant, SyncStatus
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +201,21 @@ def test_the_client_is_usable_after_a_request_was_cut(server: StallingServer) ->
             client.submit(PARAMS)
         server.script = answer_at_once
         assert client.submit(PARAMS).status is SyncStatus.ACCEPTED
+
+
+@pytest.mark.parametrize("script", [headers_a_line_at_a_time, body_a_byte_at_a_time])
+def test_the_refund_query_has_the_same_deadline_and_is_then_no_answer(
+    server: StallingServer, script: Script
+) -> None:
+    server.script = script
+    merchant = Merchant(partner=PARAMS["partner"], md5_key="0" * 32)
+    client = RefundQueryClient(server.url, merchant, connect_timeout=CONNECT, read_timeout=READ)
+    try:
+        started = time.monotonic()
+        result = client.query_refunds(batch_no="20240501ab12")
+        elapsed = time.monotonic() - started
+    finally:
+        client.close()
+    assert result.answer == "no_answer"
+    assert "deadline_exceeded" in result.detail
+    assert elapsed <= CONNECT + 2 * READ + OVERSHOOT

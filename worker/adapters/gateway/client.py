@@ -34,16 +34,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from http.cookiejar import DefaultCookiePolicy
 
 import requests
 import structlog
 from prometheus_client import Histogram
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
-from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-from worker.adapters.gateway.deadline import Deadline, DeadlineAdapter
+from worker.adapters.gateway.deadline import Deadline, gateway_session
 from worker.domain.errors import GatewayError, GatewayNotSent, GatewayOutcomeUnknown
 from worker.mapi import (
     NotifyVerifyAnswer,
@@ -86,11 +84,11 @@ _NOT_SENT_URL_ERRORS = (
 )
 
 
-class _ResponseTooLarge(Exception):
+class ResponseTooLarge(Exception):
     """The response body exceeded the size the operation allows."""
 
 
-class _ResponseTooSlow(Exception):
+class ResponseTooSlow(Exception):
     """The response was still coming in when the request's deadline passed."""
 
 
@@ -165,15 +163,7 @@ class GatewayClient:
         self._timeout = Timeout(
             connect=connect_timeout, read=read_timeout, total=self._max_request_seconds
         )
-        self._session = requests.Session()
-        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = DeadlineAdapter(
-            pool_connections=1,
-            pool_maxsize=pool_size,
-            max_retries=Retry(total=0, read=False, redirect=False),
-        )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = gateway_session(pool_size)
 
     @property
     def max_request_seconds(self) -> float:
@@ -225,14 +215,14 @@ class GatewayClient:
                     status = response.status_code
                     if status != 200:
                         raise GatewayOutcomeUnknown(f"http_{status}")
-                    content = _read_bounded(response, MAX_SUBMIT_RESPONSE_BYTES, deadline)
+                    content = read_bounded(response, MAX_SUBMIT_RESPONSE_BYTES, deadline)
             except requests.RequestException as exc:
                 if deadline.fired:
                     raise GatewayOutcomeUnknown("deadline_exceeded") from exc
                 raise classify_request_exception(exc) from exc
-            except _ResponseTooLarge as exc:
+            except ResponseTooLarge as exc:
                 raise GatewayOutcomeUnknown("response_too_large") from exc
-            except _ResponseTooSlow as exc:
+            except ResponseTooSlow as exc:
                 raise GatewayOutcomeUnknown("deadline_exceeded") from exc
             sync = parse_sync_response(content)
             if sync.status is SyncStatus.UNKNOWN:
@@ -290,12 +280,12 @@ class GatewayClient:
                     status = response.status_code
                     if status != 200:
                         raise GatewayError(f"http_{status}")
-                    content = _read_bounded(response, MAX_VERIFY_RESPONSE_BYTES, deadline)
+                    content = read_bounded(response, MAX_VERIFY_RESPONSE_BYTES, deadline)
             except requests.RequestException as exc:
                 if deadline.fired:
                     raise GatewayError("deadline_exceeded") from exc
                 raise GatewayError(_reason(classify_request_exception(exc))) from exc
-            except (_ResponseTooLarge, _ResponseTooSlow) as exc:
+            except (ResponseTooLarge, ResponseTooSlow) as exc:
                 raise GatewayError("bad_response") from exc
         except GatewayError as error:
             self._record("notify_verify", "error", started)
@@ -332,7 +322,7 @@ def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-def _read_bounded(response: requests.Response, limit: int, deadline: Deadline) -> bytes:
+def read_bounded(response: requests.Response, limit: int, deadline: Deadline) -> bytes:
     """Read at most `limit` bytes of the body, and nothing once the deadline has passed.
 
     The deadline is checked before every read; a read already blocked when it passes
@@ -343,14 +333,14 @@ def _read_bounded(response: requests.Response, limit: int, deadline: Deadline) -
     pieces = response.iter_content(chunk_size=4096)
     while True:
         if deadline.passed():
-            raise _ResponseTooSlow()
+            raise ResponseTooSlow()
         chunk = next(pieces, None)
         if chunk is None:
             break
         size += len(chunk)
         if size > limit:
-            raise _ResponseTooLarge()
+            raise ResponseTooLarge()
         chunks.append(chunk)
     if deadline.fired:  # the body may have been cut short by the watchdog
-        raise _ResponseTooSlow()
+        raise ResponseTooSlow()
     return b"".join(chunks)

@@ -14,12 +14,15 @@ import socket
 import threading
 import time
 from contextlib import suppress
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
+from urllib3.util.retry import Retry
 
 __all__ = ["Deadline", "DeadlineAdapter"]
 
@@ -124,3 +127,23 @@ class DeadlineAdapter(HTTPAdapter):
         if isinstance(manager, ProxyManager):  # SOCKS pools keep their own classes
             manager.pool_classes_by_scheme = _POOL_CLASSES
         return manager
+
+
+def gateway_session(pool_size: int) -> requests.Session:
+    """A pooled session for the gateway: no cookies, no retries, no redirects, deadlines on.
+
+    The gateway has no session state, and a shared cookie jar is shared mutable state
+    between threads; whether to resend a request that may have been received is the
+    caller's decision, never the transport's. `pool_size` should be at least the number
+    of threads sharing the session.
+    """
+    session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = DeadlineAdapter(
+        pool_connections=1,
+        pool_maxsize=pool_size,
+        max_retries=Retry(total=0, read=False, redirect=False),
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

@@ -15,14 +15,19 @@ answer's kind, never the signature or the body.
 from __future__ import annotations
 
 import time
-from http.cookiejar import DefaultCookiePolicy
 
 import requests
 import structlog
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
-from worker.adapters.gateway.client import GATEWAY_REQUEST_SECONDS
+from worker.adapters.gateway.client import (
+    GATEWAY_REQUEST_SECONDS,
+    ResponseTooLarge,
+    ResponseTooSlow,
+    max_request_seconds,
+    read_bounded,
+)
+from worker.adapters.gateway.deadline import Deadline, gateway_session
 from worker.domain.errors import ConfigError, ProtocolError, SigningError
 from worker.mapi import Merchant, encode_form, gateway_url_with_charset
 from worker.mapi.query import QueryStatus, build_refund_query, parse_refund_query
@@ -47,17 +52,11 @@ class RefundQueryClient:
     ) -> None:
         self._url = url
         self._merchant = merchant
-        self._timeout = (connect_timeout, read_timeout)
-        self._deadline = connect_timeout + read_timeout
-        self._session = requests.Session()
-        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = HTTPAdapter(
-            pool_connections=1,
-            pool_maxsize=pool_size,
-            max_retries=Retry(total=0, read=False, redirect=False),
+        self._deadline_seconds = max_request_seconds(connect_timeout, read_timeout)
+        self._timeout = Timeout(
+            connect=connect_timeout, read=read_timeout, total=self._deadline_seconds
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = gateway_session(pool_size)
 
     def close(self) -> None:
         self._session.close()
@@ -97,32 +96,32 @@ class RefundQueryClient:
         started: float,
         bound: structlog.typing.FilteringBoundLogger,
     ) -> bytes | QueryResult:
+        deadline = Deadline(self._deadline_seconds)
         try:
-            with self._session.post(
-                gateway_url_with_charset(self._url, charset),
-                data=encode_form(params, charset),
-                headers={
-                    "Content-Type": f"application/x-www-form-urlencoded; charset={charset}",
-                    "Accept": "text/plain, text/xml, */*",
-                },
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
+            with (
+                deadline,
+                self._session.post(
+                    gateway_url_with_charset(self._url, charset),
+                    data=encode_form(params, charset),
+                    headers={
+                        "Content-Type": f"application/x-www-form-urlencoded; charset={charset}",
+                        "Accept": "text/plain, text/xml, */*",
+                    },
+                    timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
+                    allow_redirects=False,
+                    stream=True,
+                ) as response,
+            ):
                 if response.status_code != 200:
                     return self._failed(f"http_{response.status_code}", started, bound)
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_content(chunk_size=8192):
-                    size += len(chunk)
-                    if size > MAX_QUERY_RESPONSE_BYTES:
-                        return self._failed("response_too_large", started, bound)
-                    if time.monotonic() - started > self._deadline:
-                        return self._failed("response_too_slow", started, bound)
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                return read_bounded(response, MAX_QUERY_RESPONSE_BYTES, deadline)
+        except ResponseTooLarge:
+            return self._failed("response_too_large", started, bound)
+        except ResponseTooSlow:
+            return self._failed("deadline_exceeded", started, bound)
         except requests.RequestException as exc:
-            return self._failed(f"request_failed:{type(exc).__name__}", started, bound)
+            reason = "deadline_exceeded" if deadline.fired else type(exc).__name__
+            return self._failed(f"request_failed:{reason}", started, bound)
         except ProtocolError as exc:
             return self._failed(f"unencodable:{exc}"[:100], started, bound)
 
