@@ -3,89 +3,29 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from tests.support.ledger import delivery, outbox_events, request, rows
-from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
-from worker.adapters.gateway.client import GatewayClient
-from worker.adapters.gateway.query import RefundQueryClient, interpret_answer
+from tests.support.submission import Env, now_utc, open_env
+from worker.adapters.gateway.query import interpret_answer
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.mapi import Merchant
 from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification
 from worker.services.operators import ResolveRefused, resolve_batch
-from worker.services.packing import pack_pending
-from worker.services.reconciler import claim_due, reconcile_batch
-from worker.services.submission import submit_batch
+from worker.services.reconciler import claim_due
 
 pytestmark = pytest.mark.integration
 
 
-def now_utc() -> datetime:
-    return datetime.now(tz=UTC)
-
-
-@dataclass
-class Env:
-    db: Database
-    sandbox: RunningSandbox
-    receiver: NotifyReceiver
-    merchant: Merchant
-    gateway: GatewayClient
-    query: RefundQueryClient
-
-    def refunds(self, count: int, *, prefix: str = "r", amount: str = "1.00") -> str:
-        """`count` refunds of fresh sandbox trades, packed into one batch; its batch_no."""
-        base = uuid.uuid4().int % 10**12
-        trades = [f"2026112288{base:012d}{n:04d}" for n in range(count)]
-        self.sandbox.client.create_trades((t, "100.00") for t in trades)
-        handle_deliveries(
-            self.db,
-            [delivery(request(f"{prefix}-{n}", t, amount)) for n, t in enumerate(trades)],
-        )
-        (batch_no,) = pack_pending(
-            self.db, max_items=1000, max_wait=3600, charset="utf-8", clock=now_utc, force=True
-        )
-        return batch_no
-
-    def submit(self, batch_no: str, clock: Any = now_utc) -> str:
-        return submit_batch(
-            self.db, self.gateway, self.merchant, batch_no, clock=clock, lease_seconds=0.5
-        ).status
-
-    def reconcile(self, batch_no: str, clock: Any = now_utc, release_after: float = 0.0) -> Any:
-        return reconcile_batch(
-            self.db, self.query, batch_no, clock=clock, release_after_seconds=release_after
-        )
-
-
 @pytest.fixture
 def env(db: Database) -> Iterator[Env]:
-    with NotifyReceiver() as receiver, run_sandbox(process_delay=0.05, time_factor=0.0001) as sb:
-        merchant = Merchant(
-            partner=sb.partner,
-            charset="utf-8",
-            sign_type="MD5",
-            md5_key=sb.md5_key,
-            notify_url=receiver.url,
-        )
-        gateway = GatewayClient(
-            sb.gateway_url, charset="utf-8", partner=sb.partner, connect_timeout=2, read_timeout=1
-        )
-        query = RefundQueryClient(sb.gateway_url, merchant, connect_timeout=2, read_timeout=1)
-        try:
-            yield Env(db, sb, receiver, merchant, gateway, query)
-        finally:
-            query.close()
-            gateway.close()
+    with open_env(db) as opened:
+        yield opened
 
 
 def _wait_executed(env: Env, batch_no: str, timeout: float = 10.0) -> None:
@@ -100,8 +40,8 @@ def _wait_executed(env: Env, batch_no: str, timeout: float = 10.0) -> None:
 
 def test_a_batch_never_notified_is_completed_from_the_query(env: Env) -> None:
     env.sandbox.client.set_faults({"notify_never": {}, "item_failure": {"count": 1}})
-    batch_no = env.refunds(5)
-    assert env.submit(batch_no) == "accepted"
+    batch_no = env.fresh_batch(5)
+    assert env.submit(batch_no).status == "accepted"
     _wait_executed(env, batch_no)
 
     report = env.reconcile(batch_no)
@@ -122,8 +62,8 @@ def test_a_batch_never_notified_is_completed_from_the_query(env: Env) -> None:
 
 
 def test_a_notification_after_the_query_changes_nothing(env: Env) -> None:
-    batch_no = env.refunds(3)
-    assert env.submit(batch_no) == "accepted"
+    batch_no = env.fresh_batch(3)
+    assert env.submit(batch_no).status == "accepted"
     _wait_executed(env, batch_no)
     assert env.reconcile(batch_no).state_after == "completed"
 
@@ -138,8 +78,8 @@ def test_a_notification_after_the_query_changes_nothing(env: Env) -> None:
 
 def test_due_batches_are_claimed_once_and_queried_on_a_growing_schedule(env: Env) -> None:
     env.sandbox.client.set_faults({"notify_never": {}})
-    batch_no = env.refunds(2)
-    assert env.submit(batch_no) == "accepted"
+    batch_no = env.fresh_batch(2)
+    assert env.submit(batch_no).status == "accepted"
     assert claim_due(env.db, reconcile_after=3600) == []  # not old enough
     assert claim_due(env.db, reconcile_after=0) == [batch_no]
     assert claim_due(env.db, reconcile_after=0) == []  # claimed: another scheduler skips it
@@ -168,8 +108,8 @@ def test_the_query_answer_of_the_gateway_is_only_a_fact_when_it_parses() -> None
 def _unknown_batch(env: Env) -> str:
     """A batch whose one attempt may have reached the gateway, but did not."""
     env.sandbox.client.set_faults({"http_5xx": {"count": 1, "accept": False}})
-    batch_no = env.refunds(2, prefix="u")
-    assert env.submit(batch_no) == "unknown"
+    batch_no = env.fresh_batch(2, prefix="u")
+    assert env.submit(batch_no).status == "unknown"
     env.sandbox.client.clear_faults()
     return batch_no
 
@@ -230,8 +170,8 @@ def test_an_operator_cannot_release_a_batch_on_its_day_without_force(env: Env) -
 
 def test_an_operator_release_after_the_day_needs_the_gateway_to_say_not_exist(env: Env) -> None:
     env.sandbox.client.set_faults({"notify_never": {}})
-    batch_no = env.refunds(2, prefix="a")
-    assert env.submit(batch_no) == "accepted"
+    batch_no = env.fresh_batch(2, prefix="a")
+    assert env.submit(batch_no).status == "accepted"
     _wait_executed(env, batch_no)
     with pytest.raises(ResolveRefused, match="answer was found"):
         resolve_batch(
@@ -253,12 +193,12 @@ def test_a_refund_the_gateway_skipped_at_the_99_refund_limit_fails_after_its_day
 ) -> None:
     """Refunds made elsewhere count: the gateway silently skips the 100th refund of a trade."""
     env.sandbox.client.set_refund_limit_mode("skip")
-    batch_no = env.refunds(2, prefix="k")
+    batch_no = env.fresh_batch(2, prefix="k")
     full_trade, other_trade = (
         t for (t,) in rows(env.db, "SELECT trade_no FROM refunds ORDER BY refund_id")
     )
     env.sandbox.client.add_external_refunds(full_trade, 99, "0.10")
-    assert env.submit(batch_no) == "accepted"
+    assert env.submit(batch_no).status == "accepted"
     _wait_executed(env, batch_no)
 
     first = env.reconcile(batch_no)  # the batch shows only the other trade

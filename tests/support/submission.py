@@ -13,12 +13,14 @@ from typing import Any
 from tests.support.ledger import delivery, request, trade
 from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
 from worker.adapters.gateway.client import GatewayClient
+from worker.adapters.gateway.query import RefundQueryClient
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.mapi import Merchant
 from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification
 from worker.services.packing import pack_pending
+from worker.services.reconciler import ReconcileReport, reconcile_batch
 from worker.services.submission import SubmitResult, submit_batch
 
 
@@ -33,6 +35,7 @@ class Env:
     receiver: NotifyReceiver
     merchant: Merchant
     gateway: GatewayClient
+    query: RefundQueryClient
 
     def submit(
         self, batch_no: str, clock: Any = now_utc, merchant: Merchant | None = None
@@ -44,6 +47,27 @@ class Env:
             batch_no,
             clock=clock,
             lease_seconds=0.5,
+        )
+
+    def fresh_batch(self, count: int, *, prefix: str = "r", amount: str = "1.00") -> str:
+        """`count` refunds of fresh sandbox trades, packed into one batch; its batch_no."""
+        base = uuid.uuid4().int % 10**12
+        trades = [f"2026112288{base:012d}{n:04d}" for n in range(count)]
+        self.sandbox.client.create_trades((t, "100.00") for t in trades)
+        handle_deliveries(
+            self.db,
+            [delivery(request(f"{prefix}-{n}", t, amount)) for n, t in enumerate(trades)],
+        )
+        (batch_no,) = pack_pending(
+            self.db, max_items=1000, max_wait=3600, charset="utf-8", clock=now_utc, force=True
+        )
+        return batch_no
+
+    def reconcile(
+        self, batch_no: str, clock: Any = now_utc, release_after: float = 0.0
+    ) -> ReconcileReport:
+        return reconcile_batch(
+            self.db, self.query, batch_no, clock=clock, release_after_seconds=release_after
         )
 
     def batch(self, batch_no: str) -> ledger.Batch:
@@ -88,7 +112,12 @@ def open_env(db: Database) -> Iterator[Env]:
             connect_timeout=2.0,
             read_timeout=1.0,
         )
-        yield Env(db, sb, receiver, merchant, gateway)
+        query = RefundQueryClient(sb.gateway_url, merchant, connect_timeout=2.0, read_timeout=1.0)
+        try:
+            yield Env(db, sb, receiver, merchant, gateway, query)
+        finally:
+            query.close()
+            gateway.close()
 
 
 def make_batches(env: Env, refunds: int, trades: int | None = None, prefix: str = "r") -> list[str]:
