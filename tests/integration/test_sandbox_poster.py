@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from sandbox.notifier import Delivery, Poster
-from tests.support.sandbox import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.ledger import trade
-from tests.support.sandbox import free_port
+from tests.support.net import free_port
 from tests.support.submission import Env, make_batches, now_utc, open_env
 from worker.adapters.gateway.client import GatewayClient
 from worker.adapters.postgres.pool import Database

@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.client import SandboxClient
+from tests.support.net import free_port
 from worker.mapi import (
     SERVICE_NOPWD,
     Merchant,
@@ -244,13 +244,6 @@ def form_headers(charset: str) -> dict[str, str]:
 
 def form_body(params: Mapping[str, str], charset: str) -> bytes:
     return encode_form(params, charset)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @functools.lru_cache(maxsize=1)
