@@ -468,11 +468,7 @@ def test_publish_batch_of_10k_arrives_complete(topology: Topology) -> None:
     ]
     with BusConnection(AMQP_URL, connection_name=_name("test-bus-publisher")) as bus:
         publisher = Publisher(bus, topology)
-        started = time.perf_counter()
-        publisher.publish_batch(messages)
-        rate = len(messages) / (time.perf_counter() - started)
-    print(f"publish_batch: {rate:,.0f} msg/s for 10k small messages (one transaction)")
-    assert rate > 2000, f"publishing is too slow: {rate:.0f} msg/s"
+        publisher.publish_batch(messages)  # its speed: bench/micro_publish.py
     assert _count(topology.intake_queue) == 10_000
 
     received = drain(AMQP_URL, topology.intake_queue, expect=10_000)
