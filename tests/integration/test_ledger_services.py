@@ -283,6 +283,10 @@ def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:
     assert 'refund_waiting{state="pending"} 5.0' in text
     assert "refund_outbox_backlog 0.0" in text
     assert "refund_oldest_waiting_seconds" in text
+    assert "refund_submission_halted 0.0" in text
+    with db.transaction() as conn:
+        ledger.set_submission_halt(conn, "ILLEGAL_SIGN on batch B1")
+    assert "refund_submission_halted 1.0" in generate_latest(registry).decode()
 
 
 def test_create_batch_refuses_refunds_that_are_not_pending(db: Database) -> None:

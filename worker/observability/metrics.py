@@ -75,10 +75,14 @@ class LedgerCollector(Collector):
                 "refund_oldest_unapplied_notification_seconds",
                 "Age of the oldest verified notification not applied yet",
             ),
+            GaugeMetricFamily(
+                "refund_submission_halted",
+                "1 while submission is halted after a configuration error (until `resume`)",
+            ),
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        waiting, oldest, flagged, outbox, unapplied, unapplied_age = self._families()
+        waiting, oldest, flagged, outbox, unapplied, unapplied_age, halted = self._families()
         try:
             with self._db.transaction() as conn:
                 gauges = ledger_gauges(conn)
@@ -94,7 +98,8 @@ class LedgerCollector(Collector):
         for outcome, count, _age in gauges.unapplied:
             unapplied.add_metric([outcome], float(count))
         unapplied_age.add_metric([], max((age for _o, _c, age in gauges.unapplied), default=0.0))
-        yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age)
+        halted.add_metric([], 1.0 if gauges.halted else 0.0)
+        yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age, halted)
 
 
 _ledger_registered = False

@@ -90,6 +90,7 @@ class LedgerGauges:
     flagged: list[tuple[str, int]] = field(default_factory=list)  # flag, open batches
     outbox: int = 0
     unapplied: list[tuple[str, int, float]] = field(default_factory=list)  # outcome, count, age
+    halted: bool = False  # submission halted after a configuration error
 
 
 def ledger_gauges(conn: Connection) -> LedgerGauges:
@@ -113,4 +114,6 @@ def ledger_gauges(conn: Connection) -> LedgerGauges:
         " GROUP BY outcome"
     ).fetchall():
         gauges.unapplied.append((str(outcome), int(count), float(age or 0)))
+    halt = conn.execute("SELECT 1 FROM control WHERE name = 'submission_halted'").fetchone()
+    gauges.halted = halt is not None
     return gauges
