@@ -9,7 +9,8 @@ and `images` (`name` -> `newName` / `newTag` / `digest` on every container and i
 container). Transformers run in kustomize's order: patches, namespace, labels, images.
 
 Strategic merge is the subset the patches here use: maps merge key by key, `null` removes a
-key, lists of containers, init containers, env, volumes and ports merge on their key, any
+key, lists of containers, init containers, env, volumes, volume mounts and ports merge on
+their key (the patch's items first, then the base's others, as kustomize orders them), any
 other list is replaced (as kustomize does for custom resources).
 """
 
@@ -118,14 +119,12 @@ def merge(base: Any, patch: Any, field: str = "") -> Any:
         return out
     key = MERGE_KEYS.get(field)
     if key and isinstance(base, list) and isinstance(patch, list):
-        out_list = copy.deepcopy(base)
-        for item in patch:
-            index = next((i for i, b in enumerate(out_list) if b.get(key) == item.get(key)), None)
-            if index is None:
-                out_list.append(copy.deepcopy(item))
-            else:
-                out_list[index] = merge(out_list[index], item)
-        return out_list
+        # as kustomize orders them: the patch's items (merged), then the base's others
+        by_key = {item.get(key): item for item in base}
+        merged = [merge(by_key[i.get(key)], i) if i.get(key) in by_key else i for i in patch]
+        patched = {item.get(key) for item in patch}
+        rest = [copy.deepcopy(item) for item in base if item.get(key) not in patched]
+        return copy.deepcopy(merged) + rest
     return copy.deepcopy(patch)
 
 

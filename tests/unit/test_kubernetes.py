@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.kustomize import render
+from tests.support.kustomize import KustomizeError, render
 from worker.adapters.dramatiq.jobs import job_queues
 from worker.adapters.rabbitmq.topology import Topology
 from worker.config.settings import load_settings
@@ -208,26 +208,124 @@ def workload_problems(obj: Object, objects: list[Object]) -> list[str]:
 # --- tests -----------------------------------------------------------------------------
 
 
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def subset_fixture(tmp_path: Path) -> Path:
+    """A base and an overlay using every part of the renderer's subset; the overlay's path."""
+    write(
+        tmp_path / "base/kustomization.yaml",
+        "resources: [app.yaml]\nimages: [{name: app, newName: reg/app, newTag: '1'}]\n",
+    )
+    write(
+        tmp_path / "base/app.yaml",
+        """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, labels: {a: b}}
+spec:
+  replicas: 2
+  template:
+    spec:
+      initContainers: [{name: init, image: app}]
+      containers:
+        - name: app
+          image: app
+          env: [{name: A, value: "1"}, {name: B, value: "2"}]
+          args: [x, y]
+        - {name: side, image: other:3}
+""",
+    )
+    write(
+        tmp_path / "overlay/kustomization.yaml",
+        """
+resources: [../base]
+namespace: ns
+labels: [{pairs: {env: test}}]
+patches: [{path: patch.yaml}]
+images: [{name: reg/app, newTag: '2'}]
+""",
+    )
+    write(
+        tmp_path / "overlay/patch.yaml",
+        """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app}
+spec:
+  replicas: null
+  template:
+    spec:
+      containers:
+        - name: app
+          env: [{name: B, value: "3"}, {name: C, value: "4"}]
+          args: [z]
+""",
+    )
+    return tmp_path / "overlay"
+
+
 @pytest.mark.skipif(
     KUBECTL is None,
     reason="kubectl is not installed: the renderer is not compared with `kubectl kustomize` "
     "(every other check of the overlays still runs on the renderer's output)",
 )
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_renderer_matches_kubectl_kustomize(overlay: str) -> None:
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "base", "subset-fixture"])
+def test_the_renderer_matches_kubectl_kustomize(overlay: str, tmp_path: Path) -> None:
     assert KUBECTL is not None
+    if overlay == "subset-fixture":
+        directory = subset_fixture(tmp_path)
+    else:
+        directory = KUBERNETES / ("base" if overlay == "base" else f"overlays/{overlay}")
     out = subprocess.run(
-        [KUBECTL, "kustomize", str(KUBERNETES / "overlays" / overlay)],
+        [KUBECTL, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
     theirs = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(out) if o}
-    ours = {(o["kind"], o["metadata"]["name"]): o for o in rendered(overlay)}
+    ours = {(o["kind"], o["metadata"]["name"]): o for o in render(directory)}
     assert sorted(ours) == sorted(theirs)
     for key, obj in ours.items():
         assert obj == theirs[key], key
+
+
+def test_the_renderer_applies_the_subset_and_refuses_the_rest(tmp_path: Path) -> None:
+    subset_fixture(tmp_path)
+    (app,) = render(tmp_path / "overlay")
+    assert app["metadata"] == {
+        "name": "app",
+        "namespace": "ns",
+        "labels": {"a": "b", "env": "test"},
+    }
+    assert "replicas" not in app["spec"]
+    spec = app["spec"]["template"]["spec"]
+    assert spec["initContainers"][0]["image"] == "reg/app:2"
+    main, side = spec["containers"]
+    assert main["image"] == "reg/app:2" and side["image"] == "other:3"
+    assert main["env"] == [  # kustomize's order: the patch's items, then the others
+        {"name": "B", "value": "3"},
+        {"name": "C", "value": "4"},
+        {"name": "A", "value": "1"},
+    ]
+    assert main["args"] == ["z"]  # a list without a merge key is replaced
+
+    write(tmp_path / "overlay/kustomization.yaml", "resources: [../base]\nreplicas: []\n")
+    with pytest.raises(KustomizeError, match="unsupported fields"):
+        render(tmp_path / "overlay")
+    write(tmp_path / "overlay/kustomization.yaml", "resources: [../base, ../base/app.yaml]\n")
+    with pytest.raises(KustomizeError, match="defined twice"):
+        render(tmp_path / "overlay")
+    write(
+        tmp_path / "overlay/kustomization.yaml",
+        "resources: [../base]\n"
+        "patches: [{path: patch.yaml, target: {kind: Deployment, name: x}}]\n",
+    )
+    with pytest.raises(KustomizeError, match="no single Deployment/x"):
+        render(tmp_path / "overlay")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
