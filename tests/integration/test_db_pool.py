@@ -75,7 +75,9 @@ def test_a_batchs_refunds_are_found_by_index_whatever_the_backlog(
             ),
             "open_in_batch": lambda c: ledger.open_in_batch(c, "B7"),
             "undo_batch_attempt": lambda c: ledger.undo_batch_attempt(c, "B7"),
-            "apply_results": lambda c: ledger.apply_results(c, "B7", [("r7001", "succeeded", "S")]),
+            "apply_results": lambda c: ledger.apply_results(
+                c, "B7", [("r7001", "succeeded", "S")], source="notify"
+            ),
         }[statement]
         # The function reads its (absent) rows; the plan is what counts here.
         with contextlib.suppress(IndexError, TypeError):

@@ -245,10 +245,10 @@ def test_apply_results_does_what_mark_submitted_then_finish_refunds_did(db: Data
         ]
     one, two = batches
     with db.transaction() as conn:
-        completed_one = ledger.apply_results(conn, one, outcomes[one])
+        completed_one = ledger.apply_results(conn, one, outcomes[one], source="notify")
     with db.transaction() as conn:
         ledger.mark_submitted(conn, two)
-        completed_two = ledger.finish_refunds(conn, two, outcomes[two])
+        completed_two = ledger.finish_refunds(conn, two, outcomes[two], source="notify")
 
     assert _refund_states(db, one) == _refund_states(db, two)
     assert [r[1:3] for r in _refund_states(db, one)] == [
@@ -268,7 +268,7 @@ def test_apply_results_does_what_mark_submitted_then_finish_refunds_did(db: Data
         ("failed", "TRADE_STATUS_ERROR", one),
     }
     with db.transaction() as conn:  # nothing reported and nothing left batched: no change
-        assert ledger.apply_results(conn, one, []) == []
+        assert ledger.apply_results(conn, one, [], source="notify") == []
 
 
 def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:

@@ -338,7 +338,7 @@ def _fail_item(s: _Settling) -> SubmitResult:
     _refused(s)
     code = s.decision.code or "UNKNOWN_ERROR"
     outcomes = [(i.refund_id, RefundState.FAILED, code) for i in s.claim.items]
-    record_completions(s.conn, ledger.finish_refunds(s.conn, s.batch_no, outcomes))
+    record_completions(s.conn, ledger.finish_refunds(s.conn, s.batch_no, outcomes, source="submit"))
     s.log.warning("batch.refused")
     return SubmitResult("refused")
 

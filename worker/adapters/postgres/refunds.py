@@ -206,11 +206,16 @@ def undo_batch_attempt(conn: Connection, batch_no: str) -> None:
 
 
 def finish_refunds(
-    conn: Connection, batch_no: str, outcomes: Sequence[tuple[str, str, str]]
+    conn: Connection,
+    batch_no: str,
+    outcomes: Sequence[tuple[str, str, str]],
+    *,
+    source: str,
 ) -> list[Completion]:
     """Move refunds of `batch_no` forward to (refund_id, state, code); only from open states.
 
-    Returns the refunds this call completed (a refund already final is left alone).
+    `source` records where the result came from (`submit`, `notify`, `query`). Returns the
+    refunds this call completed (a refund already final is left alone).
     """
     if not outcomes:
         return []
@@ -218,22 +223,28 @@ def finish_refunds(
         f"""
         UPDATE refunds AS f
            SET state = o.state, code = o.code, completed_at = clock_timestamp(),
-               updated_at = clock_timestamp()
+               result_source = %s, updated_at = clock_timestamp()
           FROM json_to_recordset(%s::json) AS o(refund_id text, state text, code text)
          WHERE f.refund_id = o.refund_id AND f.batch_no = %s
            AND (f.state IN ('batched', 'submitted')) IS TRUE
         RETURNING {_COMPLETION_COLUMNS}
         """,
-        (_outcomes_json(outcomes), batch_no),
+        (source, _outcomes_json(outcomes), batch_no),
         prepare=False,
     ).fetchall()
     return [_completion(r) for r in rows]
 
 
 def apply_results(
-    conn: Connection, batch_no: str, outcomes: Sequence[tuple[str, str, str]]
+    conn: Connection,
+    batch_no: str,
+    outcomes: Sequence[tuple[str, str, str]],
+    *,
+    source: str,
 ) -> list[Completion]:
     """A batch's result in one statement: `mark_submitted`, then `finish_refunds`.
+
+    `source` (`notify`, `query`) is recorded on the refunds it completes.
 
     Refunds of `batch_no` named in `outcomes` (refund_id, state, code) move from `batched`
     or `submitted` to their final state; the batch's other `batched` refunds move to
@@ -256,6 +267,7 @@ def apply_results(
                code = CASE WHEN x.r ? f.refund_id THEN x.r -> f.refund_id ->> 1 ELSE f.code END,
                completed_at = CASE WHEN x.r ? f.refund_id THEN clock_timestamp()
                                    ELSE f.completed_at END,
+               result_source = CASE WHEN x.r ? f.refund_id THEN %s ELSE f.result_source END,
                updated_at = clock_timestamp()
           FROM (SELECT %s::jsonb AS r) AS x
          WHERE f.batch_no = %s
@@ -263,7 +275,7 @@ def apply_results(
                 OR ((f.state = 'submitted') IS TRUE AND x.r ? f.refund_id))
         RETURNING {_COMPLETION_COLUMNS}, x.r ? f.refund_id
         """,
-        (reported, batch_no),
+        (source, reported, batch_no),
         prepare=False,
     ).fetchall()
     return [_completion(r) for r in rows if r[9]]
@@ -292,14 +304,6 @@ def open_in_batch(conn: Connection, batch_no: str) -> list[str]:
         prepare=False,
     ).fetchall()
     return [str(r[0]) for r in rows]
-
-
-def set_result_source(conn: Connection, refund_ids: Sequence[str], source: str) -> None:
-    if refund_ids:
-        conn.execute(
-            "UPDATE refunds SET result_source = %s WHERE refund_id = ANY(%s)",
-            (source, list(refund_ids)),
-        )
 
 
 def waiting_by_state(conn: Connection) -> list[tuple[str, int, float]]:
