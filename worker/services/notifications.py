@@ -31,7 +31,7 @@ from worker.domain.states import RELEASED_BATCHES, BatchState
 from worker.mapi.results import read_result_details
 from worker.observability.metrics import NOTIFICATIONS
 from worker.services.dback import apply_dback
-from worker.services.results import Reported, apply_reported
+from worker.services.results import Reported, apply_reported, settle_batch
 
 log = structlog.get_logger("worker.notify")
 
@@ -165,24 +165,11 @@ def _apply(
     if success_num != str(counted):
         log_.warning("notify.success_num_mismatch", success_num=success_num[:12], counted=counted)
 
-    if applied.still_open:
+    if settle_batch(conn, batch_no, applied.still_open, at=received_at) is BatchState.ACCEPTED:
         # Accepted for sure (Alipay wrote about it); the rest is for reconciliation.
-        ledger.update_batch(
-            conn, batch_no, state=BatchState.ACCEPTED, next_attempt_at=None, maybe_sent=True
-        )
         ledger.flag_batch(conn, batch_no, "items_missing_from_notification")
         ledger.schedule_query(conn, batch_no, MISSING_ITEMS_QUERY_SECONDS)
         log_.error("notify.items_missing", count=len(applied.still_open))
-    else:
-        ledger.update_batch(
-            conn,
-            batch_no,
-            state=BatchState.COMPLETED,
-            next_attempt_at=None,
-            next_query_at=None,
-            maybe_sent=True,
-            completed_at=received_at,
-        )
     log_.info(
         "notify.applied",
         items=len(reading.items),

@@ -39,7 +39,7 @@ from worker.domain.states import BatchState, RefundState
 from worker.mapi import BEIJING
 from worker.services.outcomes import record_completions
 from worker.services.ports import QueriedItem, QueryResult, RefundQuery
-from worker.services.results import Applied, Reported, apply_reported
+from worker.services.results import Applied, Reported, apply_reported, settle_batch
 
 log = structlog.get_logger("worker.reconcile")
 
@@ -230,8 +230,7 @@ def _settle_missing(
         else:
             released.append(member.refund_id)
     if failed:
-        completed = ledger.finish_refunds(conn, batch_no, failed)
-        ledger.set_result_source(conn, [c.refund_id for c in completed], "query")
+        completed = ledger.finish_refunds(conn, batch_no, failed, source="query")
         record_completions(conn, completed)
         report.completed += len(completed)
         report.changes.append(
@@ -244,11 +243,10 @@ def _settle_missing(
         report.released += len(moved)
         report.changes.append(f"released {len(moved)} refunds the gateway never took")
         log_.warning("batch.items_released", refunds=len(moved))
-    if (failed or released) and not ledger.open_in_batch(conn, batch_no):
-        ledger.update_batch(
-            conn, batch_no, state=BatchState.COMPLETED, next_query_at=None, completed_at=now
+    if failed or released:
+        report.state_after = settle_batch(
+            conn, batch_no, ledger.open_in_batch(conn, batch_no), at=now
         )
-        report.state_after = "completed"
 
 
 def _for_item(query: ledger.QueryRecord, trade_no: str) -> str:
@@ -318,20 +316,7 @@ def _note_applied(
     report.completed += len(applied.completed)
     if applied.completed:
         report.changes.append(f"{len(applied.completed)} refunds completed from the query")
-    if applied.still_open:
-        ledger.update_batch(conn, batch_no, state=BatchState.ACCEPTED, maybe_sent=True)
-        report.state_after = "accepted"
-        return
-    ledger.update_batch(
-        conn,
-        batch_no,
-        state=BatchState.COMPLETED,
-        maybe_sent=True,
-        next_attempt_at=None,
-        next_query_at=None,
-        completed_at=now,
-    )
-    report.state_after = "completed"
+    report.state_after = settle_batch(conn, batch_no, applied.still_open, at=now)
 
 
 def _release(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
@@ -22,7 +23,7 @@ from prometheus_client import Counter
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection
-from worker.domain.states import RefundState
+from worker.domain.states import BatchState, RefundState
 from worker.mapi import classify
 from worker.services.outcomes import record_completions
 
@@ -117,8 +118,7 @@ def apply_reported(
             )
         )
 
-    result.completed = ledger.apply_results(conn, batch_no, outcomes)
-    ledger.set_result_source(conn, [c.refund_id for c in result.completed], source)
+    result.completed = ledger.apply_results(conn, batch_no, outcomes, source=source)
     record_completions(conn, result.completed)
     result.late = len(outcomes) - len(result.completed)
     result.still_open = ledger.open_in_batch(conn, batch_no)
@@ -138,3 +138,26 @@ def apply_reported(
     if result.late:
         log_.info("results.late_items", count=result.late)
     return result
+
+
+def settle_batch(
+    conn: Connection, batch_no: str, still_open: Sequence[str], *, at: datetime
+) -> BatchState:
+    """The batch's state after a report: the gateway holds it (it wrote about it), so it is
+    `completed` when none of its refunds is left open, else `accepted` and left to
+    reconciliation. No further attempt is ever due for it."""
+    if still_open:
+        ledger.update_batch(
+            conn, batch_no, state=BatchState.ACCEPTED, next_attempt_at=None, maybe_sent=True
+        )
+        return BatchState.ACCEPTED
+    ledger.update_batch(
+        conn,
+        batch_no,
+        state=BatchState.COMPLETED,
+        next_attempt_at=None,
+        next_query_at=None,
+        maybe_sent=True,
+        completed_at=at,
+    )
+    return BatchState.COMPLETED
