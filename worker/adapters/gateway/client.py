@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import requests
 import structlog
@@ -199,31 +200,25 @@ class GatewayClient:
         started = time.monotonic()
         status: int | None = None
         try:
-            deadline = Deadline(self._max_request_seconds)
             try:
-                with (
-                    deadline,
-                    self._session.post(
-                        url,
-                        data=body,
-                        headers=headers,
-                        timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
-                        allow_redirects=False,
-                        stream=True,
-                    ) as response,
-                ):
-                    status = response.status_code
-                    if status != 200:
-                        raise GatewayOutcomeUnknown(f"http_{status}")
-                    content = read_bounded(response, MAX_SUBMIT_RESPONSE_BYTES, deadline)
-            except requests.RequestException as exc:
-                if deadline.fired:
-                    raise GatewayOutcomeUnknown("deadline_exceeded") from exc
-                raise classify_request_exception(exc) from exc
+                status, content = exchange(
+                    self._session,
+                    "POST",
+                    url,
+                    timeout=self._timeout,
+                    max_seconds=self._max_request_seconds,
+                    limit=MAX_SUBMIT_RESPONSE_BYTES,
+                    data=body,
+                    headers=headers,
+                )
+            except DeadlineExceeded as exc:
+                raise GatewayOutcomeUnknown("deadline_exceeded") from exc
             except ResponseTooLarge as exc:
                 raise GatewayOutcomeUnknown("response_too_large") from exc
-            except ResponseTooSlow as exc:
-                raise GatewayOutcomeUnknown("deadline_exceeded") from exc
+            except requests.RequestException as exc:
+                raise classify_request_exception(exc) from exc
+            if status != 200:
+                raise GatewayOutcomeUnknown(f"http_{status}")
             sync = parse_sync_response(content)
             if sync.status is SyncStatus.UNKNOWN:
                 raise GatewayOutcomeUnknown("unparseable_response")
@@ -265,28 +260,24 @@ class GatewayClient:
         started = time.monotonic()
         status: int | None = None
         try:
-            deadline = Deadline(self._max_request_seconds)
             try:
-                with (
-                    deadline,
-                    self._session.get(
-                        self._url,
-                        params=notify_verify_params(self._partner, notify_id),
-                        timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
-                        allow_redirects=False,
-                        stream=True,
-                    ) as response,
-                ):
-                    status = response.status_code
-                    if status != 200:
-                        raise GatewayError(f"http_{status}")
-                    content = read_bounded(response, MAX_VERIFY_RESPONSE_BYTES, deadline)
-            except requests.RequestException as exc:
-                if deadline.fired:
-                    raise GatewayError("deadline_exceeded") from exc
-                raise GatewayError(_reason(classify_request_exception(exc))) from exc
-            except (ResponseTooLarge, ResponseTooSlow) as exc:
+                status, content = exchange(
+                    self._session,
+                    "GET",
+                    self._url,
+                    timeout=self._timeout,
+                    max_seconds=self._max_request_seconds,
+                    limit=MAX_VERIFY_RESPONSE_BYTES,
+                    params=notify_verify_params(self._partner, notify_id),
+                )
+            except DeadlineExceeded as exc:
+                raise GatewayError("deadline_exceeded") from exc
+            except ResponseTooLarge as exc:
                 raise GatewayError("bad_response") from exc
+            except requests.RequestException as exc:
+                raise GatewayError(_reason(classify_request_exception(exc))) from exc
+            if status != 200:
+                raise GatewayError(f"http_{status}")
         except GatewayError as error:
             self._record("notify_verify", "error", started)
             log.warning(
@@ -320,6 +311,51 @@ class GatewayClient:
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
+
+
+class DeadlineExceeded(Exception):
+    """The request's overall deadline passed before its answer was read."""
+
+
+def exchange(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: Timeout,
+    max_seconds: float,
+    limit: int,
+    **request: Any,
+) -> tuple[int, bytes]:
+    """One request to the gateway within one overall deadline: (status, body).
+
+    The body is read (at most `limit` bytes) only for a 200; another status comes back
+    with an empty body. Raises `DeadlineExceeded`, `ResponseTooLarge`, or the requests
+    exception as it came: whether the request may have reached the gateway is for the
+    caller to judge (`classify_request_exception`). Never redirects, never retries.
+    """
+    deadline = Deadline(max_seconds)
+    try:
+        with (
+            deadline,
+            session.request(
+                method,
+                url,
+                timeout=timeout,  # type: ignore[arg-type]  # urllib3 Timeout
+                allow_redirects=False,
+                stream=True,
+                **request,
+            ) as response,
+        ):
+            if response.status_code != 200:
+                return response.status_code, b""
+            return 200, read_bounded(response, limit, deadline)
+    except ResponseTooSlow as exc:
+        raise DeadlineExceeded() from exc
+    except requests.RequestException as exc:
+        if deadline.fired:
+            raise DeadlineExceeded() from exc
+        raise
 
 
 def read_bounded(response: requests.Response, limit: int, deadline: Deadline) -> bytes:

@@ -22,12 +22,12 @@ from urllib3.util.timeout import Timeout
 
 from worker.adapters.gateway.client import (
     GATEWAY_REQUEST_SECONDS,
+    DeadlineExceeded,
     ResponseTooLarge,
-    ResponseTooSlow,
+    exchange,
     max_request_seconds,
-    read_bounded,
 )
-from worker.adapters.gateway.deadline import Deadline, gateway_session
+from worker.adapters.gateway.deadline import gateway_session
 from worker.domain.errors import ConfigError, ProtocolError, SigningError
 from worker.mapi import Merchant, encode_form, gateway_url_with_charset
 from worker.mapi.query import QueryStatus, build_refund_query, parse_refund_query
@@ -96,34 +96,31 @@ class RefundQueryClient:
         started: float,
         bound: structlog.typing.FilteringBoundLogger,
     ) -> bytes | QueryResult:
-        deadline = Deadline(self._deadline_seconds)
         try:
-            with (
-                deadline,
-                self._session.post(
-                    gateway_url_with_charset(self._url, charset),
-                    data=encode_form(params, charset),
-                    headers={
-                        "Content-Type": f"application/x-www-form-urlencoded; charset={charset}",
-                        "Accept": "text/plain, text/xml, */*",
-                    },
-                    timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout
-                    allow_redirects=False,
-                    stream=True,
-                ) as response,
-            ):
-                if response.status_code != 200:
-                    return self._failed(f"http_{response.status_code}", started, bound)
-                return read_bounded(response, MAX_QUERY_RESPONSE_BYTES, deadline)
+            status, content = exchange(
+                self._session,
+                "POST",
+                gateway_url_with_charset(self._url, charset),
+                timeout=self._timeout,
+                max_seconds=self._deadline_seconds,
+                limit=MAX_QUERY_RESPONSE_BYTES,
+                data=encode_form(params, charset),
+                headers={
+                    "Content-Type": f"application/x-www-form-urlencoded; charset={charset}",
+                    "Accept": "text/plain, text/xml, */*",
+                },
+            )
+        except DeadlineExceeded:
+            return self._failed("request_failed:deadline_exceeded", started, bound)
         except ResponseTooLarge:
             return self._failed("response_too_large", started, bound)
-        except ResponseTooSlow:
-            return self._failed("deadline_exceeded", started, bound)
         except requests.RequestException as exc:
-            reason = "deadline_exceeded" if deadline.fired else type(exc).__name__
-            return self._failed(f"request_failed:{reason}", started, bound)
+            return self._failed(f"request_failed:{type(exc).__name__}", started, bound)
         except ProtocolError as exc:
             return self._failed(f"unencodable:{exc}"[:100], started, bound)
+        if status != 200:
+            return self._failed(f"http_{status}", started, bound)
+        return content
 
     @staticmethod
     def _failed(
