@@ -79,6 +79,19 @@ def test_an_error_between_two_not_exist_answers_restarts_the_count(other: str) -
     assert decide([*answers, (after(26), NOT_FOUND)]).release
 
 
+@pytest.mark.parametrize("other", [REFUSED, NO_ANSWER, "partial"])
+def test_an_error_asked_at_the_same_moment_as_the_last_not_exists_keeps_it_waiting(
+    other: str,
+) -> None:
+    """Answers with one timestamp have no order: the one against a release counts last."""
+    for answers in (
+        [(after(25), other), (after(25), NOT_FOUND), (after(25), NOT_FOUND)],
+        [(after(25), NOT_FOUND), (after(25), other), (after(25), NOT_FOUND)],
+        [(after(25), NOT_FOUND), (after(25), NOT_FOUND), (after(25), other)],
+    ):
+        assert not decide(answers).release
+
+
 def test_the_last_not_exist_must_come_release_after_seconds_after_the_last_attempt() -> None:
     answers = [(after(1), NOT_FOUND), (after(23.9), NOT_FOUND)]
     assert not decide(answers).release

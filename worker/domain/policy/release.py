@@ -80,9 +80,11 @@ def decide_release(
         return ReleaseDecision(False, "a query found items under this batch_no")
     if current_day <= batch_day:
         return ReleaseDecision(False, "the batch's Beijing day is not over")
+    # Answers asked at the same moment are put in the order least favourable to a
+    # release: a REFUND_NOT_EXIST never hides an error or no-answer of the same instant.
     since = sorted(
         ((at, kind) for at, kind in answers if last_attempt_at < at <= now),
-        key=lambda answer: answer[0],
+        key=lambda answer: (answer[0], answer[1] != QueryAnswer.NOT_FOUND),
     )
     latest = since[-RELEASE_NOT_EXIST_ANSWERS:]
     if len(latest) < RELEASE_NOT_EXIST_ANSWERS or any(
