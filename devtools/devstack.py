@@ -71,6 +71,10 @@ class StackConfig:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     keep: bool = False
     md5_key: str | None = None  # a random key per run when not given
+    # A merchants file (`ALIPAY_MERCHANTS_FILE`) instead of the single-merchant variables;
+    # the sandbox is then started with `sandbox_args` that serve those merchants.
+    merchants_file: Path | None = None
+    default_partner: str = "2088000000000001"
 
 
 @dataclass
@@ -112,18 +116,28 @@ class Stack:
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
 
+    @property
+    def default_partner(self) -> str:
+        return self.config.default_partner
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        if self.config.merchants_file is not None:
+            merchants = {"ALIPAY_MERCHANTS_FILE": str(self.config.merchants_file)}
+        else:
+            merchants = {
+                "ALIPAY_PARTNER": self.default_partner,
+                "ALIPAY_SIGN_TYPE": "MD5",
+                "ALIPAY_MD5_KEY": self.md5_key,
+                "ALIPAY_INPUT_CHARSET": "utf-8",
+            }
         env.update(
             {
                 "AMQP_URL": self.config.amqp_url,
                 "DATABASE_URL": self.database_url,
                 "REFUND_EXCHANGE": self.exchange,
                 "ALIPAY_GATEWAY_URL": self.gateway_url,
-                "ALIPAY_PARTNER": "2088000000000001",
-                "ALIPAY_SIGN_TYPE": "MD5",
-                "ALIPAY_MD5_KEY": self.md5_key,
-                "ALIPAY_INPUT_CHARSET": "utf-8",
+                **merchants,
                 "ALIPAY_NOTIFY_URL": f"http://127.0.0.1:{self.notify_port}/alipay/notify",
                 "ALIPAY_DBACK_NOTIFY_URL": f"http://127.0.0.1:{self.notify_port}/alipay/dback-notify",
                 "NOTIFY_BIND": f"127.0.0.1:{self.notify_port}",
@@ -158,7 +172,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         with psycopg.connect(self.config.admin_db_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        migrate(self.database_url)
+        migrate(self.database_url, default_partner=self.default_partner)
         self.start_sandbox()
         self._declare_bus()
         for role, replicas in self.config.roles.items():

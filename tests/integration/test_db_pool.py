@@ -46,13 +46,13 @@ def _backlog(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """30,000 refunds waiting in 30 batches, plus 20,000 pending: a sale-day backlog."""
     conn.execute(
         "INSERT INTO refunds (refund_id, event_id, trade_no, amount, content_hash, state,"
-        " batch_no) SELECT 'r' || i, 'e' || i, lpad(i::text, 20, '0'), 1.00, 'h',"
-        " 'batched', 'B' || (i / 1000) FROM generate_series(1, 30000) AS i"
+        " batch_no, partner) SELECT 'r' || i, 'e' || i, lpad(i::text, 20, '0'), 1.00, 'h',"
+        " 'batched', 'B' || (i / 1000), '2088000000000001' FROM generate_series(1, 30000) AS i"
     )
     conn.execute(
-        "INSERT INTO refunds (refund_id, event_id, trade_no, amount, content_hash, state)"
-        " SELECT 'p' || i, 'f' || i, lpad(i::text, 20, '9'), 1.00, 'h', 'pending'"
-        " FROM generate_series(1, 20000) AS i"
+        "INSERT INTO refunds (refund_id, event_id, trade_no, amount, content_hash, state,"
+        " partner) SELECT 'p' || i, 'f' || i, lpad(i::text, 20, '9'), 1.00, 'h', 'pending',"
+        " '2088000000000001' FROM generate_series(1, 20000) AS i"
     )
     conn.execute("ANALYZE refunds")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.ledger import handle_deliveries
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection, Database
-from worker.services.intake import handle_deliveries
 from worker.services.ports import Delivery
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from tests.support.ledger import (
+    PARTNER,
     delivery,
     fixed_clock,
+    handle_deliveries,
     outbox_events,
     pack,
     request,
@@ -23,7 +25,6 @@ from worker.adapters.postgres.pool import Database
 from worker.domain.errors import LedgerInvariantError
 from worker.domain.rules import REFUND_COUNT_EXCEEDED, REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
 from worker.mapi import BEIJING, decode_detail_data, encode_detail_data
-from worker.services.intake import handle_deliveries
 
 pytestmark = pytest.mark.integration
 
@@ -278,15 +279,19 @@ def test_ledger_gauges_show_waiting_refunds(db: Database) -> None:
 
     handle_deliveries(db, [delivery(request(f"r-{i}", trade(i))) for i in range(5)])
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(db))
+    other = "2088000000000002"
+    registry.register(LedgerCollector(db, [PARTNER, other]))
     text = generate_latest(registry).decode()
-    assert 'refund_waiting{state="pending"} 5.0' in text
+    assert f'refund_waiting{{merchant="{PARTNER}",state="pending"}} 5.0' in text
     assert "refund_outbox_backlog 0.0" in text
-    assert "refund_oldest_waiting_seconds" in text
-    assert "refund_submission_halted 0.0" in text
+    assert f'refund_oldest_waiting_seconds{{merchant="{PARTNER}"}}' in text
+    assert f'refund_oldest_waiting_seconds{{merchant="{other}"}} 0.0' in text
+    assert f'refund_submission_halted{{merchant="{PARTNER}"}} 0.0' in text
     with db.transaction() as conn:
-        ledger.set_submission_halt(conn, "ILLEGAL_SIGN on batch B1")
-    assert "refund_submission_halted 1.0" in generate_latest(registry).decode()
+        ledger.set_submission_halt(conn, other, "ILLEGAL_SIGN on batch B1")
+    text = generate_latest(registry).decode()
+    assert f'refund_submission_halted{{merchant="{other}"}} 1.0' in text
+    assert f'refund_submission_halted{{merchant="{PARTNER}"}} 0.0' in text
 
 
 def test_create_batch_refuses_refunds_that_are_not_pending(db: Database) -> None:
@@ -300,7 +305,7 @@ def test_create_batch_refuses_refunds_that_are_not_pending(db: Database) -> None
         pytest.raises(LedgerInvariantError, match="2 of its 3 refunds were pending"),
         db.transaction() as conn,
     ):
-        ledger.create_batch(conn, "20261122000000000099", day, items, due)
+        ledger.create_batch(conn, "20261122000000000099", day, items, due, partner=PARTNER)
     assert rows(db, "SELECT count(*) FROM batches") == [(0,)]
     assert rows(db, "SELECT state, count(*) FROM refunds GROUP BY 1 ORDER BY 1") == [
         ("pending", 2),

@@ -20,7 +20,7 @@ def test_concurrent_migrations_apply_each_file_once() -> None:
 
         def run() -> None:
             try:
-                results.append(migrate(url))
+                results.append(migrate(url, default_partner="2088000000000001"))
             except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
@@ -33,7 +33,7 @@ def test_concurrent_migrations_apply_each_file_once() -> None:
         names = [name for name, _ in migration_files()]
         applied = [name for result in results for name in result]
         assert sorted(applied) == sorted(names)  # each applied by exactly one runner
-        assert migrate(url) == []
+        assert migrate(url, default_partner="2088000000000001") == []
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
         assert [r[0] for r in rows] == names

@@ -280,7 +280,8 @@ def test_signed_gbk_notification_is_queued_then_answered_success(
     assert form["notify_id"] in verify_gateway.asked
     [message] = queued_messages(server.exchange)
     assert message["actor_name"] == "process_notify"
-    kind, queued_form, _received_at = message["args"]
+    kind, queued_form, _received_at, partner = message["args"]
+    assert partner == PARTNER
     assert kind == "batch_refund"
     assert queued_form == form
 
@@ -489,7 +490,8 @@ def loop_against_the_sandbox(tmp_path: Path, sandbox_url: str, md5_key: str) -> 
                 messages = queued_messages(running.exchange)
                 time.sleep(0.05)
             [message] = messages
-            kind, form, _received_at = message["args"]
+            kind, form, _received_at, partner = message["args"]
+            assert partner == PARTNER
             assert kind == "batch_refund"
             assert form["batch_no"] == batch_no
             assert form["result_details"].startswith("2024050121001004270231872174^0.01^")

@@ -9,12 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.ledger import delivery, outbox_events, request, rows
+from tests.support.ledger import delivery, handle_deliveries, outbox_events, request, rows
 from tests.support.submission import Env, now_utc, open_env
 from worker.adapters.gateway.query import interpret_answer
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification
 from worker.services.operators import ResolveRefused, resolve_batch
 from worker.services.reconciler import claim_due
@@ -144,7 +143,7 @@ def test_an_operator_cannot_release_a_batch_on_its_day_without_force(env: Env) -
     with pytest.raises(ResolveRefused, match=r"day .* is not over"):
         resolve_batch(
             env.db,
-            env.query,
+            lambda _p: env.query,
             batch_no,
             decision="not_accepted",
             operator="alice",
@@ -154,7 +153,7 @@ def test_an_operator_cannot_release_a_batch_on_its_day_without_force(env: Env) -
         )
     forced = resolve_batch(
         env.db,
-        env.query,
+        lambda _p: env.query,
         batch_no,
         decision="not_accepted",
         operator="alice",
@@ -176,7 +175,7 @@ def test_an_operator_release_after_the_day_needs_the_gateway_to_say_not_exist(en
     with pytest.raises(ResolveRefused, match="answer was found"):
         resolve_batch(
             env.db,
-            env.query,
+            lambda _p: env.query,
             batch_no,
             decision="not_accepted",
             operator="bob",

@@ -94,7 +94,9 @@ def test_gateway_not_listening_is_not_sent_and_retried(env: Env) -> None:
         connect_timeout=1.0,
         read_timeout=1.0,
     )
-    result = submit_batch(env.db, closed, env.merchant, batch_no, clock=now_utc, lease_seconds=0.5)
+    result = submit_batch(
+        env.db, lambda _m: closed, env.merchants, batch_no, clock=now_utc, lease_seconds=0.5
+    )
     assert result.status == "retry"
     assert not env.batch(batch_no).maybe_sent
     assert env.submit(batch_no).status == "accepted"
@@ -188,7 +190,7 @@ def test_never_sent_batch_at_day_end_is_renumbered(env: Env) -> None:
     assert env.refund_states() == {"pending": 2}
     env.sandbox.client.set_clock_offset(86400)
     (renumbered,) = pack_pending(
-        env.db, max_items=1000, max_wait=0, charset="utf-8", clock=tomorrow, force=True
+        env.db, max_items=1000, max_wait=0, merchants=env.merchants, clock=tomorrow, force=True
     )
     assert renumbered != batch_no
     assert renumbered[:8] == tomorrow().astimezone(BEIJING).strftime("%Y%m%d")

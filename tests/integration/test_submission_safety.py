@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.ledger import delivery, request, trade
+from tests.support.ledger import delivery, handle_deliveries, request, trade
 from tests.support.submission import Env, make_batches, now_utc, open_env
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.domain.policy import DATE_REBATCH_DELAY_SECONDS
 from worker.mapi import RefundItem, SyncResponse, SyncStatus, build_refund_request
-from worker.services.intake import handle_deliveries
 from worker.services.packing import pack_pending
 from worker.services.submission import submit_batch
 
@@ -55,7 +54,9 @@ def tomorrow() -> datetime:
 def submit_via(
     env: Env, gateway: ScriptedGateway, batch_no: str, clock: Callable[[], datetime] = now_utc
 ) -> str:
-    result = submit_batch(env.db, gateway, env.merchant, batch_no, clock=clock, lease_seconds=0.5)
+    result = submit_batch(
+        env.db, lambda _m: gateway, env.merchants, batch_no, clock=clock, lease_seconds=0.5
+    )
     return result.status
 
 
@@ -143,7 +144,7 @@ def test_duplicate_batch_no_on_a_first_attempt_waits_for_a_query(env: Env) -> No
 
 def repack(env: Env) -> list[str]:
     return pack_pending(
-        env.db, max_items=1000, max_wait=0, charset="utf-8", clock=now_utc, force=True
+        env.db, max_items=1000, max_wait=0, merchants=env.merchants, clock=now_utc, force=True
     )
 
 

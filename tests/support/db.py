@@ -30,7 +30,7 @@ def fresh_database(prefix: str = "refund_test", migrate: bool = True) -> Iterato
     url = _with_db(ADMIN_URL, name)
     try:
         if migrate:
-            apply_migrations(url)
+            apply_migrations(url, default_partner="2088000000000001")
         yield url
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

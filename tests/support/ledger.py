@@ -4,16 +4,39 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
-from worker.services.intake import handle_deliveries
+from worker.domain.merchants import MerchantProfile, Merchants
+from worker.mapi import Merchant
+from worker.services import intake
 from worker.services.packing import pack_pending
-from worker.services.ports import Delivery
+from worker.services.ports import DeadLetter, Delivery
 
 _tags = iter(range(1, 10**9))
+
+# The one merchant of the service tests (the sandbox's default partner).
+PARTNER = "2088000000000001"
+
+
+def merchants_of(*gateways: Merchant) -> Merchants:
+    """The deployment's merchants for these gateway identities, the first the default."""
+    return Merchants([MerchantProfile(id=g.partner, gateway=g) for g in gateways])
+
+
+MERCHANTS = merchants_of(
+    Merchant(partner=PARTNER, charset="utf-8", sign_type="MD5", md5_key="k" * 32)
+)
+
+
+def handle_deliveries(
+    db: Database, deliveries: Sequence[Delivery], merchants: Merchants = MERCHANTS
+) -> list[DeadLetter]:
+    """Intake's service for the test merchant(s)."""
+    return intake.handle_deliveries(db, deliveries, merchants)
 
 
 def delivery(body: bytes | dict[str, Any]) -> Delivery:
@@ -60,7 +83,12 @@ def pack(
     db: Database, *, max_items: int = 1000, max_wait: float = 3600, force: bool = False
 ) -> list[str]:
     return pack_pending(
-        db, max_items=max_items, max_wait=max_wait, charset="utf-8", clock=fixed_clock, force=force
+        db,
+        max_items=max_items,
+        max_wait=max_wait,
+        merchants=MERCHANTS,
+        clock=fixed_clock,
+        force=force,
     )
 
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.support.ledger import delivery, request, trade
+from tests.support.ledger import delivery, handle_deliveries, merchants_of, request, trade
 from tests.support.sandbox import NotifyReceiver, RunningSandbox, run_sandbox
 from worker.adapters.gateway.client import GatewayClient
 from worker.adapters.gateway.query import RefundQueryClient
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
+from worker.domain.merchants import Merchants
 from worker.mapi import Merchant
-from worker.services.intake import handle_deliveries
 from worker.services.notifications import process_notification
 from worker.services.packing import pack_pending
 from worker.services.reconciler import ReconcileReport, reconcile_batch
@@ -37,13 +37,17 @@ class Env:
     gateway: GatewayClient
     query: RefundQueryClient
 
+    @property
+    def merchants(self) -> Merchants:
+        return merchants_of(self.merchant)
+
     def submit(
         self, batch_no: str, clock: Any = now_utc, merchant: Merchant | None = None
     ) -> SubmitResult:
         return submit_batch(
             self.db,
-            self.gateway,
-            merchant or self.merchant,
+            lambda _merchant: self.gateway,
+            merchants_of(merchant or self.merchant),
             batch_no,
             clock=clock,
             lease_seconds=0.5,
@@ -57,9 +61,15 @@ class Env:
         handle_deliveries(
             self.db,
             [delivery(request(f"{prefix}-{n}", t, amount)) for n, t in enumerate(trades)],
+            self.merchants,
         )
         (batch_no,) = pack_pending(
-            self.db, max_items=1000, max_wait=3600, charset="utf-8", clock=now_utc, force=True
+            self.db,
+            max_items=1000,
+            max_wait=3600,
+            merchants=self.merchants,
+            clock=now_utc,
+            force=True,
         )
         return batch_no
 
@@ -67,7 +77,11 @@ class Env:
         self, batch_no: str, clock: Any = now_utc, release_after: float = 0.0
     ) -> ReconcileReport:
         return reconcile_batch(
-            self.db, self.query, batch_no, clock=clock, release_after_seconds=release_after
+            self.db,
+            lambda _partner: self.query,
+            batch_no,
+            clock=clock,
+            release_after_seconds=release_after,
         )
 
     def batch(self, batch_no: str) -> ledger.Batch:
@@ -126,7 +140,7 @@ def make_batches(env: Env, refunds: int, trades: int | None = None, prefix: str 
         delivery(request(f"{prefix}-{uuid.uuid4().hex[:6]}-{i}", trade(i % trades), "1.00"))
         for i in range(refunds)
     ]
-    assert handle_deliveries(env.db, msgs) == []
+    assert handle_deliveries(env.db, msgs, env.merchants) == []
     return pack_pending(
-        env.db, max_items=1000, max_wait=0, charset="utf-8", clock=now_utc, force=True
+        env.db, max_items=1000, max_wait=0, merchants=env.merchants, clock=now_utc, force=True
     )

@@ -141,5 +141,5 @@ def test_the_runtime_lease_is_derived_from_the_configured_client(
         }
     )
     rt = Runtime(settings)
-    assert rt.submit_lease_seconds > rt.gateway.max_request_seconds
+    assert rt.submit_lease_seconds > rt.gateway_for(rt.merchants.default).max_request_seconds
     assert rt.submit_lease_seconds == submit_lease_for(connect, read)

@@ -20,6 +20,7 @@ from worker.entrypoints.roles.notify_server import ReadinessProbe, endpoint, sig
 from worker.mapi import encode_form, sign, verify
 
 MD5_KEY = "unit-test-md5-key-0123456789abcdef"
+PARTNER = "2088000000000001"
 SIGN_VALUE = "0123456789abcdef0123456789abcdef"
 MAX_BODY = 4096
 
@@ -55,27 +56,45 @@ class Fakes:
     signed_charsets: list[str] = field(default_factory=list)
     verified_ids: list[str] = field(default_factory=list)
     enqueued: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    partners: tuple[str, ...] = (PARTNER,)  # every merchant, the default first
+    signers: tuple[str, ...] | None = None  # whose key the signature verifies with (None: all)
+    verify_true_for: str | None = None  # notify_verify: "true" only for this one, else "invalid"
+    checked_partners: list[str] = field(default_factory=list)
+    verified_partners: list[str] = field(default_factory=list)
+    enqueued_partners: list[str] = field(default_factory=list)
 
-    def verify_signature(self, form: Mapping[str, str], charset: str) -> bool:
+    def candidates(self, name: str | None) -> tuple[str, ...] | None:
+        if name is None:
+            return self.partners
+        return (name,) if name in self.partners else None
+
+    def verify_signature(self, form: Mapping[str, str], charset: str, partner: str) -> bool:
         self.calls.append("signature")
+        self.checked_partners.append(partner)
+        if self.signers is not None and partner not in self.signers:
+            return False
         self.signed_charsets.append(charset)
         self.signed_forms.append(dict(form))
         if self.signature_error is not None:
             raise self.signature_error
         return self.signature_ok
 
-    def notify_verify(self, notify_id: str) -> str:
+    def notify_verify(self, notify_id: str, partner: str) -> str:
         self.calls.append("notify_verify")
         self.verified_ids.append(notify_id)
+        self.verified_partners.append(partner)
         if self.verify_error is not None:
             raise self.verify_error
+        if self.verify_true_for is not None:
+            return "true" if partner == self.verify_true_for else "invalid"
         return self.verify_answer
 
-    def enqueue(self, kind: str, form: dict[str, str]) -> None:
+    def enqueue(self, kind: str, form: dict[str, str], partner: str) -> None:
         self.calls.append("enqueue")
         if self.enqueue_error is not None:
             raise self.enqueue_error
         self.enqueued.append((kind, form))
+        self.enqueued_partners.append(partner)
 
     def ready(self) -> bool:
         if self.ready_error is not None:
@@ -84,6 +103,7 @@ class Fakes:
 
     def app(self, *, charset: str = "utf-8", **overrides: Any) -> WSGIApplication:
         callables: dict[str, Any] = {
+            "candidates": self.candidates,
             "verify_signature": self.verify_signature,
             "notify_verify": self.notify_verify,
             "enqueue": self.enqueue,
@@ -192,7 +212,7 @@ def test_gbk_body_with_real_md5_signature_verifies_over_values_as_received() -> 
     fakes = Fakes()
     app = fakes.app(
         charset="utf-8",
-        verify_signature=lambda f, charset: verify(f, charset=charset, md5_key=MD5_KEY),
+        verify_signature=lambda f, charset, _p: verify(f, charset=charset, md5_key=MD5_KEY),
     )
 
     reply = call(app, body=body, content_type="application/x-www-form-urlencoded; charset=GBK")
@@ -397,7 +417,9 @@ def test_real_md5_check_rejects_a_tampered_value() -> None:
     form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
     form["result_details"] = form["result_details"].replace("0.01", "9.99")
     fakes = Fakes()
-    app = fakes.app(verify_signature=lambda f, charset: verify(f, charset=charset, md5_key=MD5_KEY))
+    app = fakes.app(
+        verify_signature=lambda f, charset, _p: verify(f, charset=charset, md5_key=MD5_KEY)
+    )
 
     reply = post_form(app, form)
 
@@ -667,6 +689,7 @@ def test_make_app_refuses_an_unsupported_charset_or_size() -> None:
         make_app(
             charset="utf-8",
             max_body_bytes=0,
+            candidates=fakes.candidates,
             verify_signature=fakes.verify_signature,
             notify_verify=fakes.notify_verify,
             enqueue=fakes.enqueue,
@@ -718,19 +741,21 @@ def test_signature_checker_accepts_only_the_configured_sign_type() -> None:
     form["sign"] = sign(form, sign_type="MD5", charset="utf-8", md5_key=MD5_KEY)
 
     # Correctly MD5-signed, but the merchant signs with RSA: no downgrade.
-    assert signature_checker(settings)(form, "utf-8") is False
-    md5_settings = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY))
-    assert signature_checker(md5_settings)(form, "utf-8") is True
-    assert signature_checker(md5_settings)({**form, "sign_type": "md5"}, "utf-8") is False
+    assert signature_checker(settings.merchants())(form, "utf-8", PARTNER) is False
+    md5_merchants = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY)).merchants()
+    assert signature_checker(md5_merchants)(form, "utf-8", PARTNER) is True
+    assert signature_checker(md5_merchants)({**form, "sign_type": "md5"}, "utf-8", PARTNER) is False
+    # A partner the deployment does not serve has no key to verify with.
+    assert signature_checker(md5_merchants)(form, "utf-8", "2088000000000009") is False
 
 
 def test_signature_checker_verifies_in_the_charset_it_is_given() -> None:
     form = batch_form(extra_memo="退款")
     form["sign"] = sign(form, sign_type="MD5", charset="gbk", md5_key=MD5_KEY)
 
-    check = signature_checker(Settings(sign_type="MD5", md5_key=Secret(MD5_KEY)))
-    assert check(form, "gbk") is True
-    assert check(form, "utf-8") is False
+    check = signature_checker(Settings(sign_type="MD5", md5_key=Secret(MD5_KEY)).merchants())
+    assert check(form, "gbk", PARTNER) is True
+    assert check(form, "utf-8", PARTNER) is False
 
 
 @pytest.mark.parametrize(("configured", "sent"), [("utf-8", "gbk"), ("gbk", "utf-8")])
@@ -743,7 +768,7 @@ def test_a_form_signed_in_the_other_charset_verifies_in_the_charset_it_was_decod
     form["sign"] = sign(form, sign_type="MD5", charset=sent, md5_key=MD5_KEY)
     settings = Settings(sign_type="MD5", md5_key=Secret(MD5_KEY), input_charset=configured)
     fakes = Fakes()
-    app = fakes.app(charset=configured, verify_signature=signature_checker(settings))
+    app = fakes.app(charset=configured, verify_signature=signature_checker(settings.merchants()))
 
     reply = call(
         app,
@@ -787,3 +812,81 @@ def test_readiness_probe_needs_every_check_and_caches_the_answer() -> None:
 )
 def test_endpoint(url: str, expected: tuple[str, int]) -> None:
     assert endpoint(url) == expected
+
+
+# ---------------------------------------------------------------------------
+# Several merchants
+
+SHOP_A, SHOP_B, SHOP_C = "2088000000000001", "2088000000000002", "2088000000000003"
+
+
+def test_the_merchant_is_the_one_whose_key_verifies() -> None:
+    fakes = Fakes(partners=(SHOP_A, SHOP_B, SHOP_C), signers=(SHOP_B,))
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.checked_partners == [SHOP_A, SHOP_B, SHOP_C]
+    assert fakes.verified_partners == [SHOP_B]
+    assert fakes.enqueued_partners == [SHOP_B]
+
+
+def test_merchants_sharing_a_key_are_told_apart_by_notify_verify() -> None:
+    """Alipay signs every RSA merchant's notifications with one key: only the partner
+    the notification was sent to gets `true` from notify_verify."""
+    fakes = Fakes(
+        partners=(SHOP_A, SHOP_B, SHOP_C), signers=(SHOP_A, SHOP_C), verify_true_for=SHOP_C
+    )
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.verified_partners == [SHOP_A, SHOP_C]
+    assert fakes.enqueued_partners == [SHOP_C]
+
+
+def test_a_notification_no_merchant_confirms_is_refused() -> None:
+    fakes = Fakes(partners=(SHOP_A, SHOP_B), signers=(SHOP_A, SHOP_B), verify_answer="invalid")
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (403, b"fail")
+    assert fakes.verified_partners == [SHOP_A, SHOP_B]
+    assert fakes.enqueued == []
+
+
+def test_false_from_notify_verify_ends_the_search() -> None:
+    """`false`: not a live notification at all; asking for another partner cannot help."""
+    fakes = Fakes(partners=(SHOP_A, SHOP_B), signers=(SHOP_A, SHOP_B), verify_answer="false")
+
+    reply = post_form(fakes.app(), batch_form())
+
+    assert (reply.status, reply.body) == (403, b"fail")
+    assert fakes.verified_partners == [SHOP_A]
+
+
+def test_a_merchant_s_own_route_checks_only_its_key() -> None:
+    fakes = Fakes(partners=(SHOP_A, SHOP_B))
+
+    reply = post_form(fakes.app(), batch_form(), path=f"/alipay/notify/{SHOP_B}")
+    assert (reply.status, reply.body) == (200, b"success")
+    assert fakes.checked_partners == [SHOP_B]
+    assert fakes.enqueued_partners == [SHOP_B]
+
+    dback = post_form(
+        fakes.app(), {"sign_type": "MD5", "sign": SIGN_VALUE}, path=f"/alipay/dback-notify/{SHOP_A}"
+    )
+    assert dback.status == 200
+    assert fakes.enqueued_partners[-1] == SHOP_A
+
+
+def test_a_route_for_an_unknown_merchant_is_404_and_never_enqueued() -> None:
+    fakes = Fakes(partners=(SHOP_A,))
+
+    with capture_logs() as logs:
+        reply = post_form(fakes.app(), batch_form(), path="/alipay/notify/shop-z")
+
+    assert (reply.status, reply.body) == (404, b"fail")
+    assert fakes.calls == []
+    assert [e["reason"] for e in logs if e["event"] == "notify.rejected"] == ["unknown_merchant"]
+    assert call(fakes.app(), path="/alipay/notify/a/b", body=b"x").status == 404

@@ -155,7 +155,10 @@ def test_defaults_point_at_local_services() -> None:
     assert (s.log_level, s.log_format) == ("INFO", "auto")
     assert (s.intake_prefetch, s.intake_queue_type, s.intake_delivery_limit) == (500, "quorum", 5)
     assert s.metrics_port is None
-    assert s == dataclasses.replace(Settings(), md5_key=Secret(MD5_KEY))
+    assert dataclasses.replace(s, merchant_book=None) == dataclasses.replace(
+        Settings(), md5_key=Secret(MD5_KEY)
+    )
+    assert [m.partner for m in s.merchants()] == ["2088000000000001"]
 
 
 def test_settings_are_frozen() -> None:

@@ -34,7 +34,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from worker.config import secrets, values
@@ -43,6 +43,7 @@ from worker.config.values import Parser
 from worker.domain.errors import ConfigError
 
 if TYPE_CHECKING:
+    from worker.domain.merchants import Merchants
     from worker.mapi import Merchant
 
 __all__ = [
@@ -158,6 +159,9 @@ class Settings:
     reconcile_release_after_seconds: float = _env(
         86400.0, ("RECONCILE_RELEASE_AFTER_SECONDS", values.seconds(30 * 86400))
     )
+    merchants_file: str | None = _env(None, ("ALIPAY_MERCHANTS_FILE", values.text))
+    # Not a variable: the merchants, read from `merchants_file` by `load_settings`.
+    merchant_book: Merchants | None = _env(None)  # noqa: RUF009 -- as above
 
     @property
     def notify_host(self) -> str:
@@ -169,21 +173,17 @@ class Settings:
         """Port part of `notify_bind`."""
         return values.split_bind(self.notify_bind)[1]
 
-    def merchant(self) -> Merchant:
-        """The merchant identity the mapi protocol functions sign with."""
-        from worker.mapi import Merchant
+    def merchants(self) -> Merchants:
+        """Every merchant served: the merchants file's, or the one of the single variables."""
+        if self.merchant_book is not None:
+            return self.merchant_book
+        from worker.config.merchants import single_merchant
 
-        return Merchant(
-            partner=self.partner,
-            charset=self.input_charset,
-            sign_type=self.sign_type,
-            md5_key=self.md5_key.reveal() if self.md5_key is not None else None,
-            private_key_pem=(
-                self.private_key_pem.reveal() if self.private_key_pem is not None else None
-            ),
-            notify_url=self.notify_url,
-            dback_notify_url=self.dback_notify_url,
-        )
+        return single_merchant(self)
+
+    def merchant(self) -> Merchant:
+        """The default merchant's identity, as the mapi protocol functions sign with it."""
+        return self.merchants().default.gateway
 
     def describe(self) -> dict[str, str]:
         """Every setting as text for a startup log line.
@@ -195,7 +195,9 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             shown = f.metadata["shown"]
-            if isinstance(value, Secret) or shown == "set":
+            if f.name == "merchant_book":
+                out[f.name] = str(self.merchants())
+            elif isinstance(value, Secret) or shown == "set":
                 out[f.name] = "[set]" if value is not None else "[unset]"
             elif value is None:
                 out[f.name] = "[unset]"
@@ -246,8 +248,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     settings = Settings(**{f.name: _read(f, env) for f in fields(Settings)})
-    _check_sign_type(settings)
-    return settings
+    from worker.config.merchants import (
+        MERCHANTS_FILE_VARIABLE,
+        SINGLE_MERCHANT_VARIABLES,
+        load_merchants_file,
+        single_merchant,
+    )
+
+    if settings.merchants_file is None:
+        _check_sign_type(settings)
+        return replace(settings, merchant_book=single_merchant(settings))
+
+    both = [name for name in SINGLE_MERCHANT_VARIABLES if (env.get(name) or "").strip()]
+    if both:
+        raise ConfigError(
+            f"{', '.join(both)} must stay unset when {MERCHANTS_FILE_VARIABLE} is set:"
+            " describe every merchant in the file"
+        )
+    book = load_merchants_file(
+        settings.merchants_file,
+        notify_url=settings.notify_url,
+        dback_notify_url=settings.dback_notify_url,
+    )
+    return replace(settings, merchant_book=book)
 
 
 @functools.cache
@@ -263,8 +286,9 @@ _R = TypeVar("_R")
 def exit_on_config_error(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Wrap `fn` so a `ConfigError` ends the process with status 78 and one line on stderr.
 
-    The line is ``refund-worker: configuration error: <message>``; no traceback,
-    since the message already names the variable to fix.
+    Each line is ``refund-worker: configuration error: <message>`` (one per problem,
+    e.g. one per field of the merchants file); no traceback, since the message already
+    names the variable to fix.
     """
 
     @functools.wraps(fn)
@@ -272,8 +296,14 @@ def exit_on_config_error(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
-            message = " ".join(str(exc).split())
-            print(f"refund-worker: configuration error: {message}", file=sys.stderr, flush=True)
+            for line in str(exc).splitlines() or [""]:
+                message = " ".join(line.split())
+                if message:
+                    print(
+                        f"refund-worker: configuration error: {message}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             raise SystemExit(EX_CONFIG) from None
 
     return wrapper

@@ -50,6 +50,7 @@ def build_refund_completed(
     code: str,
     batch_no: str | None,
     completed_at: datetime,
+    merchant: str | None = None,
 ) -> dict[str, object]:
     """A schema-valid `refund.completed` event for one refund's final state.
 
@@ -69,6 +70,8 @@ def build_refund_completed(
         "batch_no": batch_no,
         "completed_at": utc_text(completed_at),
     }
+    if merchant is not None:
+        event["merchant"] = merchant
     validate_refund_completed(event)
     return event
 

@@ -52,6 +52,7 @@ class RefundRequest:
     order_id: str | None = None
     metadata: dict[str, Any] | None = None
     requested_at: datetime | None = None
+    merchant: str | None = None  # as the request names it; resolved by intake
 
     def content(self) -> dict[str, Any]:
         """What makes two requests "the same refund" (the duplicate rule of README, "Events").
@@ -62,7 +63,8 @@ class RefundRequest:
         with a new event id or timestamp is still a duplicate; a different
         amount, reason or metadata is a conflict. Amounts are compared as
         money (``"12.5"`` equals ``"12.50"``), metadata by value (key order
-        does not matter).
+        does not matter). The merchant is compared by intake, once the name the
+        request gives it is resolved to a partner id (`worker/services/intake.py`).
         """
         return {
             "refund_id": self.refund_id,
@@ -143,4 +145,5 @@ def parse_refund_requested(body: bytes) -> RefundRequest:
         order_id=document.get("order_id"),
         metadata=metadata,
         requested_at=None if requested_at is None else parse_rfc3339(requested_at),
+        merchant=document.get("merchant"),
     )

@@ -2,7 +2,7 @@
 
 - `submit_batch(batch_no)`: submit one batch (`worker.services.submission`) and
   enqueue the batches it was split into;
-- `process_notify(kind, form, received_at)`: store, then apply, one verified
+- `process_notify(kind, form, received_at, partner)`: store, then apply, one verified
   notification (`worker.services.notifications`);
 - `reconcile_batch(batch_no)`: ask the gateway about one batch and apply what it
   proves (`worker.services.reconciler`).
@@ -25,8 +25,8 @@ def submit_batch(batch_no: str) -> None:
     rt = runtime.current()
     result = submit(
         rt.db,
-        rt.gateway,
-        rt.merchant(),
+        rt.gateway_for,
+        rt.merchants,
         batch_no,
         clock=rt.clock,
         lease_seconds=rt.submit_lease_seconds,
@@ -35,12 +35,14 @@ def submit_batch(batch_no: str) -> None:
         jobs.enqueue_submit(rt.settings, follow_up)
 
 
-def process_notify(kind: str, form: dict[str, str], received_at: str) -> None:
-    """Actor body: apply one verified notification."""
+def process_notify(
+    kind: str, form: dict[str, str], received_at: str, partner: str | None = None
+) -> None:
+    """Actor body: apply one verified notification (authenticated for `partner`)."""
     from worker.services.notifications import process_notification
 
     rt = runtime.current()
-    process_notification(rt.db, kind, form, datetime.fromisoformat(received_at))
+    process_notification(rt.db, kind, form, datetime.fromisoformat(received_at), partner)
 
 
 def reconcile_batch(batch_no: str) -> None:
@@ -50,7 +52,7 @@ def reconcile_batch(batch_no: str) -> None:
     rt = runtime.current()
     reconcile(
         rt.db,
-        rt.refund_query,
+        rt.query_client,
         batch_no,
         clock=rt.clock,
         release_after_seconds=rt.settings.reconcile_release_after_seconds,

@@ -1,7 +1,7 @@
 """Per-process resources, created on first use from the settings loaded once.
 
-Actors and role loops ask the runtime for the database, the gateway client and the
-merchant; nothing here connects at import time.
+Actors and role loops ask the runtime for the database, the merchants, and the gateway
+clients of a merchant; nothing here connects at import time.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import structlog
 from worker.adapters.gateway.client import GatewayClient, max_request_seconds
 from worker.adapters.postgres.pool import Database
 from worker.config.settings import Settings, get_settings
+from worker.domain.merchants import MerchantProfile, Merchants
 from worker.mapi import Merchant
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ class Runtime:
     clock: Clock = system_clock
     db_pool_size: int = 4
     _db: Database | None = field(default=None, repr=False)
-    _gateway: GatewayClient | None = field(default=None, repr=False)
-    _refund_query: RefundQueryClient | None = field(default=None, repr=False)
+    _gateways: dict[str, GatewayClient] = field(default_factory=dict, repr=False)
+    _refund_queries: dict[str, RefundQueryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -143,37 +144,49 @@ class Runtime:
             return self._db
 
     @property
-    def gateway(self) -> GatewayClient:
+    def merchants(self) -> Merchants:
+        """Every merchant this deployment serves (loaded once with the settings)."""
+        return self.settings.merchants()
+
+    def gateway_for(self, merchant: MerchantProfile) -> GatewayClient:
+        """The submission client of one merchant (its charset and partner id)."""
         with self._lock:
-            if self._gateway is None:
+            client = self._gateways.get(merchant.partner)
+            if client is None:
                 s = self.settings
-                self._gateway = GatewayClient(
+                client = self._gateways[merchant.partner] = GatewayClient(
                     s.gateway_url,
-                    charset=s.input_charset,
-                    partner=s.partner,
+                    charset=merchant.charset,
+                    partner=merchant.partner,
                     connect_timeout=s.gateway_connect_timeout,
                     read_timeout=s.gateway_read_timeout,
                 )
-            return self._gateway
+            return client
 
-    @property
-    def refund_query(self) -> RefundQueryClient:
-        """The reconciler's `refund_fastpay_query` client for the merchant."""
+    def refund_query_for(self, merchant: MerchantProfile) -> RefundQueryClient:
+        """The reconciler's `refund_fastpay_query` client of one merchant."""
         with self._lock:
-            if self._refund_query is None:
+            client = self._refund_queries.get(merchant.partner)
+            if client is None:
                 from worker.adapters.gateway.query import RefundQueryClient
 
                 s = self.settings
-                self._refund_query = RefundQueryClient(
+                client = self._refund_queries[merchant.partner] = RefundQueryClient(
                     s.gateway_url,
-                    s.merchant(),
+                    merchant.gateway,
                     connect_timeout=s.gateway_connect_timeout,
                     read_timeout=s.gateway_read_timeout,
                 )
-            return self._refund_query
+            return client
+
+    def query_client(self, partner: str) -> RefundQueryClient | None:
+        """The query client of the merchant with this partner id, if it is served."""
+        merchant = self.merchants.get(partner)
+        return None if merchant is None else self.refund_query_for(merchant)
 
     def merchant(self) -> Merchant:
-        return self.settings.merchant()
+        """The default merchant's gateway identity."""
+        return self.merchants.default.gateway
 
     @property
     def submit_lease_seconds(self) -> float:
@@ -186,9 +199,9 @@ class Runtime:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            if self._refund_query is not None:
-                self._refund_query.close()
-                self._refund_query = None
+            for client in self._refund_queries.values():
+                client.close()
+            self._refund_queries.clear()
 
 
 _current: Runtime | None = None

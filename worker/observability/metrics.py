@@ -9,7 +9,7 @@ the whole picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import psycopg
 import structlog
@@ -34,10 +34,14 @@ BATCH_ITEMS = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
 )
 SUBMIT_OUTCOMES = Counter(
-    "refund_batch_submissions_total", "Batch submission attempts, by decision", ["action"]
+    "refund_batch_submissions_total",
+    "Batch submission attempts, by merchant (partner id) and decision",
+    ["merchant", "action"],
 )
 NOTIFICATIONS = Counter(
-    "refund_notifications_processed_total", "Notifications applied, by outcome", ["outcome"]
+    "refund_notifications_processed_total",
+    "Notifications applied, by merchant (partner id; unknown before it is known) and outcome",
+    ["merchant", "outcome"],
 )
 EVENTS_PUBLISHED = Counter("refund_completed_published_total", "refund.completed events published")
 
@@ -45,8 +49,9 @@ EVENTS_PUBLISHED = Counter("refund_completed_published_total", "refund.completed
 class LedgerCollector(Collector):
     """Gauges read from the ledger when scraped."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, merchants: Iterable[str] = ()) -> None:
         self._db = db
+        self._merchants = frozenset(merchants)  # partner ids always shown, even when idle
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registration asks for the names; answer without touching the database.
@@ -55,15 +60,19 @@ class LedgerCollector(Collector):
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
-                "refund_waiting", "Refunds not yet final, by state", labels=["state"]
+                "refund_waiting",
+                "Refunds not yet final, by merchant (partner id) and state",
+                labels=["merchant", "state"],
             ),
             GaugeMetricFamily(
-                "refund_oldest_waiting_seconds", "Age of the oldest refund not yet final"
+                "refund_oldest_waiting_seconds",
+                "Age of the oldest refund not yet final, by merchant",
+                labels=["merchant"],
             ),
             GaugeMetricFamily(
                 "refund_batches_flagged",
-                "Batches an operator must look at, by flag",
-                labels=["flag"],
+                "Batches an operator must look at, by merchant and flag",
+                labels=["merchant", "flag"],
             ),
             GaugeMetricFamily("refund_outbox_backlog", "Events waiting to be published"),
             GaugeMetricFamily(
@@ -77,7 +86,9 @@ class LedgerCollector(Collector):
             ),
             GaugeMetricFamily(
                 "refund_submission_halted",
-                "1 while submission is halted after a configuration error (until `resume`)",
+                "1 while the merchant's submission is halted after a configuration error"
+                " (until `resume`)",
+                labels=["merchant"],
             ),
         )
 
@@ -89,27 +100,32 @@ class LedgerCollector(Collector):
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("metrics.ledger_unavailable", error=type(exc).__name__)
             return
-        for state, count, _age in gauges.waiting:
-            waiting.add_metric([state], float(count))
-        oldest.add_metric([], max((age for _s, _c, age in gauges.waiting), default=0.0))
-        for flag, count in gauges.flagged:
-            flagged.add_metric([flag], float(count))
+        merchants = sorted(self._merchants | gauges.merchants)
+        for partner, state, count, _age in gauges.waiting:
+            waiting.add_metric([partner, state], float(count))
+        for partner in merchants:
+            ages = (age for p, _s, _c, age in gauges.waiting if p == partner)
+            oldest.add_metric([partner], max(ages, default=0.0))
+        for partner, flag, count in gauges.flagged:
+            flagged.add_metric([partner, flag], float(count))
         outbox.add_metric([], float(gauges.outbox))
         for outcome, count, _age in gauges.unapplied:
             unapplied.add_metric([outcome], float(count))
         unapplied_age.add_metric([], max((age for _o, _c, age in gauges.unapplied), default=0.0))
-        halted.add_metric([], 1.0 if gauges.halted else 0.0)
+        for partner in merchants:
+            halted.add_metric([partner], 1.0 if partner in gauges.halted else 0.0)
         yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age, halted)
 
 
 _ledger_registered = False
 
 
-def register_ledger(db: Database) -> None:
-    """Expose the ledger gauges from this process (once)."""
+def register_ledger(db: Database, merchants: Iterable[str] = ()) -> None:
+    """Expose the ledger gauges from this process (once); `merchants` (partner ids) are
+    always shown, even with nothing waiting."""
     global _ledger_registered
     if not _ledger_registered:
-        REGISTRY.register(LedgerCollector(db))
+        REGISTRY.register(LedgerCollector(db, merchants))
         _ledger_registered = True
 
 

@@ -2,6 +2,11 @@
 
 One transaction per micro-batch. Returns the deliveries to dead-letter; the
 consumer acks the whole micro-batch only after this returns (so after commit).
+
+Each request belongs to the merchant it names (`merchant`: partner id or alias; absent:
+the default merchant, `worker/domain/merchants.py`); one the deployment does not serve
+is dead-lettered with reason `unknown_merchant`. A repeat of a refund_id is a no-op only
+when its content and its merchant both equal the request that stands.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.contracts.events import RefundRequest, parse_refund_requested
 from worker.domain.errors import EventValidationError
+from worker.domain.merchants import Merchants
 from worker.domain.rules import check_refund
 from worker.domain.states import RefundState
 from worker.observability.metrics import INTAKE_MESSAGES
@@ -24,6 +30,7 @@ from worker.services.ports import DeadLetter, Delivery
 log = structlog.get_logger("worker.intake")
 
 CONFLICTING_DUPLICATE = "conflicting_duplicate"
+UNKNOWN_MERCHANT = "unknown_merchant"
 
 
 @dataclass(slots=True)
@@ -31,6 +38,12 @@ class _Candidate:
     delivery: Delivery
     request: RefundRequest
     content_hash: str
+    partner: str
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """What a repeat must equal to be a no-op: the content and the merchant."""
+        return self.content_hash, self.partner
 
 
 def _conflict(c: _Candidate) -> DeadLetter:
@@ -53,7 +66,26 @@ def _duplicate(c: _Candidate) -> None:
     log.info("refund.duplicate", refund_id=c.request.refund_id, message_id=c.delivery.message_id)
 
 
-def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[DeadLetter]:
+def _unknown_merchant(delivery: Delivery, request: RefundRequest) -> DeadLetter:
+    name = (request.merchant or "")[:64]
+    log.warning(
+        "refund.invalid",
+        reason=UNKNOWN_MERCHANT,
+        refund_id=request.refund_id,
+        merchant=name,
+        message_id=delivery.message_id,
+    )
+    return DeadLetter(
+        delivery,
+        UNKNOWN_MERCHANT,
+        f"merchant: {name!r} is neither the partner id nor the id of a merchant this"
+        " deployment serves",
+    )
+
+
+def handle_deliveries(
+    db: Database, deliveries: Sequence[Delivery], merchants: Merchants
+) -> list[DeadLetter]:
     """Validate, deduplicate, check the worker's rules and store; return the dead letters."""
     dead: list[DeadLetter] = []
     candidates: list[_Candidate] = []
@@ -69,7 +101,11 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
             )
             dead.append(DeadLetter(delivery, exc.reason, exc.detail))
             continue
-        candidates.append(_Candidate(delivery, request, request.content_hash()))
+        merchant = merchants.resolve(request.merchant)
+        if merchant is None:
+            dead.append(_unknown_merchant(delivery, request))
+            continue
+        candidates.append(_Candidate(delivery, request, request.content_hash(), merchant.partner))
 
     if candidates:
         dead.extend(_store(db, candidates))
@@ -78,9 +114,9 @@ def handle_deliveries(db: Database, deliveries: Sequence[Delivery]) -> list[Dead
     return dead
 
 
-def _judge(c: _Candidate, standing: str | None) -> list[DeadLetter]:
+def _judge(c: _Candidate, standing: tuple[str, str] | None) -> list[DeadLetter]:
     """A repeat of a refund_id against the request that stands: a no-op or a conflict."""
-    if standing == c.content_hash:
+    if standing == c.identity:
         _duplicate(c)
         return []
     return [_conflict(c)]
@@ -135,18 +171,19 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
                     content_hash=c.content_hash,
                     state=RefundState.REJECTED if code else RefundState.PENDING,
                     code=code,
+                    partner=c.partner,
                 )
             )
         inserted = ledger.insert_refunds(conn, rows)
 
         # A refund_id stored meanwhile under another trade_no (so another trade's lock)
         # may still have beaten us to the insert: that row stands instead.
-        standing = {c.request.refund_id: c.content_hash for c in fresh}
+        standing = {c.request.refund_id: c.identity for c in fresh}
         raced = [c for c in fresh if c.request.refund_id not in inserted]
         if raced:
             now_known = ledger.existing_hashes(conn, [c.request.refund_id for c in raced])
             for c in raced:
-                standing[c.request.refund_id] = now_known.get(c.request.refund_id, "")
+                standing[c.request.refund_id] = now_known.get(c.request.refund_id, ("", ""))
                 dead.extend(_judge(c, standing[c.request.refund_id]))
         for c in repeats:
             dead.extend(_judge(c, standing[c.request.refund_id]))
@@ -164,6 +201,7 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
                 "refund.received",
                 refund_id=row.refund_id,
                 trade_no=row.trade_no,
+                merchant=row.partner,
                 amount=str(row.amount),
                 state=row.state,
                 code=row.code,

@@ -13,6 +13,11 @@ Applying reads `result_details` as tolerantly as its grammar allows
 (`worker.mapi.results`) and goes through `worker.services.results`, the same
 code path as a query's answer. Whatever a notification does not settle is
 left to reconciliation by query.
+
+The receiver says which merchant's key authenticated the notification (its partner
+id). A batch notification is applied only to a batch of that merchant: one that names
+another merchant's batch proves nothing about it (a key of one merchant cannot speak
+for another) and is kept as `wrong_merchant`, logged at critical level, never applied.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ DBACK = "dback"
 PENDING = "pending"
 APPLY_FAILED = "apply_failed"
 UNKNOWN_BATCH = "unknown_batch"
+WRONG_MERCHANT = "wrong_merchant"
 # Outcomes of a stored notification that is still to be applied.
 UNAPPLIED = (PENDING, APPLY_FAILED, UNKNOWN_BATCH)
 
@@ -57,9 +63,16 @@ def notify_id_of(kind: str, form: Mapping[str, str]) -> str:
 
 
 def process_notification(
-    db: Database, kind: str, form: Mapping[str, str], received_at: datetime
+    db: Database,
+    kind: str,
+    form: Mapping[str, str],
+    received_at: datetime,
+    partner: str | None = None,
 ) -> str:
-    """Store a verified notification durably, then apply it; returns its outcome."""
+    """Store a verified notification durably, then apply it; returns its outcome.
+
+    `partner`: the merchant whose key authenticated it (None: a message queued before
+    merchants were recorded, whose batch's merchant is then trusted)."""
     if kind not in (BATCH_REFUND, DBACK):
         raise ValueError(f"unknown notification kind {kind!r}")
     notify_id = notify_id_of(kind, form)
@@ -73,12 +86,13 @@ def process_notification(
             form=form,
             received_at=received_at,
             outcome=PENDING,
+            partner=partner,
         )
     outcome = apply_stored(db, notify_id, only_unapplied=True)
     if not fresh and outcome is None:
         log.info("notify.duplicate", notify_id=notify_id, batch_no=batch_no)
         outcome = "duplicate"
-    NOTIFICATIONS.labels(outcome or "duplicate").inc()
+    NOTIFICATIONS.labels(partner or "unknown", outcome or "duplicate").inc()
     return outcome or "duplicate"
 
 
@@ -94,10 +108,10 @@ def apply_stored(db: Database, notify_id: str, *, only_unapplied: bool = False) 
             row = ledger.lock_notification(conn, notify_id)
             if row is None:
                 return None
-            kind, form, received_at, outcome = row
+            kind, form, received_at, outcome, partner = row
             if only_unapplied and outcome not in UNAPPLIED:
                 return None
-            new_outcome, detail = _apply(conn, notify_id, kind, form, received_at)
+            new_outcome, detail = _apply(conn, notify_id, kind, form, received_at, partner)
             ledger.set_notification_outcome(conn, notify_id, new_outcome, detail)
             return new_outcome
     except DatabaseUnavailable:
@@ -129,7 +143,12 @@ def sweep_unapplied(db: Database, *, older_than: float = 30.0, limit: int = 100)
 
 
 def _apply(
-    conn: Connection, notify_id: str, kind: str, form: Mapping[str, str], received_at: datetime
+    conn: Connection,
+    notify_id: str,
+    kind: str,
+    form: Mapping[str, str],
+    received_at: datetime,
+    partner: str | None,
 ) -> tuple[str, str | None]:
     if kind == DBACK:
         return apply_dback(conn, notify_id, form, received_at)
@@ -142,6 +161,10 @@ def _apply(
     if batch is None:
         log_.warning("notify.unknown_batch")
         return UNKNOWN_BATCH, None
+    log_ = log_.bind(merchant=batch.partner)
+    if partner is not None and partner != batch.partner:
+        log_.critical("notify.wrong_merchant", signed_for=partner)
+        return WRONG_MERCHANT, f"authenticated for merchant {partner}, batch of {batch.partner}"
     if batch.state in RELEASED_BATCHES:
         # The worker concluded the gateway never took this batch and released its
         # items. A result for it means that conclusion was wrong: an operator must look.

@@ -29,7 +29,7 @@ from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.domain.states import BatchState
 from worker.mapi import BEIJING
-from worker.services.ports import QueryResult, RefundQuery
+from worker.services.ports import QueryResult, RefundQueries
 
 log = structlog.get_logger("worker.operator")
 
@@ -59,7 +59,7 @@ class Resolution:
 
 def resolve_batch(
     db: Database,
-    gateway: RefundQuery,
+    gateways: RefundQueries,
     batch_no: str,
     *,
     decision: str,
@@ -87,6 +87,12 @@ def resolve_batch(
     query: QueryResult | None = None
     if decision == "not_accepted":
         day_over = clock().astimezone(BEIJING).date() > batch.batch_day
+        gateway = gateways(batch.partner)
+        if gateway is None:
+            raise ResolveRefused(
+                f"batch {batch_no} belongs to merchant {batch.partner}, which this deployment"
+                " does not serve: its query cannot be asked"
+            )
         query = gateway.query_refunds(batch_no=batch_no)
         with db.transaction() as conn:
             ledger.record_query(

@@ -27,6 +27,7 @@ def completion_rows(completions: Sequence[ledger.Completion]) -> list[tuple[str,
             code=c.code,
             batch_no=c.batch_no,
             completed_at=c.completed_at,
+            merchant=c.partner,
         )
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         rows.append((str(event["event_id"]), ledger.COMPLETED_ROUTING_KEY, body))
@@ -42,6 +43,7 @@ def record_completions(conn: Connection, completions: Sequence[ledger.Completion
             refund_id=c.refund_id,
             trade_no=c.trade_no,
             batch_no=c.batch_no,
+            merchant=c.partner,
             status=c.status,
             code=c.code,
         )

@@ -1,8 +1,9 @@
 """The packer: turn pending refunds into batches that respect the gateway's rules.
 
 One packer at a time across replicas (a transaction-scoped advisory lock). A batch
-is cut when `max_items` refunds are waiting for it or when its oldest refund has
-waited `max_wait` seconds. The batch, its items as they will be sent and the
+holds the refunds of one merchant only (its partner id signs it); it is cut when
+`max_items` refunds are waiting for it or when its oldest refund has waited `max_wait`
+seconds. The batch, its items as they will be sent and the
 refunds' move to `batched` commit together, so a crash loses nothing; the
 submission job is enqueued after commit and re-driven by the sweeper if lost.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from itertools import groupby
 
 import structlog
 
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import PACKER_LOCK, Connection, Database
+from worker.domain.merchants import Merchants
 from worker.mapi import BEIJING, make_batch_no, pack_batches, sanitize_reason
 from worker.observability.metrics import BATCH_ITEMS
 
@@ -33,10 +36,14 @@ DEFAULT_REASON = "协商退款"
 REDRIVE_AFTER_SECONDS = 60.0
 
 
-def new_batch(conn: Connection, now: datetime, items: list[ledger.BatchItem], due: datetime) -> str:
-    """Number and record one batch (used by the packer and when a refused batch is split)."""
+def new_batch(
+    conn: Connection, now: datetime, items: list[ledger.BatchItem], due: datetime, partner: str
+) -> str:
+    """Number and record one batch of one merchant (used by the packer and when a refused
+    batch is split). The serial is one sequence for every merchant, so a batch_no is
+    unique across the deployment, and so per partner."""
     batch_no = make_batch_no(now, ledger.next_batch_serial(conn))
-    ledger.create_batch(conn, batch_no, now.astimezone(BEIJING).date(), items, due)
+    ledger.create_batch(conn, batch_no, now.astimezone(BEIJING).date(), items, due, partner=partner)
     return batch_no
 
 
@@ -45,12 +52,16 @@ def pack_pending(
     *,
     max_items: int,
     max_wait: float,
-    charset: str,
+    merchants: Merchants,
     clock: Clock,
     force: bool = False,
 ) -> list[str]:
-    """Cut the batches that are due; returns their batch_nos (to be enqueued)."""
-    created: list[tuple[str, list[ledger.BatchItem]]] = []
+    """Cut the batches that are due; returns their batch_nos (to be enqueued).
+
+    Refunds of a merchant the deployment no longer serves stay pending (logged once per
+    round): nothing could sign their batch.
+    """
+    created: list[tuple[str, str, list[ledger.BatchItem]]] = []
     with db.transaction() as conn:
         if not ledger.try_packer_lock(conn, PACKER_LOCK):
             return []
@@ -61,30 +72,37 @@ def pack_pending(
         cut = db_time - timedelta(seconds=max_wait)
         now = clock()
         due = db_time + timedelta(seconds=REDRIVE_AFTER_SECONDS)
-        for group in pack_batches(pending, max_items=max_items):
-            oldest = min(p.received_at for p in group)
-            ready = force or len(group) >= max_items or oldest <= cut
-            if not ready:
+        by_merchant = sorted(pending, key=lambda p: p.partner)  # stable: oldest first within
+        for partner, rows in groupby(by_merchant, key=lambda p: p.partner):
+            merchant = merchants.get(partner)
+            if merchant is None:
+                log.error("refund.merchant_not_served", merchant=partner)
                 continue
-            items = [
-                ledger.BatchItem(
-                    p.refund_id,
-                    p.trade_no,
-                    p.amount,
-                    sanitize_reason(p.reason or DEFAULT_REASON, charset),
-                )
-                for p in group
-            ]
-            created.append((new_batch(conn, now, items, due), items))
+            for group in pack_batches(list(rows), max_items=max_items):
+                oldest = min(p.received_at for p in group)
+                ready = force or len(group) >= max_items or oldest <= cut
+                if not ready:
+                    continue
+                items = [
+                    ledger.BatchItem(
+                        p.refund_id,
+                        p.trade_no,
+                        p.amount,
+                        sanitize_reason(p.reason or DEFAULT_REASON, merchant.charset),
+                    )
+                    for p in group
+                ]
+                created.append((new_batch(conn, now, items, due, partner), partner, items))
 
-    for batch_no, items in created:
+    for batch_no, partner, items in created:
         BATCH_ITEMS.observe(len(items))
-        log.info("batch.created", batch_no=batch_no, items=len(items))
+        log.info("batch.created", batch_no=batch_no, merchant=partner, items=len(items))
         for item in items:
             log.info(
                 "refund.batched",
                 refund_id=item.refund_id,
                 trade_no=item.trade_no,
                 batch_no=batch_no,
+                merchant=partner,
             )
-    return [batch_no for batch_no, _ in created]
+    return [batch_no for batch_no, _, _ in created]

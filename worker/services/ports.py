@@ -6,7 +6,7 @@ protocols and build these values; services depend on nothing else of theirs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -102,3 +102,7 @@ class RefundQuery(Protocol):
     def query_refunds(
         self, *, batch_no: str | None = None, trade_no: str | None = None
     ) -> QueryResult: ...
+
+
+# The query client of a merchant, by partner id; None for a merchant not served any more.
+RefundQueries = Callable[[str], RefundQuery | None]

@@ -38,7 +38,7 @@ from worker.domain.rules import MAX_REFUNDS_PER_TRADE, REFUND_COUNT_EXCEEDED
 from worker.domain.states import BatchState, RefundState
 from worker.mapi import BEIJING
 from worker.services.outcomes import record_completions
-from worker.services.ports import QueriedItem, QueryResult, RefundQuery
+from worker.services.ports import QueriedItem, QueryResult, RefundQueries, RefundQuery
 from worker.services.results import Applied, Reported, apply_reported, settle_batch
 
 log = structlog.get_logger("worker.reconcile")
@@ -57,6 +57,9 @@ RELEASES = Counter(
 )
 
 DUPLICATE_FLAG = "duplicate_batch_no_unverified"
+# A batch of a merchant this deployment no longer serves is looked at again this much later.
+NOT_SERVED_RETRY_SECONDS = 3600.0
+
 # How long a claimed query may take before another reconciler may ask again.
 QUERY_LEASE_SECONDS = 120.0
 # Trades queried one by one per reconciliation when a batch answer leaves refunds out.
@@ -84,7 +87,7 @@ def claim_due(db: Database, *, reconcile_after: float, limit: int = 100) -> list
 
 def reconcile_batch(
     db: Database,
-    gateway: RefundQuery,
+    gateways: RefundQueries,
     batch_no: str,
     *,
     clock: Clock,
@@ -102,6 +105,13 @@ def reconcile_batch(
         if batch.state not in ledger.RECONCILABLE and purpose == "reconcile":
             report.changes.append(f"batch is {batch.state}: nothing to reconcile")
             return report
+        gateway = gateways(batch.partner)
+        if gateway is None:
+            # Asked with another merchant's key the gateway would answer for that merchant.
+            ledger.schedule_query(conn, batch_no, NOT_SERVED_RETRY_SECONDS)
+            log.error("reconcile.merchant_not_served", batch_no=batch_no, merchant=batch.partner)
+            report.changes.append(f"merchant {batch.partner} is not served: not asked")
+            return report
 
     result = gateway.query_refunds(batch_no=batch_no)
     asked_at = clock()
@@ -110,7 +120,7 @@ def reconcile_batch(
         result.answer if result.error_code is None else f"{result.answer}:{result.error_code}"
     )
     ours = [i for i in result.items if i.batch_no in (None, batch_no)]
-    log_ = log.bind(batch_no=batch_no, purpose=purpose)
+    log_ = log.bind(batch_no=batch_no, merchant=batch.partner, purpose=purpose)
     by_trade = _ask_for_missing_trades(db, gateway, batch_no, result, ours, log_)
     log_.info(
         "reconcile.answer",

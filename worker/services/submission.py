@@ -7,6 +7,12 @@ Three short steps, each safe to crash in:
 2. send: one HTTP POST with explicit timeouts (no transaction open);
 3. settle: lock the row again and apply the decision, unless a notification has
    settled the batch in the meantime.
+
+Everything is per merchant (the batch's partner id): its keys and charset sign the
+request, its halt after a configuration error holds only its batches, and at most its
+`max_in_flight` batches are being sent at once (a claim over the limit is pushed back
+by `THROTTLE_DELAY_SECONDS` and re-driven by the sweeper), so one merchant's broken key
+or slow answers never hold back another's refunds.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from worker.domain.errors import (
     ProtocolError,
     SigningError,
 )
+from worker.domain.merchants import MerchantProfile, Merchants
 from worker.domain.policy import (
     DATE_REBATCH_DELAY_SECONDS,
     Action,
@@ -39,7 +46,7 @@ from worker.domain.policy import (
     retry_delay,
 )
 from worker.domain.states import SUBMITTABLE_BATCHES, BatchState, RefundState
-from worker.mapi import BEIJING, Merchant, RefundItem, SyncResponse, build_refund_request
+from worker.mapi import BEIJING, RefundItem, SyncResponse, build_refund_request
 from worker.observability.metrics import SUBMIT_OUTCOMES
 from worker.services.outcomes import record_completions
 from worker.services.packing import REDRIVE_AFTER_SECONDS, new_batch
@@ -49,6 +56,12 @@ log = structlog.get_logger("worker.submit")
 Clock = Callable[[], datetime]
 
 SUBMITTABLE = SUBMITTABLE_BATCHES
+
+# A claim over the merchant's in-flight limit is due again this much later.
+THROTTLE_DELAY_SECONDS = 1.0
+
+# The operator flag of a batch whose merchant the deployment no longer serves.
+MERCHANT_NOT_SERVED = "merchant_not_served"
 
 
 class Submitter(Protocol):
@@ -67,30 +80,33 @@ class _Claim:
     attempts: int
     maybe_sent: bool
     items: list[ledger.BatchItem]
+    merchant: MerchantProfile
 
 
 def submit_batch(
     db: Database,
-    gateway: Submitter,
-    merchant: Merchant,
+    gateways: Callable[[MerchantProfile], Submitter],
+    merchants: Merchants,
     batch_no: str,
     *,
     clock: Clock,
     lease_seconds: float,
 ) -> SubmitResult:
-    """Submit `batch_no` once; returns what happened and any new batches to enqueue."""
+    """Submit `batch_no` once with its merchant's client (`gateways(merchant)`); returns
+    what happened and any new batches to enqueue."""
     log_ = log.bind(batch_no=batch_no)
     with db.transaction() as conn:
-        claim = _claim(conn, merchant, batch_no, clock(), lease_seconds)
+        claim = _claim(conn, merchants, batch_no, clock(), lease_seconds)
     if isinstance(claim, SubmitResult):
         if claim.status not in ("accepted", "completed"):
             log_.info("batch.skipped", status=claim.status)
         return claim
 
+    log_ = log_.bind(merchant=claim.merchant.partner)
     log_.info("batch.submitting", attempt=claim.attempts, items=len(claim.items))
     unsendable: Decision | None = None
     try:
-        attempt = Attempt(Outcome.ANSWERED, gateway.submit(claim.params))
+        attempt = Attempt(Outcome.ANSWERED, gateways(claim.merchant).submit(claim.params))
     except GatewayNotSent as exc:
         attempt = Attempt(Outcome.NOT_SENT, error=str(exc))
     except GatewayOutcomeUnknown as exc:
@@ -112,7 +128,7 @@ def submit_batch(
 
 
 def _claim(
-    conn: Connection, merchant: Merchant, batch_no: str, now: datetime, lease_seconds: float
+    conn: Connection, merchants: Merchants, batch_no: str, now: datetime, lease_seconds: float
 ) -> _Claim | SubmitResult:
     batch = ledger.lock_batch(conn, batch_no)
     if batch is None:
@@ -128,11 +144,33 @@ def _claim(
         log.warning("batch.in_flight_lost", batch_no=batch_no, attempts=batch.attempts)
     maybe_sent = batch.maybe_sent or in_flight
 
-    halt = ledger.submission_halt(conn)
+    merchant = merchants.get(batch.partner)
+    if merchant is None:
+        # Nothing here can sign for it: keep it, same batch_no, for an operator.
+        ledger.update_batch(
+            conn,
+            batch_no,
+            state=BatchState.HELD,
+            maybe_sent=maybe_sent,
+            next_attempt_at=None,
+            operator_flag=MERCHANT_NOT_SERVED,
+            last_error=f"merchant {batch.partner} is not in this deployment's merchants",
+        )
+        ledger.note_flagged(conn, batch_no)
+        log.error(
+            "batch.held", batch_no=batch_no, merchant=batch.partner, reason=MERCHANT_NOT_SERVED
+        )
+        return SubmitResult("held")
+
+    halt = ledger.submission_halt(conn, merchant.partner)
     if halt is not None:
         ledger.update_batch(conn, batch_no, state=BatchState.HELD, maybe_sent=maybe_sent)
-        log.warning("batch.held", batch_no=batch_no, halt=halt)
+        log.warning("batch.held", batch_no=batch_no, merchant=merchant.partner, halt=halt)
         return SubmitResult("held")
+
+    if ledger.merchant_in_flight(conn, merchant.partner, lease_seconds) >= merchant.max_in_flight:
+        ledger.schedule_attempt(conn, batch_no, THROTTLE_DELAY_SECONDS)
+        return SubmitResult("throttled")
 
     before = decide_before_send(
         batch_day=batch.batch_day,
@@ -164,7 +202,7 @@ def _claim(
     items = ledger.batch_items(conn, batch_no)
     try:
         params = build_refund_request(
-            merchant,
+            merchant.gateway,
             batch_no=batch_no,
             items=[RefundItem(i.trade_no, i.amount, i.reason_sent) for i in items],
             now=now,
@@ -179,7 +217,13 @@ def _claim(
             last_error=str(exc)[:500],
             operator_flag="request_invalid",
         )
-        log.error("batch.held", batch_no=batch_no, reason="request cannot be built", error=str(exc))
+        log.error(
+            "batch.held",
+            batch_no=batch_no,
+            merchant=merchant.partner,
+            reason="request cannot be built",
+            error=str(exc),
+        )
         return SubmitResult("held")
     attempts = batch.attempts + 1
     ledger.update_batch(
@@ -193,7 +237,7 @@ def _claim(
     # Reconciliation counts its waits from the last attempt: noted when it starts and
     # again when it ends (the later, safer of the two).
     ledger.note_attempt(conn, batch_no)
-    return _Claim(params, attempts, maybe_sent, items)
+    return _Claim(params, attempts, maybe_sent, items, merchant)
 
 
 def _settle(
@@ -207,6 +251,7 @@ def _settle(
     batch = ledger.lock_batch(conn, batch_no)
     log_ = log.bind(
         batch_no=batch_no,
+        merchant=claim.merchant.partner,
         attempt=claim.attempts,
         action=decision.action.value,
         code=decision.code,
@@ -218,7 +263,7 @@ def _settle(
         log_.info("batch.outcome_superseded", state=None if batch is None else batch.state)
         return SubmitResult(batch.state if batch else "missing")
 
-    SUBMIT_OUTCOMES.labels(decision.action.value).inc()
+    SUBMIT_OUTCOMES.labels(claim.merchant.partner, decision.action.value).inc()
     ledger.note_attempt(conn, batch_no)
     if decision.operator_flag:
         ledger.note_flagged(conn, batch_no)
@@ -312,7 +357,9 @@ def _hold(s: _Settling) -> SubmitResult:
         **s.flag(),
     )
     if s.decision.action is Action.HALT:
-        ledger.set_submission_halt(s.conn, f"{s.decision.code} on batch {s.batch_no}")
+        ledger.set_submission_halt(
+            s.conn, s.claim.merchant.partner, f"{s.decision.code} on batch {s.batch_no}"
+        )
         s.log.critical("submission.halted")
     else:
         s.log.error("batch.held")
@@ -350,7 +397,8 @@ def _split(s: _Settling) -> SubmitResult:
     half = (len(items) + 1) // 2
     due = ledger.db_now(s.conn) + timedelta(seconds=REDRIVE_AFTER_SECONDS)
     parts = (items[:half], items[half:])
-    follow_ups = [new_batch(s.conn, s.now, part, due) for part in parts if part]
+    partner = s.claim.merchant.partner
+    follow_ups = [new_batch(s.conn, s.now, part, due, partner) for part in parts if part]
     s.log.warning("batch.split", into=follow_ups)
     return SubmitResult("refused", follow_ups)
 

@@ -40,11 +40,12 @@ def sweep(
 ) -> SweepReport:
     report = SweepReport()
     with db.transaction() as conn:
-        halted = ledger.submission_halt(conn) is not None
-        if not halted:
-            report.due = ledger.redrive_due(
-                conn, redrive_seconds=redrive_seconds, lease_seconds=lease_seconds
-            )
+        report.due = ledger.redrive_due(
+            conn,
+            redrive_seconds=redrive_seconds,
+            lease_seconds=lease_seconds,
+            halted=sorted(ledger.submission_halts(conn)),
+        )
         report.overdue = ledger.flag_overdue(conn, overdue_seconds)
         stats = ledger.waiting_by_state(conn)
     for state, count, age in stats:
@@ -58,10 +59,11 @@ def sweep(
     return report
 
 
-def resume_submission(db: Database) -> list[str]:
-    """Operator action after fixing a configuration error: clear the halt, retry held batches."""
+def resume_submission(db: Database, partner: str | None = None) -> list[str]:
+    """Operator action after fixing a configuration error: clear the merchant's halt (every
+    merchant's when `partner` is None) and retry its held batches, same batch_nos."""
     with db.transaction() as conn:
-        cleared = ledger.clear_submission_halt(conn)
-        batches = ledger.resume_held(conn)
-    log.warning("submission.resumed", cleared=cleared, batches=len(batches))
+        cleared = ledger.clear_submission_halt(conn, partner)
+        batches = ledger.resume_held(conn, partner)
+    log.warning("submission.resumed", merchant=partner, cleared=cleared, batches=len(batches))
     return batches

@@ -1,7 +1,7 @@
 """Internal jobs on dramatiq (RabbitMQ broker with publisher confirms).
 
 Three actors, their queues and retry rules: `submit_batch(batch_no)`,
-`process_notify(kind, form, received_at)` and `reconcile_batch(batch_no)`. What
+`process_notify(kind, form, received_at[, partner])` and `reconcile_batch(batch_no)`. What
 they run lives in `worker.entrypoints.actors` (thin calls into the services);
 this adapter only declares them and enqueues their messages.
 
@@ -61,7 +61,9 @@ class ActorBodies:
     """The functions the actors run (thin entry points into the services)."""
 
     submit_batch: Callable[[str], None]
-    process_notify: Callable[[str, dict[str, str], str], None]
+    # (kind, form, received_at, partner); messages queued before merchants were recorded
+    # carry no partner, so the body's last parameter has a default.
+    process_notify: Callable[..., None]
     reconcile_batch: Callable[[str], None]
 
 
@@ -136,12 +138,13 @@ def enqueue_reconcile(settings: Settings, batch_no: str) -> None:
     _enqueue(settings, reconcile_queue(settings.refund_exchange), RECONCILE_ACTOR, (batch_no,))
 
 
-def enqueue_notification(settings: Settings, kind: str, form: dict[str, str]) -> None:
-    """Durably queue a verified notification; returns once the broker confirmed it."""
+def enqueue_notification(settings: Settings, kind: str, form: dict[str, str], partner: str) -> None:
+    """Durably queue a verified notification, with the partner id of the merchant whose
+    key authenticated it; returns once the broker confirmed it."""
     received_at = datetime.now(tz=UTC).isoformat()
     _enqueue(
         settings,
         notify_queue(settings.refund_exchange),
         NOTIFY_ACTOR,
-        (kind, dict(form), received_at),
+        (kind, dict(form), received_at, partner),
     )

@@ -249,8 +249,9 @@ class GatewayClient:
         )
         return sync
 
-    def notify_verify(self, notify_id: str) -> NotifyVerifyAnswer:
-        """Ask the gateway whether `notify_id` is a notification it sent.
+    def notify_verify(self, notify_id: str, partner: str | None = None) -> NotifyVerifyAnswer:
+        """Ask the gateway whether `notify_id` is a notification it sent to `partner`
+        (default: the client's partner).
 
         `GET <gateway>?service=notify_verify&partner=..&notify_id=..`. Returns
         the parsed answer (`"true"` is the only one that authenticates).
@@ -268,7 +269,7 @@ class GatewayClient:
                     timeout=self._timeout,
                     max_seconds=self._max_request_seconds,
                     limit=MAX_VERIFY_RESPONSE_BYTES,
-                    params=notify_verify_params(self._partner, notify_id),
+                    params=notify_verify_params(partner or self._partner, notify_id),
                 )
             except DeadlineExceeded as exc:
                 raise GatewayError("deadline_exceeded") from exc

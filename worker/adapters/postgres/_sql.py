@@ -37,12 +37,13 @@ def _completion(row: Sequence[Any]) -> Completion:
         code=row[6] or "",
         batch_no=row[7],
         completed_at=row[8],
+        partner=row[9],
     )
 
 
 _COMPLETION_COLUMNS = (
     "f.refund_id, f.trade_no, f.amount, f.order_id, f.metadata, f.state, f.code,"
-    " f.batch_no, f.completed_at"
+    " f.batch_no, f.completed_at, f.partner"
 )
 
 
@@ -56,5 +57,5 @@ def _outcomes_json(outcomes: Sequence[tuple[str, str, str]]) -> str:
 
 _BATCH_VIEW = (
     "batch_no, batch_day, state, attempts, maybe_sent, operator_flag,"
-    " last_attempt_at, created_at, queries"
+    " last_attempt_at, created_at, queries, partner"
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from worker.adapters.postgres._sql import _BATCH_VIEW
-from worker.adapters.postgres.pool import Connection
+from worker.adapters.postgres.pool import Connection, lock_key
 from worker.adapters.postgres.records import Batch, BatchItem, BatchView
 from worker.domain.errors import LedgerInvariantError
 
@@ -20,13 +20,20 @@ def next_batch_serial(conn: Connection) -> int:
 
 
 def create_batch(
-    conn: Connection, batch_no: str, batch_day: date, items: Sequence[BatchItem], due: datetime
+    conn: Connection,
+    batch_no: str,
+    batch_day: date,
+    items: Sequence[BatchItem],
+    due: datetime,
+    *,
+    partner: str,
 ) -> None:
-    """Record a batch, its items as they will be sent, and move the refunds to `batched`."""
+    """Record a batch of one merchant, its items as they will be sent, and move the refunds
+    to `batched`. Every refund must be pending and belong to `partner`."""
     conn.execute(
-        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at)"
-        " VALUES (%s, %s, 'ready', %s, %s)",
-        (batch_no, batch_day, len(items), due),
+        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at, partner)"
+        " VALUES (%s, %s, 'ready', %s, %s, %s)",
+        (batch_no, batch_day, len(items), due, partner),
     )
     ids = [i.refund_id for i in items]
     rows = json.dumps(
@@ -46,15 +53,18 @@ def create_batch(
     # tens of thousands of refunds wait. Unprepared, so it is planned with the ids in hand.
     moved = conn.execute(
         "UPDATE refunds SET state = 'batched', batch_no = %s, batch_attempts = batch_attempts + 1,"
-        " updated_at = clock_timestamp() WHERE refund_id = ANY(%s) AND (state = 'pending') IS TRUE",
-        (batch_no, ids),
+        " updated_at = clock_timestamp() WHERE refund_id = ANY(%s) AND (state = 'pending') IS TRUE"
+        " AND partner = %s",
+        (batch_no, ids, partner),
         prepare=False,
     ).rowcount
     if moved != len(set(ids)):
-        # A refund that is not pending any more (another packer, a release) must not go into
-        # a batch whose items say it is there: the caller's transaction is rolled back.
+        # A refund that is not pending any more (another packer, a release), or that belongs
+        # to another merchant, must not go into a batch whose items say it is there: the
+        # caller's transaction is rolled back.
         raise LedgerInvariantError(
-            f"batch {batch_no}: {moved} of its {len(ids)} refunds were pending; nothing recorded"
+            f"batch {batch_no}: {moved} of its {len(ids)} refunds were pending refunds of"
+            f" partner {partner}; nothing recorded"
         )
 
 
@@ -64,7 +74,7 @@ def create_batch(
 def lock_batch(conn: Connection, batch_no: str) -> Batch | None:
     row = conn.execute(
         "SELECT batch_no, batch_day, state, item_count, attempts, maybe_sent, next_attempt_at,"
-        " created_at FROM batches WHERE batch_no = %s FOR UPDATE",
+        " created_at, partner FROM batches WHERE batch_no = %s FOR UPDATE",
         (batch_no,),
     ).fetchone()
     return None if row is None else Batch(*row)
@@ -212,6 +222,21 @@ def in_flight_within(conn: Connection, batch_no: str, lease_seconds: float) -> b
     return bool(row is not None and row[0])
 
 
+def merchant_in_flight(conn: Connection, partner: str, lease_seconds: float) -> int:
+    """How many of the merchant's batches are being sent now (claimed within the lease).
+
+    Takes the merchant's transaction-scoped advisory lock first, so two claims of the
+    same merchant count one after the other and the limit holds across replicas.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("submit", partner),))
+    row = conn.execute(
+        "SELECT count(*) FROM batches WHERE partner = %s AND state = 'submitting'"
+        " AND updated_at > clock_timestamp() - make_interval(secs => %s)",
+        (partner, lease_seconds),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def note_attempt(conn: Connection, batch_no: str) -> None:
     """Record now as the batch's last attempt (reconciliation counts its waits from it)."""
     conn.execute(
@@ -242,20 +267,28 @@ def schedule_attempt(conn: Connection, batch_no: str, delay_seconds: float) -> N
 # --- sweeps -------------------------------------------------------------------------------
 
 
-def redrive_due(conn: Connection, *, redrive_seconds: float, lease_seconds: float) -> list[str]:
-    """Batches due for another attempt (or lost in flight), pushed `redrive_seconds` on."""
+def redrive_due(
+    conn: Connection,
+    *,
+    redrive_seconds: float,
+    lease_seconds: float,
+    halted: Sequence[str] = (),
+) -> list[str]:
+    """Batches due for another attempt (or lost in flight), pushed `redrive_seconds` on;
+    none of the merchants whose submission is `halted` (partner ids)."""
     rows = conn.execute(
         """
         UPDATE batches
            SET next_attempt_at = clock_timestamp() + make_interval(secs => %(redrive)s)
-         WHERE (state IN ('ready', 'retry', 'unknown')
-                AND next_attempt_at <= clock_timestamp())
-            OR (state = 'submitting'
-                AND updated_at < clock_timestamp() - make_interval(secs => %(lease)s)
-                AND next_attempt_at <= clock_timestamp())
+         WHERE ((state IN ('ready', 'retry', 'unknown')
+                 AND next_attempt_at <= clock_timestamp())
+             OR (state = 'submitting'
+                 AND updated_at < clock_timestamp() - make_interval(secs => %(lease)s)
+                 AND next_attempt_at <= clock_timestamp()))
+           AND NOT (partner = ANY(%(halted)s))
         RETURNING batch_no
         """,
-        {"redrive": redrive_seconds, "lease": lease_seconds},
+        {"redrive": redrive_seconds, "lease": lease_seconds, "halted": list(halted)},
     ).fetchall()
     return sorted(str(r[0]) for r in rows)
 
@@ -276,13 +309,16 @@ def flag_overdue(conn: Connection, overdue_seconds: float) -> list[str]:
     return sorted(str(r[0]) for r in rows)
 
 
-def resume_held(conn: Connection) -> list[str]:
-    """Held batches (by no flag or a configuration error) become due again, same batch_no."""
+def resume_held(conn: Connection, partner: str | None = None) -> list[str]:
+    """Held batches (by no flag or a configuration error) become due again, same batch_no;
+    only the merchant's when `partner` is given."""
     rows = conn.execute(
         "UPDATE batches SET state = 'retry', next_attempt_at = clock_timestamp(),"
         " operator_flag = NULL, updated_at = clock_timestamp()"
         " WHERE state = 'held'"
         " AND (operator_flag IS NULL OR operator_flag = 'configuration_error')"
-        " RETURNING batch_no"
+        " AND (%(partner)s::text IS NULL OR partner = %(partner)s::text)"
+        " RETURNING batch_no",
+        {"partner": partner},
     ).fetchall()
     return [str(r[0]) for r in rows]

@@ -6,7 +6,7 @@ the statements live in one module per table or concern:
 * `records`       -- the plain records the statements take and return;
 * `refunds`       -- intake and the per-trade tally, packing, results, releases;
 * `batches`       -- numbering, claims, attempts, schedules, sweeps, listings;
-* `control`       -- the submission halt;
+* `control`       -- the per-merchant submission halt;
 * `notifications` -- the inbox of notifications and the bank-card return results;
 * `outbox`        -- `refund.completed` rows for the relay;
 * `evidence`      -- query answers, refunds made elsewhere, operator decisions;
@@ -32,6 +32,7 @@ from worker.adapters.postgres.batches import (
     lock_batch,
     lock_batch_view,
     mark_accepted,
+    merchant_in_flight,
     next_batch_serial,
     note_attempt,
     note_flagged,
@@ -43,10 +44,11 @@ from worker.adapters.postgres.batches import (
     update_batch,
 )
 from worker.adapters.postgres.control import (
-    HALT_CONTROL,
+    HALT_PREFIX,
     clear_submission_halt,
     set_submission_halt,
     submission_halt,
+    submission_halts,
 )
 from worker.adapters.postgres.evidence import (
     batch_history,
@@ -104,7 +106,7 @@ from worker.adapters.postgres.refunds import (
 
 __all__ = [
     "COMPLETED_ROUTING_KEY",
-    "HALT_CONTROL",
+    "HALT_PREFIX",
     "IN_BATCH",
     "OPEN_BATCH_STATES",
     "RECONCILABLE",
@@ -142,6 +144,7 @@ __all__ = [
     "lock_trades",
     "mark_accepted",
     "mark_submitted",
+    "merchant_in_flight",
     "next_batch_serial",
     "note_attempt",
     "note_flagged",
@@ -165,6 +168,7 @@ __all__ = [
     "store_dback",
     "store_notification",
     "submission_halt",
+    "submission_halts",
     "take_outbox",
     "trade_tallies",
     "try_packer_lock",

@@ -22,13 +22,16 @@ def store_notification(
     received_at: datetime,
     outcome: str,
     detail: str | None = None,
+    partner: str | None = None,
 ) -> bool:
-    """Insert into the inbox; False when this notify_id was stored before."""
+    """Insert into the inbox; False when this notify_id was stored before. `partner` is
+    the merchant whose key authenticated it."""
     row = conn.execute(
-        "INSERT INTO notifications (notify_id, kind, batch_no, form, received_at, outcome, detail)"
-        " VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s) ON CONFLICT (notify_id) DO NOTHING"
+        "INSERT INTO notifications"
+        " (notify_id, kind, batch_no, form, received_at, outcome, detail, partner)"
+        " VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s) ON CONFLICT (notify_id) DO NOTHING"
         " RETURNING notify_id",
-        (notify_id, kind, batch_no, json.dumps(dict(form)), received_at, outcome, detail),
+        (notify_id, kind, batch_no, json.dumps(dict(form)), received_at, outcome, detail, partner),
     ).fetchone()
     return row is not None
 
@@ -55,14 +58,16 @@ def batch_refund_ids(conn: Connection, batch_no: str) -> dict[str, str]:
 
 def lock_notification(
     conn: Connection, notify_id: str
-) -> tuple[str, dict[str, str], datetime, str] | None:
-    """(kind, form, received_at, outcome) of a stored notification, row locked."""
+) -> tuple[str, dict[str, str], datetime, str, str | None] | None:
+    """(kind, form, received_at, outcome, partner) of a stored notification, row locked."""
     row = conn.execute(
-        "SELECT kind, form, received_at, outcome FROM notifications WHERE notify_id = %s"
-        " FOR UPDATE",
+        "SELECT kind, form, received_at, outcome, partner FROM notifications"
+        " WHERE notify_id = %s FOR UPDATE",
         (notify_id,),
     ).fetchone()
-    return None if row is None else (str(row[0]), dict(row[1]), row[2], str(row[3]))
+    if row is None:
+        return None
+    return str(row[0]), dict(row[1]), row[2], str(row[3]), row[4]
 
 
 def unapplied_notifications(

@@ -8,6 +8,7 @@ requeue without knowing psycopg.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,8 +115,20 @@ def migration_files() -> list[tuple[str, str]]:
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
 
 
-def migrate(url: str) -> list[str]:
-    """Apply pending migrations; safe when several pods run it at once. Returns what it applied."""
+# The one value a migration takes from the settings: the partner id that rows written
+# before several merchants were supported belong to (0004_merchants.sql).
+_DEFAULT_PARTNER_TOKEN = "{{default_partner}}"
+_PARTNER_ID = re.compile(r"2088[0-9]{12}", re.ASCII)
+
+
+def migrate(url: str, *, default_partner: str) -> list[str]:
+    """Apply pending migrations; safe when several pods run it at once. Returns what it applied.
+
+    `default_partner` is the default merchant's partner id (16 digits, checked here: it is
+    written into the migration's text).
+    """
+    if not _PARTNER_ID.fullmatch(default_partner):
+        raise ValueError("default_partner must be 16 digits starting with 2088")
     applied: list[str] = []
     with translate_errors(), psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
@@ -129,7 +142,7 @@ def migrate(url: str) -> list[str]:
                 if name in done:
                     continue
                 with conn.transaction():
-                    conn.execute(sql.encode())
+                    conn.execute(sql.replace(_DEFAULT_PARTNER_TOKEN, default_partner).encode())
                     conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
                 log.info("db.migrated", migration=name)
                 applied.append(name)

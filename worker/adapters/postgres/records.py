@@ -23,6 +23,7 @@ class NewRefund:
     content_hash: str
     state: str  # 'pending' or 'rejected'
     code: str | None
+    partner: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class PendingRefund:
     reason: str | None
     received_at: datetime
     batch_attempts: int
+    partner: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class Batch:
     maybe_sent: bool
     next_attempt_at: datetime | None
     created_at: datetime
+    partner: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class Completion:
     code: str
     batch_no: str | None
     completed_at: datetime
+    partner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class BatchView:
     last_attempt_at: datetime | None
     created_at: datetime
     queries: int
+    partner: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,13 @@ from worker.adapters.postgres.records import BatchMember, Completion, NewRefund,
 from worker.domain.rules import TradeTally
 
 
-def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, str]:
-    """refund_id -> content_hash of those stored; read it after `lock_trades`."""
+def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """refund_id -> (content_hash, partner) of those stored; read it after `lock_trades`."""
     rows = conn.execute(
-        f"SELECT refund_id, content_hash FROM refunds WHERE refund_id = ANY({_TEXTS})",
+        f"SELECT refund_id, content_hash, partner FROM refunds WHERE refund_id = ANY({_TEXTS})",
         (_json_list(refund_ids),),
     ).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}
+    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
 
 def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
@@ -93,6 +93,7 @@ def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
                 "content_hash": r.content_hash,
                 "state": r.state,
                 "code": r.code,
+                "partner": r.partner,
             }
             for r in refunds
         ],
@@ -103,14 +104,15 @@ def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
         """
         INSERT INTO refunds (refund_id, event_id, trade_no, amount, reason, trade_amount,
                              order_id, metadata, requested_at, content_hash, state, code,
-                             completed_at)
+                             completed_at, partner)
         SELECT r.refund_id, r.event_id, r.trade_no, r.amount, r.reason, r.trade_amount,
                r.order_id, r.metadata, r.requested_at, r.content_hash, r.state, r.code,
-               CASE WHEN r.state = 'rejected' THEN clock_timestamp() END
+               CASE WHEN r.state = 'rejected' THEN clock_timestamp() END, r.partner
         FROM json_to_recordset(%s::json)
              AS r(refund_id text, event_id text, trade_no text, amount numeric, reason text,
                   trade_amount numeric, order_id text, metadata jsonb,
-                  requested_at timestamptz, content_hash text, state text, code text)
+                  requested_at timestamptz, content_hash text, state text, code text,
+                  partner text)
         ON CONFLICT (refund_id) DO NOTHING
         RETURNING refund_id
         """,
@@ -125,7 +127,7 @@ def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Complet
         return []
     rows = conn.execute(
         "SELECT refund_id, trade_no, amount, order_id, metadata, state, code, batch_no,"
-        " completed_at FROM refunds WHERE refund_id = ANY(%s)"
+        " completed_at, partner FROM refunds WHERE refund_id = ANY(%s)"
         " AND state IN ('succeeded', 'failed', 'rejected')",
         (list(refund_ids),),
     ).fetchall()
@@ -137,7 +139,8 @@ def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Complet
 
 def pending_refunds(conn: Connection, limit: int) -> list[PendingRefund]:
     rows = conn.execute(
-        "SELECT refund_id, trade_no, amount, reason, received_at, batch_attempts FROM refunds"
+        "SELECT refund_id, trade_no, amount, reason, received_at, batch_attempts, partner"
+        " FROM refunds"
         " WHERE state = 'pending' ORDER BY received_at, refund_id LIMIT %s FOR UPDATE SKIP LOCKED",
         (limit,),
     ).fetchall()
@@ -278,7 +281,7 @@ def apply_results(
         (source, reported, batch_no),
         prepare=False,
     ).fetchall()
-    return [_completion(r) for r in rows if r[9]]
+    return [_completion(r) for r in rows if r[10]]
 
 
 # Refund states of a refund that is in a batch and not final.

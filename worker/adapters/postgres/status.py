@@ -65,11 +65,19 @@ def batch_status(conn: Connection, batch_no: str) -> dict[str, Any]:
 def summary(conn: Connection) -> dict[str, Any]:
     """Counts by state, flagged batches, the outbox, unapplied notifications, the halt."""
     return {
-        "refunds": _rows(conn, "SELECT state, count(*) FROM refunds GROUP BY state ORDER BY state"),
-        "batches": _rows(conn, "SELECT state, count(*) FROM batches GROUP BY state ORDER BY state"),
+        "refunds": _rows(
+            conn,
+            "SELECT partner AS merchant, state, count(*) FROM refunds GROUP BY partner, state"
+            " ORDER BY partner, state",
+        ),
+        "batches": _rows(
+            conn,
+            "SELECT partner AS merchant, state, count(*) FROM batches GROUP BY partner, state"
+            " ORDER BY partner, state",
+        ),
         "flagged_batches": _rows(
             conn,
-            "SELECT batch_no, state, operator_flag, flagged_at FROM batches"
+            "SELECT batch_no, partner AS merchant, state, operator_flag, flagged_at FROM batches"
             " WHERE operator_flag IS NOT NULL ORDER BY flagged_at",
         ),
         "outbox": _rows(conn, "SELECT count(*) FROM outbox"),
@@ -78,7 +86,11 @@ def summary(conn: Connection) -> dict[str, Any]:
             "SELECT outcome, count(*), min(stored_at) AS oldest FROM notifications"
             " WHERE outcome IN ('pending', 'apply_failed', 'unknown_batch') GROUP BY outcome",
         ),
-        "halt": _rows(conn, "SELECT value, set_at FROM control WHERE name = 'submission_halted'"),
+        "halt": _rows(
+            conn,
+            "SELECT substr(name, length('submission_halted:') + 1) AS merchant, value, set_at"
+            " FROM control WHERE starts_with(name, 'submission_halted:') ORDER BY name",
+        ),
     }
 
 
@@ -86,26 +98,29 @@ def summary(conn: Connection) -> dict[str, Any]:
 class LedgerGauges:
     """The ledger's figures the metrics read at scrape time."""
 
-    waiting: list[tuple[str, int, float]] = field(default_factory=list)  # state, count, age
-    flagged: list[tuple[str, int]] = field(default_factory=list)  # flag, open batches
+    # merchant (partner id), state, count, age of the oldest
+    waiting: list[tuple[str, str, int, float]] = field(default_factory=list)
+    flagged: list[tuple[str, str, int]] = field(default_factory=list)  # merchant, flag, open
     outbox: int = 0
     unapplied: list[tuple[str, int, float]] = field(default_factory=list)  # outcome, count, age
-    halted: bool = False  # submission halted after a configuration error
+    halted: set[str] = field(default_factory=set)  # merchants halted after a configuration error
+    merchants: set[str] = field(default_factory=set)  # merchants with open work or a halt
 
 
 def ledger_gauges(conn: Connection) -> LedgerGauges:
     gauges = LedgerGauges()
-    for state, count, age in conn.execute(
-        "SELECT state, count(*), extract(epoch FROM clock_timestamp() - min(received_at))"
-        " FROM refunds WHERE state IN ('pending', 'batched', 'submitted') GROUP BY state"
+    for partner, state, count, age in conn.execute(
+        "SELECT partner, state, count(*),"
+        " extract(epoch FROM clock_timestamp() - min(received_at))"
+        " FROM refunds WHERE state IN ('pending', 'batched', 'submitted') GROUP BY partner, state"
     ).fetchall():
-        gauges.waiting.append((str(state), int(count), float(age or 0)))
-    for flag, count in conn.execute(
-        "SELECT operator_flag, count(*) FROM batches WHERE operator_flag IS NOT NULL"
+        gauges.waiting.append((str(partner), str(state), int(count), float(age or 0)))
+    for partner, flag, count in conn.execute(
+        "SELECT partner, operator_flag, count(*) FROM batches WHERE operator_flag IS NOT NULL"
         " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
-        " GROUP BY operator_flag"
+        " GROUP BY partner, operator_flag"
     ).fetchall():
-        gauges.flagged.append((str(flag), int(count)))
+        gauges.flagged.append((str(partner), str(flag), int(count)))
     row = conn.execute("SELECT count(*) FROM outbox").fetchone()
     gauges.outbox = int(row[0]) if row else 0
     for outcome, count, age in conn.execute(
@@ -114,6 +129,12 @@ def ledger_gauges(conn: Connection) -> LedgerGauges:
         " GROUP BY outcome"
     ).fetchall():
         gauges.unapplied.append((str(outcome), int(count), float(age or 0)))
-    halt = conn.execute("SELECT 1 FROM control WHERE name = 'submission_halted'").fetchone()
-    gauges.halted = halt is not None
+    gauges.halted = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT substr(name, length('submission_halted:') + 1) FROM control"
+            " WHERE starts_with(name, 'submission_halted:')"
+        ).fetchall()
+    }
+    gauges.merchants = {w[0] for w in gauges.waiting} | gauges.halted
     return gauges

@@ -4,6 +4,9 @@ Routes:
 
 * `POST /alipay/notify`: `batch_refund_notify`, enqueued as kind `batch_refund`;
 * `POST /alipay/dback-notify`: bank-card return results, enqueued as `dback`;
+* `POST /alipay/notify/<merchant>` and `/alipay/dback-notify/<merchant>`: the same for
+  one merchant (its id or partner id), for deployments that give each merchant its own
+  notify URL; an unknown merchant is 404;
 * `GET /healthz`: the process answers (200 `ok`);
 * `GET /readyz`: 200 only when `ready()` says broker and gateway are reachable;
 * `GET /metrics`: prometheus-client exposition.
@@ -11,7 +14,15 @@ Routes:
 A notification is answered with exactly the 7 bytes `success` only after it
 was authenticated (signature over the values as received, then the gateway's
 `notify_verify` answered `true`: only Alipay moves state) and `enqueue` returned, which it
-does only once the broker confirmed the message. Every other outcome answers
+does only once the broker confirmed the message.
+
+Several merchants: a batch notification does not name its partner, so the receiver
+finds the merchant by its key. It checks the signature with each candidate merchant's
+key (the one of the route, or every merchant, the default first); merchants that
+share a key (Alipay signs every RSA merchant's notifications with one key) are told
+apart by `notify_verify`, which answers `true` only for the partner the notification
+was sent to (`invalid` for another). The notification is enqueued with that partner
+id, and the pipeline applies it only to a batch of that merchant. Every other outcome answers
 `fail` with a fitting status, so Alipay sends the notification again (about 8
 times over 25 hours, same `notify_id`), and logs one `notify.rejected` line
 with a stable `reason`. The receiver never logs the sign or the whole form.
@@ -28,7 +39,7 @@ plain callable keeps the answer bytes under exact control.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Literal
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -81,6 +92,19 @@ _NOTIFY_ROUTES: dict[str, NotifyKind] = {
     "/alipay/notify": "batch_refund",
     "/alipay/dback-notify": "dback",
 }
+
+
+def notify_route(path: str) -> tuple[NotifyKind, str | None] | None:
+    """(kind, merchant named by the path or None) of a notification route, else None."""
+    kind = _NOTIFY_ROUTES.get(path)
+    if kind is not None:
+        return kind, None
+    base, sep, name = path.rpartition("/")
+    kind = _NOTIFY_ROUTES.get(base)
+    if kind is None or not sep or not name:
+        return None
+    return kind, name
+
 
 # Charsets a notification may be declared in, by codecs' canonical name.
 # GB2312 is a subset of GBK; GBK decoding reads it identically and also
@@ -182,21 +206,25 @@ def make_app(
     *,
     charset: str,
     max_body_bytes: int,
-    verify_signature: Callable[[Mapping[str, str], str], bool],
-    notify_verify: Callable[[str], str],
-    enqueue: Callable[[str, dict[str, str]], None],
+    candidates: Callable[[str | None], Sequence[str] | None],
+    verify_signature: Callable[[Mapping[str, str], str, str], bool],
+    notify_verify: Callable[[str, str], str],
+    enqueue: Callable[[str, dict[str, str], str], None],
     ready: Callable[[], bool],
 ) -> WSGIApplication:
     """Build the receiver around its collaborators.
 
     `charset` is the request charset the notifications are expected in when
-    the Content-Type declares none; `verify_signature(form, charset)` checks the
-    `sign` of a decoded form over its values in `charset`, the charset the body
-    was decoded in; `notify_verify` returns the gateway's answer for a
-    `notify_id` (`"true"` authenticates; `"false"`/`"invalid"` refute;
-    anything else, or raising, means "cannot tell now"); `enqueue(kind,
-    form)` returns only once the broker confirmed the message; `ready` tells
-    whether the broker and the gateway are reachable.
+    the Content-Type declares none; `candidates(name)` gives the partner ids a
+    notification may be for (`name`: the merchant of the route, or None for every
+    merchant, the default first; None back: no such merchant);
+    `verify_signature(form, charset, partner)` checks the `sign` of a decoded form
+    with that merchant's key, over its values in `charset`, the charset the body was
+    decoded in; `notify_verify(notify_id, partner)` returns the gateway's answer
+    (`"true"` authenticates; `"false"`/`"invalid"` refute; anything else, or raising,
+    means "cannot tell now"); `enqueue(kind, form, partner)` returns only once the
+    broker confirmed the message; `ready` tells whether the broker and the gateway
+    are reachable.
     """
     default_charset = normalize_charset(charset)
     if default_charset is None:
@@ -204,29 +232,40 @@ def make_app(
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
 
-    def authenticate(form: Mapping[str, str], form_charset: str) -> None:
+    def authenticate(form: Mapping[str, str], form_charset: str, partners: Sequence[str]) -> str:
+        """The partner id the notification is genuinely for, or _Rejected."""
         try:
-            genuine = verify_signature(form, form_charset)
+            signed = [p for p in partners if verify_signature(form, form_charset, p)]
         except Exception as exc:
             raise _Rejected(503, "signature_check_failed", error=_error_text(exc)) from exc
-        if not genuine:
+        if not signed:
             raise _Rejected(403, "bad_signature", sign_type=_loggable(form.get("sign_type")))
         notify_id = form.get("notify_id")
         if not notify_id:
-            return  # only a dback notification gets here without one
-        try:
-            answer = notify_verify(notify_id)
-        except Exception as exc:
-            raise _Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
-        if answer == "true":
-            return
-        if answer in ("false", "invalid"):
-            raise _Rejected(403, f"notify_verify_{answer}")
-        raise _Rejected(503, "notify_verify_unknown")
+            return signed[0]  # only a dback notification gets here without one
+        refuted = "invalid"
+        for partner in signed:
+            try:
+                answer = notify_verify(notify_id, partner)
+            except Exception as exc:
+                raise _Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
+            if answer == "true":
+                return partner
+            if answer == "false":
+                refuted = answer  # not a live notification at all: no other partner helps
+                break
+            if answer != "invalid":  # "invalid": not this partner's; try the next one
+                raise _Rejected(503, "notify_verify_unknown")
+        raise _Rejected(403, f"notify_verify_{refuted}")
 
-    def handle_notify(environ: WSGIEnvironment, kind: NotifyKind) -> tuple[int, bytes]:
+    def handle_notify(
+        environ: WSGIEnvironment, kind: NotifyKind, name: str | None
+    ) -> tuple[int, bytes]:
         bound = log.bind(kind=kind)
         try:
+            partners = candidates(name)
+            if partners is None:
+                raise _Rejected(404, "unknown_merchant", merchant=_loggable(name))
             body = read_body(environ, max_body_bytes)
             label = declared_charset(str(environ.get("CONTENT_TYPE") or ""))
             form_charset = default_charset if label is None else normalize_charset(label)
@@ -242,9 +281,10 @@ def make_app(
             )
             bound.info("notify.received", bytes=len(body), charset=form_charset)
             _check_fields(kind, form)
-            authenticate(form, form_charset)
+            partner = authenticate(form, form_charset, partners)
+            bound = bound.bind(merchant=partner)
             try:
-                enqueue(kind, dict(form))
+                enqueue(kind, dict(form), partner)
             except Exception as exc:
                 raise _Rejected(503, "enqueue_failed", error=_error_text(exc)) from exc
         except _Rejected as rejected:
@@ -278,15 +318,16 @@ def make_app(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO") or "/")
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()
-        kind = _NOTIFY_ROUTES.get(path)
-        if kind is not None:
+        route = notify_route(path)
+        if route is not None:
+            kind, name = route
             if method != "POST":
                 NOTIFY_REQUESTS.labels(kind=kind, outcome="method_not_allowed").inc()
                 log.warning(
                     "notify.rejected", kind=kind, reason="method_not_allowed", method=method[:16]
                 )
                 return _respond(start_response, 405, FAIL_BODY, [("Allow", "POST")])
-            status, body = handle_notify(environ, kind)
+            status, body = handle_notify(environ, kind, name)
             return _respond(start_response, status, body)
         if path in ("/healthz", "/readyz", "/metrics"):
             if method != "GET":

@@ -76,7 +76,7 @@ def stop_all(children: Sequence[Child], grace: float) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = boot("all")
     try:
-        migrate(settings.database_url)
+        migrate(settings.database_url, default_partner=settings.merchant().partner)
     except DatabaseUnavailable as exc:
         log.error("db.migrate_failed", error=str(exc))
         return 1

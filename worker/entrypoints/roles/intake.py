@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     run_consumer(
         settings.amqp_url,
         Topology.for_exchange(settings.refund_exchange),
-        lambda deliveries: handle_deliveries(rt.db, deliveries),
+        lambda deliveries: handle_deliveries(rt.db, deliveries, rt.merchants),
         stop=stop,
         prefetch=prefetch,
         max_batch=max_batch,

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = boot("migrate")
     try:
-        applied = migrate(settings.database_url)
+        applied = migrate(settings.database_url, default_partner=settings.merchant().partner)
     except DatabaseUnavailable as exc:
         log.error("db.migrate_failed", error=str(exc))
         return 1

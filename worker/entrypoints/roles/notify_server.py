@@ -23,7 +23,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -34,6 +34,7 @@ from worker.domain.errors import ConfigError
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
+    from worker.domain.merchants import Merchants
 
 log = structlog.get_logger(__name__)
 
@@ -112,19 +113,20 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
     from worker.adapters.gateway.client import GatewayClient
     from worker.adapters.wsgi.receiver import make_app
 
+    merchants = settings.merchants()
     gateway = GatewayClient(
         settings.gateway_url,
-        charset=settings.input_charset,
-        partner=settings.partner,
+        charset=merchants.default.charset,
+        partner=merchants.default.partner,
         connect_timeout=settings.gateway_connect_timeout,
         read_timeout=settings.gateway_read_timeout,
         pool_size=pool_size,
     )
 
-    def enqueue(kind: str, form: dict[str, str]) -> None:
+    def enqueue(kind: str, form: dict[str, str], partner: str) -> None:
         from worker.adapters.dramatiq.jobs import enqueue_notification
 
-        enqueue_notification(settings, kind, form)
+        enqueue_notification(settings, kind, form, partner)
 
     ready = ReadinessProbe(
         {
@@ -135,11 +137,15 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
     from worker.adapters.postgres.pool import Database
     from worker.observability.metrics import register_ledger
 
-    register_ledger(Database(settings.database_url, max_size=1, name="refund-worker-metrics"))
+    register_ledger(
+        Database(settings.database_url, max_size=1, name="refund-worker-metrics"),
+        [m.partner for m in merchants],
+    )
     app = make_app(
-        charset=settings.input_charset,
+        charset=merchants.default.charset,
         max_body_bytes=settings.notify_max_body_bytes,
-        verify_signature=signature_checker(settings),
+        candidates=candidate_partners(merchants),
+        verify_signature=signature_checker(merchants),
         notify_verify=gateway.notify_verify,
         enqueue=enqueue,
         ready=ready,
@@ -147,32 +153,44 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
     return bounded_socket_reads(app, body_timeout)
 
 
-def signature_checker(settings: Settings) -> Callable[[Mapping[str, str], str], bool]:
-    """A check of a notification's `sign` with the configured sign type and key.
+def candidate_partners(merchants: Merchants) -> Callable[[str | None], Sequence[str] | None]:
+    """The partner ids a notification on a route may be for: the route's merchant, or all."""
+    every = tuple(m.partner for m in merchants)
+
+    def candidates(name: str | None) -> Sequence[str] | None:
+        if name is None:
+            return every
+        merchant = merchants.resolve(name)
+        return None if merchant is None else (merchant.partner,)
+
+    return candidates
+
+
+def signature_checker(merchants: Merchants) -> Callable[[Mapping[str, str], str, str], bool]:
+    """A check of a notification's `sign` with one merchant's sign type and key.
 
     The signature is checked over the values in the charset the form was decoded
-    in (its Content-Type label, given by the receiver), not the configured
-    `ALIPAY_INPUT_CHARSET`: Alipay signs in the charset it sends.
+    in (its Content-Type label, given by the receiver), not the merchant's
+    configured charset: Alipay signs in the charset it sends.
 
-    Only the configured `ALIPAY_SIGN_TYPE` is accepted: the sender chooses the
+    Only the merchant's configured sign type is accepted: the sender chooses the
     `sign_type` field, and letting it pick MD5 when the merchant uses RSA
     would let whoever learned one key speak for the other. Alipay signs a
     notification the way the request was signed.
     """
     from worker.mapi import verify
 
-    sign_type = settings.sign_type
-    md5_key = settings.md5_key
-    public_key_pem = settings.alipay_public_key_pem
-
-    def check(form: Mapping[str, str], charset: str) -> bool:
-        if form.get("sign_type") != sign_type:
+    def check(form: Mapping[str, str], charset: str, partner: str) -> bool:
+        merchant = merchants.get(partner)
+        if merchant is None or form.get("sign_type") != merchant.gateway.sign_type:
             return False
-        if sign_type == "MD5":
-            if md5_key is None:
+        if merchant.gateway.sign_type == "MD5":
+            if merchant.gateway.md5_key is None:
                 return False
-            return verify(form, charset=charset, md5_key=md5_key.reveal())
-        return verify(form, charset=charset, public_key_pem=public_key_pem)
+            return verify(form, charset=charset, md5_key=merchant.gateway.md5_key)
+        if merchant.alipay_public_key_pem is None:
+            return False
+        return verify(form, charset=charset, public_key_pem=merchant.alipay_public_key_pem)
 
     return check
 

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = reconcile_batch(
             rt.db,
-            rt.refund_query,
+            rt.query_client,
             args.batch_no,
             clock=rt.clock,
             release_after_seconds=settings.reconcile_release_after_seconds,

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = resolve_batch(
             rt.db,
-            rt.refund_query,
+            rt.query_client,
             args.batch_no,
             decision=args.decision.replace("-", "_"),
             operator=args.operator,

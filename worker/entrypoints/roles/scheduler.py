@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             rt.db,
             max_items=settings.batch_max_items,
             max_wait=settings.batch_max_wait_seconds,
-            charset=settings.input_charset,
+            merchants=rt.merchants,
             clock=rt.clock,
         )
         handoff.send(batch_nos)
