@@ -165,7 +165,8 @@ def client_for(
 
 def histogram_count(operation: str, outcome: str) -> float:
     value = REGISTRY.get_sample_value(
-        "alipay_gateway_request_seconds_count", {"operation": operation, "outcome": outcome}
+        "alipay_gateway_request_seconds_count",
+        {"merchant": PARTNER, "operation": operation, "outcome": outcome},
     )
     return value or 0.0
 

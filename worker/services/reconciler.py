@@ -47,8 +47,8 @@ Clock = Callable[[], datetime]
 
 QUERIES = Counter(
     "refund_reconcile_queries_total",
-    "refund_fastpay_query answers, by purpose and answer",
-    ["purpose", "answer"],
+    "refund_fastpay_query answers, by merchant (partner id), purpose and answer",
+    ["merchant", "purpose", "answer"],
 )
 RELEASES = Counter(
     "refund_batches_released_total",
@@ -115,13 +115,13 @@ def reconcile_batch(
 
     result = gateway.query_refunds(batch_no=batch_no)
     asked_at = clock()
-    QUERIES.labels(purpose, result.answer).inc()
+    QUERIES.labels(batch.partner, purpose, result.answer).inc()
     report.answer = (
         result.answer if result.error_code is None else f"{result.answer}:{result.error_code}"
     )
     ours = [i for i in result.items if i.batch_no in (None, batch_no)]
     log_ = log.bind(batch_no=batch_no, merchant=batch.partner, purpose=purpose)
-    by_trade = _ask_for_missing_trades(db, gateway, batch_no, result, ours, log_)
+    by_trade = _ask_for_missing_trades(db, gateway, batch, result, ours, log_)
     log_.info(
         "reconcile.answer",
         answer=result.answer,
@@ -157,7 +157,7 @@ def reconcile_batch(
 def _ask_for_missing_trades(
     db: Database,
     gateway: RefundQuery,
-    batch_no: str,
+    batch: ledger.BatchView,
     result: QueryResult,
     ours: Sequence[QueriedItem],
     log_: structlog.typing.FilteringBoundLogger,
@@ -167,6 +167,7 @@ def _ask_for_missing_trades(
     Alipay silently skips the refund of a trade that has had 99 refunds already,
     counting refunds made outside this worker; only a query by trade shows them.
     """
+    batch_no, partner = batch.batch_no, batch.partner
     if result.answer != "found" or not result.complete:
         return {}
     listed = {i.trade_no.strip() for i in ours}
@@ -178,7 +179,7 @@ def _ask_for_missing_trades(
     ]
     answers = {t: gateway.query_refunds(trade_no=t) for t in missing}
     for trade_no, answer in answers.items():
-        QUERIES.labels("trade", answer.answer).inc()
+        QUERIES.labels(partner, "trade", answer.answer).inc()
         log_.info("reconcile.trade_answer", trade_no=trade_no, answer=answer.answer)
     return answers
 

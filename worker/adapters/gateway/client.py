@@ -66,8 +66,8 @@ log = structlog.get_logger(__name__)
 
 GATEWAY_REQUEST_SECONDS = Histogram(
     "alipay_gateway_request_seconds",
-    "Latency of requests to the Alipay gateway, by operation and outcome.",
-    ["operation", "outcome"],
+    "Latency of requests to the Alipay gateway, by merchant (partner id), operation and outcome.",
+    ["merchant", "operation", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0),
 )
 
@@ -280,7 +280,7 @@ class GatewayClient:
             if status != 200:
                 raise GatewayError(f"http_{status}")
         except GatewayError as error:
-            self._record("notify_verify", "error", started)
+            self._record("notify_verify", "error", started, partner)
             log.warning(
                 "gateway.request",
                 operation="notify_verify",
@@ -292,7 +292,7 @@ class GatewayClient:
             )
             raise
         answer: NotifyVerifyAnswer = parse_notify_verify(content)
-        self._record("notify_verify", answer, started)
+        self._record("notify_verify", answer, started, partner)
         log.info(
             "gateway.request",
             operation="notify_verify",
@@ -303,11 +303,12 @@ class GatewayClient:
         )
         return answer
 
-    @staticmethod
-    def _record(operation: str, outcome: str, started: float) -> None:
-        GATEWAY_REQUEST_SECONDS.labels(operation=operation, outcome=outcome).observe(
-            time.monotonic() - started
-        )
+    def _record(
+        self, operation: str, outcome: str, started: float, partner: str | None = None
+    ) -> None:
+        GATEWAY_REQUEST_SECONDS.labels(
+            merchant=partner or self._partner, operation=operation, outcome=outcome
+        ).observe(time.monotonic() - started)
 
 
 def _ms_since(started: float) -> int:

@@ -76,9 +76,9 @@ class RefundQueryClient:
         if isinstance(body, QueryResult):
             return body
         result = interpret_answer(body, charset)
-        GATEWAY_REQUEST_SECONDS.labels(operation="query", outcome=result.answer).observe(
-            time.monotonic() - started
-        )
+        GATEWAY_REQUEST_SECONDS.labels(
+            merchant=self._merchant.partner, operation="query", outcome=result.answer
+        ).observe(time.monotonic() - started)
         bound.info(
             "gateway.request",
             operation="query",
@@ -122,13 +122,12 @@ class RefundQueryClient:
             return self._failed(f"http_{status}", started, bound)
         return content
 
-    @staticmethod
     def _failed(
-        reason: str, started: float, bound: structlog.typing.FilteringBoundLogger
+        self, reason: str, started: float, bound: structlog.typing.FilteringBoundLogger
     ) -> QueryResult:
-        GATEWAY_REQUEST_SECONDS.labels(operation="query", outcome="no_answer").observe(
-            time.monotonic() - started
-        )
+        GATEWAY_REQUEST_SECONDS.labels(
+            merchant=self._merchant.partner, operation="query", outcome="no_answer"
+        ).observe(time.monotonic() - started)
         bound.warning(
             "gateway.request",
             operation="query",
