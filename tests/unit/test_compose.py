@@ -150,7 +150,7 @@ def test_every_long_running_service_has_a_health_check() -> None:
             probe = " ".join(check["test"])
             if role in ("intake", "worker", "relay", "scheduler"):
                 env = service["environment"]
-                assert f":{env['METRICS_PORT']}/metrics" in probe, name
+                assert f":{env['METRICS_PORT']}/healthz" in probe, name
             elif role == "notify-server":
                 assert ":8080/healthz" in probe
             else:

@@ -1,7 +1,8 @@
 """Prometheus metrics of the pipeline, and the ledger gauges computed at scrape time.
 
 Each role serves its own process's metrics on `METRICS_PORT` when set
-(`serve_if_configured`); the notify-server also answers `GET /metrics`. The
+(`serve_if_configured`), with its loops' `/healthz` and `/readyz` beside them
+(`worker.observability.health`); the notify-server also answers `GET /metrics`. The
 ledger collector (waiting refunds by state, age of the oldest, flagged batches,
 outbox backlog) reads PostgreSQL when scraped, so any one role exposing it gives
 the whole picture.
@@ -9,17 +10,22 @@ the whole picture.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterable, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import psycopg
 import structlog
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from worker.adapters.postgres.pool import Database
 from worker.adapters.postgres.status import ledger_gauges
 from worker.domain.errors import DatabaseUnavailable
+from worker.observability.health import Heartbeats, with_health_routes
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +135,38 @@ def register_ledger(db: Database, merchants: Iterable[str] = ()) -> None:
         _ledger_registered = True
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Probes and scrapes every few seconds: no access log."""
+
+
+def serve(
+    port: int,
+    addr: str = "0.0.0.0",
+    *,
+    heartbeats: Heartbeats | None = None,
+    registry: Collector = REGISTRY,
+) -> WSGIServer:
+    """Serve `/metrics` (any other path too, as prometheus_client does), `/healthz` and
+    `/readyz` on `addr:port` from a daemon thread, one thread per request.
+
+    prometheus_client's `start_http_server` with the two health routes in front: the
+    same WSGI app, server class and address family, so `/metrics` answers as before.
+    """
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    app = with_health_routes(make_wsgi_app(registry), heartbeats)
+    httpd = make_server(str(sockaddr[0]), port, app, Server, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()
+    return httpd
+
+
 def serve_if_configured(port: int | None) -> None:
     if port:
-        start_http_server(port)
+        serve(port)
         log.info("metrics.serving", port=port)

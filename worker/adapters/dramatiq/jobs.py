@@ -7,13 +7,14 @@ this adapter only declares them and enqueues their messages.
 
 Queue names derive from REFUND_EXCHANGE so separate deployments (and test runs)
 sharing a broker never mix. Actors are registered on a broker built from the
-settings (`make_broker`), never at import time.
+settings (`make_broker`), never at import time. Its consumers beat a heartbeat on
+every turn of the consumer threads' loop (why there: `worker.observability.health`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -25,6 +26,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from worker.config.settings import Settings
 from worker.domain.errors import BusUnavailable
+from worker.observability import health
 
 log = structlog.get_logger("worker.jobs")
 
@@ -103,9 +105,43 @@ def register_actors(broker: RabbitmqBroker, settings: Settings, bodies: ActorBod
     )(bodies.reconcile_batch)
 
 
+class _BeatingConsumer(dramatiq.Consumer):
+    """A broker consumer whose every turn (a message, or None once idle) beats `heartbeat`."""
+
+    def __init__(self, consumer: dramatiq.Consumer, heartbeat: health.Heartbeat) -> None:
+        self._consumer = consumer
+        self._heartbeat = heartbeat
+
+    def __next__(self) -> dramatiq.MessageProxy | None:
+        message = next(self._consumer)
+        self._heartbeat.beat()
+        return message
+
+    def ack(self, message: dramatiq.MessageProxy) -> None:
+        self._consumer.ack(message)
+
+    def nack(self, message: dramatiq.MessageProxy) -> None:
+        self._consumer.nack(message)
+
+    def requeue(self, messages: Iterable[dramatiq.MessageProxy]) -> None:
+        self._consumer.requeue(messages)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _Broker(RabbitmqBroker):
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
+        """The consumer of a worker's consumer thread, which calls this again every few
+        seconds while the broker is away: each call beats as alive but only waiting."""
+        heartbeat = health.loop(f"consumer {queue_name}")
+        heartbeat.beat(completed=False)
+        return _BeatingConsumer(super().consume(queue_name, prefetch, timeout), heartbeat)
+
+
 def make_broker(settings: Settings, bodies: ActorBodies | None = None) -> RabbitmqBroker:
     """A broker for the settings' AMQP URL, with the actors declared when `bodies` is given."""
-    broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+    broker = _Broker(url=settings.amqp_url, confirm_delivery=True)
     if bodies is not None:
         register_actors(broker, settings, bodies)
     return broker

@@ -39,6 +39,7 @@ from worker.adapters.rabbitmq.topology import QueueType, Topology, intake_queue_
 from worker.adapters.rabbitmq.wire import delivery_from
 from worker.domain.backoff import backoff_delay
 from worker.domain.errors import BusUnavailable, ConfigError, TransientError
+from worker.observability import health
 from worker.services.ports import DeadLetter, Delivery
 
 # All modules of the adapter log under one name, the one its lines had as a single module.
@@ -119,12 +120,14 @@ class _Session:
         handler: BatchHandler,
         settings: ConsumerSettings,
         stop: threading.Event,
+        progress: health.Heartbeat,
     ) -> None:
         self.bus = bus
         self.topology = topology
         self.handler = handler
         self.settings = settings
         self.stop = stop
+        self.beat = progress.beat  # the loop's liveness, not the AMQP heartbeat
         self.buffer: deque[_Held] = deque()
         self.cancelled_by_broker = False
         self.backoff = Backoff(cap=settings.max_backoff)
@@ -160,6 +163,9 @@ class _Session:
         self.cancelled_by_broker = True
 
     def _events(self, time_limit: float) -> None:
+        # Every wait of the session comes here (idle polls, filling a micro-batch, the
+        # pauses between retries while the database is away): one turn of its loop.
+        self.beat()
         self.bus.pika_connection.process_data_events(time_limit=max(0.0, time_limit))
 
     def _gather(self) -> list[Delivery]:
@@ -304,13 +310,15 @@ def run_consumer(
     )
     intake_queue_arguments(topology, queue_type, delivery_limit)  # validate before connecting
     reconnect = Backoff(base=0.2, cap=max_backoff)
+    progress = health.loop("intake", allowed_silence=max(health.DEFAULT_SILENCE, 3 * max_backoff))
     while not stop.is_set():
+        progress.beat(completed=False)  # alive, (re)connecting to the broker
         bus = BusConnection(amqp_url, connection_name=settings.connection_name, heartbeat=heartbeat)
         started = time.monotonic()
         try:
             bus.connect()
             bus.declare_intake(topology, queue_type=queue_type, delivery_limit=delivery_limit)
-            _Session(bus, topology, handler, settings, stop).run()
+            _Session(bus, topology, handler, settings, stop, progress).run()
             bus.close()
             return
         except BusUnavailable as exc:

@@ -13,6 +13,7 @@ import structlog
 from worker.config.settings import Settings, load_or_exit
 from worker.domain.backoff import backoff_delay
 from worker.domain.errors import TransientError
+from worker.observability import health
 from worker.observability.logging import bind_process, configure_logging, flush_logs
 
 log = structlog.get_logger("worker.role")
@@ -63,8 +64,10 @@ def run_loop(
     """Call `step` until `stop`; it returns how long to sleep before the next call.
 
     A `TransientError` (database or broker down) is logged and retried with a
-    bounded exponential backoff; the loop itself never dies of it.
+    bounded exponential backoff; the loop itself never dies of it. Every step beats the
+    loop's heartbeat `name` (`worker.observability.health`), a failed one as only waiting.
     """
+    heartbeat = health.loop(name, allowed_silence=max(health.DEFAULT_SILENCE, 3 * max_backoff))
     failures = 0
     while not stop.is_set():
         try:
@@ -76,5 +79,6 @@ def run_loop(
             failures += 1
             pause = backoff_delay(failures, base=0.2, cap=max_backoff)
             log.warning(f"{name}.unavailable", error=str(exc), retry_in=pause, failures=failures)
+        heartbeat.beat(completed=not failures)
         if pause > 0:
             stop.wait(pause)
