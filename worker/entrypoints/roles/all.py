@@ -3,11 +3,15 @@
 Runs `migrate`, then starts intake, worker, notify-server, relay and scheduler as
 child processes with the same environment, restarts a child that dies, and on
 SIGTERM/SIGINT stops them all (SIGTERM, then SIGKILL after the grace period).
+
+With `METRICS_PORT=P` set, the children serve their metrics and health on P, P+1, ...
+in the order of `--roles` (one port cannot serve several processes).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -31,6 +35,7 @@ ROLES = ("intake", "worker", "notify-server", "relay", "scheduler")
 class Child:
     role: str
     argv: list[str]
+    env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -52,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def start(child: Child, stdout: IO[bytes] | None = None) -> None:
-    child.process = subprocess.Popen(child.argv, stdout=stdout, stderr=stdout)
+    child.process = subprocess.Popen(child.argv, stdout=stdout, stderr=stdout, env=child.env)
     child.started_at = time.monotonic()
     log.info("child.started", child=child.role, pid=child.process.pid)
 
@@ -73,6 +78,13 @@ def stop_all(children: Sequence[Child], grace: float) -> None:
             child.process.wait()
 
 
+def _child_env(metrics_port: int | None, index: int) -> dict[str, str] | None:
+    """The environment of the child at `index`: its own metrics port, when one is set."""
+    if metrics_port is None:
+        return None
+    return {**os.environ, "METRICS_PORT": str(metrics_port + index)}
+
+
 def run(args: argparse.Namespace) -> int:
     settings = boot("all")
     try:
@@ -86,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         log.error("all.unknown_roles", roles=unknown)
         return 2
-    children = [Child(role, role_command(role)) for role in roles]
+    children = [
+        Child(role, role_command(role), env=_child_env(settings.metrics_port, index))
+        for index, role in enumerate(roles)
+    ]
     for child in children:
         start(child)
     while not stop.wait(0.5):
