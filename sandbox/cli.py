@@ -79,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--partner",
-        default=None,
-        help="the partner id the gateway serves (env ALIPAY_PARTNER, else "
-        f"{DEFAULT_PARTNER}); with --partners-file, one more partner, served first",
+        action=_GivenPartner,
+        default=env("ALIPAY_PARTNER") or DEFAULT_PARTNER,
+        help="the partner id the gateway serves (env ALIPAY_PARTNER); with "
+        "--partners-file, one more partner, served first",
     )
     parser.add_argument(
         "--md5-key",
@@ -108,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="TOML file of [[partners]] entries (partner, md5_key_file or md5_key, "
         "merchant_public_key_file) to serve several partners; --partner and the key "
-        "options, when given, add one more, served first (see sandbox/partners.py)",
+        "options, when given, add one more, served first; when none is given, the "
+        "environment's partner and MD5 key are not used (see sandbox/partners.py)",
     )
     parser.add_argument(
         "--time-factor",
@@ -240,12 +242,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-_SINGLE_OPTIONS = ("partner", "md5_key", "md5_key_file", "merchant_public_key_file")
+class _GivenPartner(argparse.Action):
+    """Stores `--partner` and notes that it was given (`partner_given`), not defaulted."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.partner_given = True
+
+
+_KEY_OPTIONS = ("md5_key", "md5_key_file", "merchant_public_key_file")
 
 
 def _partners(args: argparse.Namespace) -> tuple[PartnerConfig, ...]:
     """The partners to serve: the single one the options describe, then the file's (module doc)."""
-    single_given = any(getattr(args, name) is not None for name in _SINGLE_OPTIONS)
+    single_given = getattr(args, "partner_given", False) or any(
+        getattr(args, name) is not None for name in _KEY_OPTIONS
+    )
     from_file: tuple[PartnerConfig, ...] = ()
     if args.partners_file is not None:
         from_file = load_partners_file(Path(args.partners_file))
@@ -261,9 +279,7 @@ def _partners(args: argparse.Namespace) -> tuple[PartnerConfig, ...]:
 
 def _single_partner(args: argparse.Namespace) -> PartnerConfig:
     """The partner of --partner / --md5-key(-file) / --merchant-public-key-file (or env)."""
-    partner = args.partner
-    if partner is None:
-        partner = os.environ.get("ALIPAY_PARTNER") or DEFAULT_PARTNER
+    partner = str(args.partner)
     md5_key = _md5_key(args)
     public_key = None
     if args.merchant_public_key_file is not None:

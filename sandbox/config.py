@@ -153,7 +153,6 @@ class SandboxConfig:
         object.__setattr__(self, "partner", first.partner)
         object.__setattr__(self, "md5_key", first.md5_key)
         object.__setattr__(self, "merchant_public_key", first.merchant_public_key)
-        object.__setattr__(self, "_by_id", {p.partner: p for p in self.partners})
         if not (math.isfinite(self.time_factor) and 0 < self.time_factor <= 1000):
             raise ConfigError("--time-factor must be > 0 and <= 1000")
         if not (math.isfinite(self.process_delay) and 0 <= self.process_delay <= 86400):
@@ -171,8 +170,7 @@ class SandboxConfig:
 
     def partner_config(self, partner: str | None) -> PartnerConfig | None:
         """The served partner of that id, or None when the sandbox does not serve it."""
-        by_id: dict[str, PartnerConfig] = self.__dict__["_by_id"]
-        return by_id.get(partner) if partner is not None else None
+        return next((p for p in self.partners if p.partner == partner), None)
 
     @property
     def partner_ids(self) -> tuple[str, ...]:

@@ -13,8 +13,9 @@ key made; it does not count as an attempt.
 
 A notification is signed for its batch's partner: MD5 with that partner's
 key when the batch came MD5-signed, else RSA with the sandbox's (Alipay's)
-private key, the same for every partner. One whose partner is no longer
-served, or has no MD5 key any more, cannot be signed: it is given up.
+private key, the same for every partner. An MD5 one whose partner is no
+longer served, or has no MD5 key any more (the journal of another
+configuration), cannot be signed: it is given up.
 
 `verify` is the `notify_verify` rule: `true` for a genuine notify_id sent
 for the asking partner that is not yet acknowledged and whose latest
