@@ -23,6 +23,7 @@ partner id, else by its position) and the field; it never holds a key.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -54,8 +55,9 @@ def load_partners_file(path: Path) -> tuple[PartnerConfig, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: cannot read the file ({type(exc).__name__})") from None
     except tomllib.TOMLDecodeError as exc:
-        # The parser's message names a position, never the text found there.
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+        # The parser's message names a position; a character it quotes could be a key's.
+        problem = re.sub(r"\s*'[^']*'", "", str(exc))
+        raise ConfigError(f"{where}: not valid TOML ({problem})") from None
     return parse_partners(data, base_dir=path.parent, where=where)
 
 

@@ -165,6 +165,10 @@ def test_help_documents_the_partners_file() -> None:
         ),
         (f'[[partners]]\npartner = "{A}"\nmd5_key = 5\n', f"partner {A}: md5_key: must be"),
         ("[[partners]]\npartner = \n", "not valid TOML"),
+        (
+            f'[[partners]]\nmd5_key = "{KEY_A}\x01"\n',
+            "not valid TOML (Illegal character (at line 2",
+        ),
         ("[other]\n", "unknown top-level key 'other'"),
         ("", "no [[partners]] entry"),
     ],
