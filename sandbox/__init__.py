@@ -7,5 +7,6 @@ pure), `faults`, `records`, `accounts`, `ledger`, `reports`, `journal` and
 `bookkeeper` (the books, their views and their persistence), `acceptance`
 (taking a batch in), `outbox` and `notifier` (notification delivery),
 `query` and `external`, `service` (the behaviour) and `control` (its control
-API), `app` (WSGI), `server` (gunicorn), `keys`, `clock`, `config`.
+API), `app` (WSGI), `server` (gunicorn), `keys`, `clock`, `config` and
+`partners` (the partners served and their keys).
 """

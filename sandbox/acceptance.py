@@ -2,8 +2,9 @@
 
 Under the books' lock, in this order (first failure wins):
 
-1. the `batch_no` was accepted before (or made by an external refund) ->
-   DUPLICATE_BATCH_NO;
+1. the `batch_no` was accepted before from the same partner (or made by an
+   external refund of that partner) -> DUPLICATE_BATCH_NO; another
+   partner's batch of the same number is another batch;
 2. the `lock_error` fault -> BATCH_REFUND_LOCK_ERROR;
 3. the `sync_item_failure` fault holds one of the batch's trades -> its code;
 
@@ -15,8 +16,8 @@ accepted: its items are decided by the ledger's item rules
 get one of those codes), and the batch gets a fresh notify_id unless it is
 never notified: no `notify_url`, every item skipped, or the `notify_never`
 fault drawn for it. The batch record is journaled and applied before the
-lock is released, so a `batch_no` is accepted at most once even when two
-requests race.
+lock is released, so a `batch_no` is accepted at most once per partner even
+when two requests race.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class BatchDesk:
         batch_no = request.batch_no
         code: str | None
         with self._books.lock:
-            if self._books.ledger.is_accepted(batch_no):
+            if self._books.ledger.is_accepted(batch_no, partner=request.partner):
                 code, reason = "DUPLICATE_BATCH_NO", "batch_no was accepted before"
             elif self._faults.draw("lock_error") is not None:
                 code, reason = "BATCH_REFUND_LOCK_ERROR", "injected lock_error"
@@ -69,6 +70,7 @@ class BatchDesk:
                     batch_no=batch_no,
                     code=code,
                     item_count=len(request.rows),
+                    partner=request.partner,
                 )
                 self._books.refuse_locked(refused, reason)
                 return code, None
@@ -96,10 +98,12 @@ class BatchDesk:
                 items=planned,
                 auto_amount=auto,
                 shapes=shapes,
+                partner=request.partner,
             )
             self._books.record_locked(record)
         log.info(
             "sandbox.batch.accepted",
+            partner=request.partner,
             batch_no=batch_no,
             items=len(planned),
             success_num=sum(1 for item in planned if item[3] == SUCCESS),

@@ -57,6 +57,7 @@ class Batch:
     def to_json(self) -> dict[str, Any]:
         rec = self.record
         return {
+            "partner": rec.partner,
             "batch_no": rec.batch_no,
             "received_at": rec.at,
             "service": rec.service,
@@ -76,9 +77,13 @@ class Batch:
 
 @dataclass(slots=True)
 class Notification:
-    """The `batch_refund_notify` of one accepted batch and its delivery history."""
+    """The `batch_refund_notify` of one accepted batch and its delivery history.
+
+    `partner` and `batch_no` name the batch (`Ledger.batches[(partner, batch_no)]`).
+    """
 
     notify_id: str
+    partner: str
     batch_no: str
     url: str
     charset: str
@@ -104,6 +109,7 @@ class Notification:
     def to_json(self) -> dict[str, Any]:
         return {
             "notify_id": self.notify_id,
+            "partner": self.partner,
             "batch_no": self.batch_no,
             "url": self.url,
             "sign_type": self.sign_type,

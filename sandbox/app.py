@@ -6,17 +6,19 @@ Routes:
   the refund query `refund_fastpay_query`).
 * `GET /_sandbox/health`: `{"status": "ok"}` once the sandbox serves.
 * `GET /_sandbox/info`: partner, sign types accepted, Alipay public key (PEM
-  and file path), time factor, process delay, auto-trade settings.
+  and file path), time factor, process delay, auto-trade settings; every
+  partner served under `partners` (`[{"partner", "sign_types"}]`, the
+  top-level `partner`, `md5`, `rsa` being the first one's).
 * `POST /_sandbox/trades`: create or change paid trades; body
   `{"trade_no", "amount", "status"}` or `{"trades": [...]}`.
 * `POST /_sandbox/external_refunds`: record refunds of a trade made outside any
-  batch; body `{"trade_no", "count", "amount_each", "reason"?}`, answer
-  `{"trade_no", "batch_nos", "trade"}` (`sandbox.external`).
+  batch; body `{"trade_no", "count", "amount_each", "reason"?, "partner"?}`,
+  answer `{"partner", "trade_no", "batch_nos", "trade"}` (`sandbox.external`).
 * `GET|PUT|DELETE /_sandbox/faults`: read, replace, clear the faults.
 * `GET|PUT /_sandbox/settings`: read or change `{"refund_limit_mode":
   "refuse"|"skip", "notify_verify_seconds": N}` (either key or both).
 * `GET|PUT /_sandbox/clock`: read or set `{"offset_seconds": N}`.
-* `GET /_sandbox/ledger[?batch_no=..][&trade_no=..]`: the books.
+* `GET /_sandbox/ledger[?batch_no=..][&trade_no=..][&partner=..]`: the books.
 * `GET /_sandbox/summary`: counts and red flags (`double_executed`, `over_refunded`).
 
 Bad input never crashes the server: bodies above 2 MiB get 413 (and the
@@ -173,7 +175,8 @@ class SandboxApp:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         batch_no = query.get("batch_no", [None])[0]
         trade_no = query.get("trade_no", [None])[0]
-        return self.service.ledger_view(batch_no=batch_no, trade_no=trade_no)
+        partner = query.get("partner", [None])[0]
+        return self.service.ledger_view(batch_no=batch_no, trade_no=trade_no, partner=partner)
 
 
 def _respond(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from sandbox.config import DEFAULT_PARTNER
 from sandbox.journal import Journal
 from sandbox.ledger import Ledger
 from sandbox.records import Record, RequestRecord
@@ -30,10 +31,11 @@ log = structlog.get_logger(__name__)
 class Bookkeeper:
     """The ledger, its journal and their lock (see the module docstring)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, default_partner: str = DEFAULT_PARTNER) -> None:
+        """Replay the journal; its entries that name no partner are `default_partner`'s."""
         self.lock = threading.Lock()
         self.ledger = Ledger()
-        self.journal = Journal(state_dir)
+        self.journal = Journal(state_dir, default_partner=default_partner)
         self.replayed = 0
         for record in self.journal.replay():
             self.ledger.apply(record)
@@ -56,7 +58,11 @@ class Bookkeeper:
         """Record a request answered `F` (or not at all) and log why; the caller holds `lock`."""
         self.record_locked(request)
         log.info(
-            "sandbox.batch.refused", batch_no=request.batch_no, code=request.code, reason=reason
+            "sandbox.batch.refused",
+            partner=request.partner,
+            batch_no=request.batch_no,
+            code=request.code,
+            reason=reason,
         )
 
     def close(self) -> None:

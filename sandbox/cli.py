@@ -6,7 +6,26 @@ environment configures both sides. The gateway rules that tests switch
 default to `SANDBOX_NOTIFY_VERIFY_SECONDS` and `SANDBOX_REFUND_LIMIT_MODE`.
 On first start the sandbox generates its own RSA key pair standing in for
 Alipay's in the state directory and logs the path of the public half
-(`ALIPAY_PUBLIC_KEY_FILE` for the worker).
+(`ALIPAY_PUBLIC_KEY_FILE` for the worker); it is the same for every partner.
+
+Several partners: `--partners-file PATH` names a TOML file of
+`[[partners]]` entries, each with its own keys (`sandbox.partners`). The
+single-partner options (`--partner`, `--md5-key`, `--md5-key-file`,
+`--merchant-public-key-file`) then describe one more partner only when at
+least one of them is on the command line: that partner is built exactly as
+without the file (the environment still supplies what the options leave
+out) and is served first, i.e. it is the default partner (journal entries
+of older versions, the top level of `GET /_sandbox/info`), followed by the
+file's partners in file order. Without any of them on the command line the
+environment (`ALIPAY_PARTNER`, `ALIPAY_MD5_KEY`, `ALIPAY_MD5_KEY_FILE`) is
+not read and the file's first partner is the default one. An id given
+twice is refused.
+
+Settings that cannot be used (a bad option value, an unreadable key file, a
+bad partners file) end the command with one line on stderr naming the
+option (for the partners file: the entry and its field), never a key, and
+exit status 78 (EX_CONFIG, as the other roles use); argparse's own usage
+errors exit 2.
 """
 
 from __future__ import annotations
@@ -26,10 +45,12 @@ from sandbox.config import (
     DEFAULT_NOTIFY_VERIFY_SECONDS,
     DEFAULT_PARTNER,
     REFUND_LIMIT_MODES,
+    PartnerConfig,
     SandboxConfig,
     parse_bind,
 )
 from sandbox.faults import FAULT_NAMES, FaultSet, parse_fault_set
+from sandbox.partners import load_partners_file, md5_key_problem
 from worker.domain.errors import ConfigError
 from worker.observability.logging import configure_logging, register_secret
 
@@ -58,8 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--partner",
+        action=_GivenPartner,
         default=env("ALIPAY_PARTNER") or DEFAULT_PARTNER,
-        help="the one partner id the gateway serves (env ALIPAY_PARTNER)",
+        help="the partner id the gateway serves (env ALIPAY_PARTNER); with "
+        "--partners-file, one more partner, served first",
     )
     parser.add_argument(
         "--md5-key",
@@ -79,6 +102,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="the merchant's RSA public key (PEM) to verify RSA-signed requests",
+    )
+    parser.add_argument(
+        "--partners-file",
+        type=Path,
+        default=None,
+        help="TOML file of [[partners]] entries (partner, md5_key_file or md5_key, "
+        "merchant_public_key_file) to serve several partners; --partner and the key "
+        "options, when given, add one more, served first; when none is given, the "
+        "environment's partner and MD5 key are not used (see sandbox/partners.py)",
     )
     parser.add_argument(
         "--time-factor",
@@ -145,12 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> SandboxConfig:
     """Turn parsed options into a validated SandboxConfig (ConfigError names the option)."""
     host, port = parse_bind(args.bind)
-    md5_key = _md5_key(args)
-    public_key = None
-    if args.merchant_public_key_file is not None:
-        public_key = _read_text(
-            args.merchant_public_key_file, "--merchant-public-key-file"
-        ).encode()
+    partners = _partners(args)
     try:
         amount = Decimal(args.auto_trade_amount)
     except InvalidOperation:
@@ -159,9 +186,7 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         host=host,
         port=port,
         state_dir=Path(args.state_dir),
-        partner=args.partner,
-        md5_key=md5_key,
-        merchant_public_key=public_key,
+        partners=partners,
         time_factor=args.time_factor,
         process_delay=args.process_delay,
         auto_trades=args.auto_trades,
@@ -185,8 +210,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         config = build_config(args)
-        if config.md5_key:
-            register_secret(config.md5_key)
+        for partner in config.partners:
+            if partner.md5_key:
+                register_secret(partner.md5_key)
         from sandbox.keys import ensure_alipay_keys
 
         keys = ensure_alipay_keys(config.state_dir)
@@ -197,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "sandbox.starting",
         bind=config.bind,
         partner=config.partner,
+        partners={p.partner: list(p.sign_types) for p in config.partners},
         state_dir=str(config.state_dir),
         alipay_public_key_file=str(keys.public_path),
         md5=bool(config.md5_key),
@@ -213,6 +240,59 @@ def run(args: argparse.Namespace) -> int:
     SandboxServer(config, keys).run()
     log.info("sandbox.stopped")
     return 0
+
+
+class _GivenPartner(argparse.Action):
+    """Stores `--partner` and notes that it was given (`partner_given`), not defaulted."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.partner_given = True
+
+
+_KEY_OPTIONS = ("md5_key", "md5_key_file", "merchant_public_key_file")
+
+
+def _partners(args: argparse.Namespace) -> tuple[PartnerConfig, ...]:
+    """The partners to serve: the single one the options describe, then the file's (module doc)."""
+    single_given = getattr(args, "partner_given", False) or any(
+        getattr(args, name) is not None for name in _KEY_OPTIONS
+    )
+    from_file: tuple[PartnerConfig, ...] = ()
+    if args.partners_file is not None:
+        from_file = load_partners_file(Path(args.partners_file))
+        if not single_given:
+            return from_file
+    single = _single_partner(args)
+    if any(p.partner == single.partner for p in from_file):
+        raise ConfigError(
+            f"--partner {single.partner}: partner: also in --partners-file {args.partners_file}"
+        )
+    return (single, *from_file)
+
+
+def _single_partner(args: argparse.Namespace) -> PartnerConfig:
+    """The partner of --partner / --md5-key(-file) / --merchant-public-key-file (or env)."""
+    partner = str(args.partner)
+    md5_key = _md5_key(args)
+    public_key = None
+    if args.merchant_public_key_file is not None:
+        public_key = _read_text(
+            args.merchant_public_key_file, "--merchant-public-key-file"
+        ).encode()
+    single = PartnerConfig(partner=partner, md5_key=md5_key, merchant_public_key=public_key)
+    if not single.sign_types:
+        raise ConfigError(
+            "no merchant key: give --md5-key / --md5-key-file (or ALIPAY_MD5_KEY / "
+            "ALIPAY_MD5_KEY_FILE) or --merchant-public-key-file"
+        )
+    return single
 
 
 def _md5_key(args: argparse.Namespace) -> str | None:
@@ -237,8 +317,9 @@ def _md5_key(args: argparse.Namespace) -> str | None:
         source = names[0]
     if inline is None:
         return None
-    if not inline or not all("!" <= ch <= "~" for ch in inline):
-        raise ConfigError(f"{source} must be printable ASCII without spaces (value not shown)")
+    problem = md5_key_problem(str(inline))
+    if problem:
+        raise ConfigError(f"{source} {problem}")
     return str(inline)
 
 

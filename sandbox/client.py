@@ -67,12 +67,27 @@ class SandboxClient:
             return False
 
     def info(self) -> dict[str, Any]:
-        """Partner, accepted sign types, Alipay public key (PEM and path), timing settings."""
+        """Partner, accepted sign types, Alipay public key (PEM and path), timing settings.
+
+        `partners` lists every partner served (`{"partner", "sign_types"}`);
+        the top-level `partner`, `md5` and `rsa` are the first one's.
+        """
         return self._call("GET", "/_sandbox/info")
 
-    def ledger(self, *, batch_no: str | None = None, trade_no: str | None = None) -> dict[str, Any]:
+    def partners(self) -> list[str]:
+        """The ids of the partners the sandbox serves, the default (first) one first."""
+        return [entry["partner"] for entry in self.info()["partners"]]
+
+    def ledger(
+        self,
+        *,
+        batch_no: str | None = None,
+        trade_no: str | None = None,
+        partner: str | None = None,
+    ) -> dict[str, Any]:
         """The books: `batches`, `refused`, `trades`, `notifications` (optionally narrowed)."""
-        params = {k: v for k, v in (("batch_no", batch_no), ("trade_no", trade_no)) if v}
+        wanted = (("batch_no", batch_no), ("trade_no", trade_no), ("partner", partner))
+        params = {k: v for k, v in wanted if v}
         return self._call("GET", "/_sandbox/ledger", params=params)
 
     def summary(self) -> dict[str, Any]:
@@ -123,12 +138,14 @@ class SandboxClient:
         amount_each: str | Decimal,
         *,
         reason: str | None = None,
+        partner: str | None = None,
     ) -> dict[str, Any]:
         """Record `count` refunds of the trade made outside any batch (as the merchant console).
 
         Each gets its own sandbox-made batch number; they count toward the
-        99-refund limit and the paid amount, and the refund query shows them.
-        Returns `{"trade_no", "batch_nos", "trade"}`.
+        99-refund limit and the paid amount, and the refund query shows them
+        (to `partner`, the default partner when not given).
+        Returns `{"partner", "trade_no", "batch_nos", "trade"}`.
         """
         body: dict[str, Any] = {
             "trade_no": trade_no,
@@ -137,6 +154,8 @@ class SandboxClient:
         }
         if reason is not None:
             body["reason"] = reason
+        if partner is not None:
+            body["partner"] = partner
         return self._call("POST", "/_sandbox/external_refunds", json=body)
 
     def update_settings(

@@ -1,8 +1,16 @@
 """The sandbox's settings, validated once into a frozen object.
 
-Secrets (the MD5 key, the merchant's public key is not one but travels the
-same way) are held here and handed to the code that needs them; `__repr__`
-never shows the MD5 key.
+The sandbox serves one or more partners (merchants), each a `PartnerConfig`
+with its own MD5 key and/or merchant RSA public key; `SandboxConfig.partners`
+holds them in order, and the first is "the" partner (`SandboxConfig.partner`,
+`md5_key`, `merchant_public_key`): the one journal entries written before
+partners were recorded belong to, and the one `GET /_sandbox/info` shows at
+its top level. Every request is checked against the partner it names
+(`partner_config`).
+
+Secrets (the MD5 keys; the merchants' public keys are not secret but travel
+the same way) are held here and handed to the code that needs them;
+`__repr__` never shows an MD5 key.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ __all__ = [
     "DEFAULT_NOTIFY_VERIFY_SECONDS",
     "DEFAULT_PARTNER",
     "REFUND_LIMIT_MODES",
+    "PartnerConfig",
     "SandboxConfig",
     "check_notify_verify_seconds",
     "check_refund_limit_mode",
@@ -65,6 +74,30 @@ def check_refund_limit_mode(value: object) -> str:
 
 
 @dataclass(frozen=True)
+class PartnerConfig:
+    """One partner the sandbox serves: its id and the keys its requests are signed with.
+
+    No key at all is allowed here (the gateway then refuses every signature,
+    as it refuses a sign type without a key); `SandboxConfig` asks for one.
+    """
+
+    partner: str
+    md5_key: str | None = field(default=None, repr=False)
+    merchant_public_key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _PARTNER.fullmatch(self.partner):
+            raise ConfigError("partner must be 2088 followed by 12 digits")
+
+    @property
+    def sign_types(self) -> tuple[str, ...]:
+        """The sign types this partner's requests may use (`MD5`, `RSA`)."""
+        return tuple(
+            name for name, key in (("MD5", self.md5_key), ("RSA", self.merchant_public_key)) if key
+        )
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """Everything the sandbox needs to run (see `refund-worker sandbox --help`).
 
@@ -74,6 +107,11 @@ class SandboxConfig:
     happens to the 100th refund of a trade: `refuse` (TRADE_STATUS_ERROR in
     result_details) or `skip` (neither refunded nor reported). Both can be
     changed at run time (`PUT /_sandbox/settings`).
+
+    `partners`: the partners served, the first being the default one; when
+    empty, the one partner `partner` / `md5_key` / `merchant_public_key`
+    describe (the single-partner form) is served. After construction those
+    three always read the first partner's values.
     """
 
     host: str
@@ -82,6 +120,7 @@ class SandboxConfig:
     partner: str = DEFAULT_PARTNER
     md5_key: str | None = field(default=None, repr=False)
     merchant_public_key: bytes | None = field(default=None, repr=False)
+    partners: tuple[PartnerConfig, ...] = ()
     time_factor: float = 1.0
     process_delay: float = 1.0
     auto_trades: bool = True
@@ -95,13 +134,25 @@ class SandboxConfig:
     refund_limit_mode: str = "refuse"
 
     def __post_init__(self) -> None:
-        if not _PARTNER.fullmatch(self.partner):
-            raise ConfigError("partner must be 2088 followed by 12 digits")
-        if not self.md5_key and not self.merchant_public_key:
-            raise ConfigError(
-                "no merchant key: give --md5-key / --md5-key-file (or ALIPAY_MD5_KEY / "
-                "ALIPAY_MD5_KEY_FILE) or --merchant-public-key-file"
-            )
+        if not self.partners:
+            single = PartnerConfig(self.partner, self.md5_key, self.merchant_public_key)
+            if not single.sign_types:
+                raise ConfigError(
+                    "no merchant key: give --md5-key / --md5-key-file (or ALIPAY_MD5_KEY / "
+                    "ALIPAY_MD5_KEY_FILE) or --merchant-public-key-file"
+                )
+            object.__setattr__(self, "partners", (single,))
+        seen: set[str] = set()
+        for entry in self.partners:
+            if entry.partner in seen:
+                raise ConfigError(f"partner {entry.partner}: given more than once")
+            if not entry.sign_types:
+                raise ConfigError(f"partner {entry.partner}: no merchant key")
+            seen.add(entry.partner)
+        first = self.partners[0]
+        object.__setattr__(self, "partner", first.partner)
+        object.__setattr__(self, "md5_key", first.md5_key)
+        object.__setattr__(self, "merchant_public_key", first.merchant_public_key)
         if not (math.isfinite(self.time_factor) and 0 < self.time_factor <= 1000):
             raise ConfigError("--time-factor must be > 0 and <= 1000")
         if not (math.isfinite(self.process_delay) and 0 <= self.process_delay <= 86400):
@@ -116,6 +167,14 @@ class SandboxConfig:
             raise ConfigError("--notify-timeout must be > 0 and <= 300 seconds")
         check_notify_verify_seconds(self.notify_verify_seconds)
         check_refund_limit_mode(self.refund_limit_mode)
+
+    def partner_config(self, partner: str | None) -> PartnerConfig | None:
+        """The served partner of that id, or None when the sandbox does not serve it."""
+        return next((p for p in self.partners if p.partner == partner), None)
+
+    @property
+    def partner_ids(self) -> tuple[str, ...]:
+        return tuple(p.partner for p in self.partners)
 
     @property
     def bind(self) -> str:

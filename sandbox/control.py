@@ -4,6 +4,13 @@
 methods here read and change the books, the faults, the clock and the
 run-time settings on behalf of `sandbox.app`. The attributes it uses
 are the service's (declared below for the type checker).
+
+The control API is global, not per partner, except where a body or query
+names a partner: external refunds are made by one partner's console (the
+default partner's unless `"partner"` is given), and the ledger view can be
+narrowed to one partner. `info` lists every partner served (id and the
+sign types it accepts, never a key) under `partners`; its top-level
+`partner`, `md5` and `rsa` describe the first (default) partner.
 """
 
 from __future__ import annotations
@@ -78,6 +85,13 @@ class ControlAPI:
 
     def add_external_refunds(self, data: object) -> dict[str, Any]:
         """Record refunds made outside any batch (`sandbox.external`); ValueError if not."""
+        partner = self.config.partner
+        if isinstance(data, dict) and "partner" in data:
+            data = dict(data)
+            named = data.pop("partner")
+            if not isinstance(named, str) or self.config.partner_config(named) is None:
+                raise ValueError("partner is not one the sandbox serves")
+            partner = named
         with self.books.lock:
             record = plan_external(
                 self.books.ledger,
@@ -86,16 +100,23 @@ class ControlAPI:
                 auto_amount=self.config.auto_trade_amount if self.config.auto_trades else None,
                 ts=time.time(),
                 at=self._at(),
+                partner=partner,
             )
             self.books.record_locked(record)
             view = self.books.ledger.trades[record.trade_no].to_json()
         log.info(
             "sandbox.external_refunds.added",
+            partner=partner,
             trade_no=record.trade_no,
             count=len(record.batch_nos),
             amount_each=format_amount(record.amount),
         )
-        return {"trade_no": record.trade_no, "batch_nos": list(record.batch_nos), "trade": view}
+        return {
+            "partner": partner,
+            "trade_no": record.trade_no,
+            "batch_nos": list(record.batch_nos),
+            "trade": view,
+        }
 
     def settings(self) -> dict[str, Any]:
         """The gateway rules that can change at run time (`GET /_sandbox/settings`)."""
@@ -162,9 +183,13 @@ class ControlAPI:
         summary["idle"] = summary["notifications"]["pending"] == 0 and queued == 0
         return summary
 
-    def ledger_view(self, *, batch_no: str | None, trade_no: str | None) -> dict[str, Any]:
+    def ledger_view(
+        self, *, batch_no: str | None, trade_no: str | None, partner: str | None = None
+    ) -> dict[str, Any]:
         with self.books.lock:
-            return ledger_view(self.books.ledger, batch_no=batch_no, trade_no=trade_no)
+            return ledger_view(
+                self.books.ledger, batch_no=batch_no, trade_no=trade_no, partner=partner
+            )
 
     def info(self) -> dict[str, Any]:
         return {
@@ -173,6 +198,10 @@ class ControlAPI:
             "alipay_public_key": self._keys.public_pem.decode("ascii"),
             "md5": bool(self.config.md5_key),
             "rsa": bool(self.config.merchant_public_key),
+            "partners": [
+                {"partner": p.partner, "sign_types": list(p.sign_types)}
+                for p in self.config.partners
+            ],
             "time_factor": self.config.time_factor,
             "process_delay": self.config.process_delay,
             "auto_trades": self.config.auto_trades,

@@ -8,6 +8,10 @@ batch_no). They are executions of the trade like any other: they count
 toward the 99 refunds of a trade and the paid amount, appear in the refund
 query by trade_no (and by their batch_no) and in the ledger's trade view.
 
+They are the refunds of one partner's console: `"partner"` in the body
+(one the sandbox serves), else the default (first) partner. Their batch
+numbers are never one of that partner's batch numbers.
+
 The console refuses what Alipay would refuse, so these do too (ValueError,
 answered 400): an unknown trade (unless auto-trades creates it, paid with the
 auto-trade amount), a trade that is not paid, more than 99 refunds in all, or
@@ -44,6 +48,7 @@ def plan_external(
     auto_amount: Decimal | None,
     ts: float,
     at: str,
+    partner: str,
 ) -> ExternalRefundRecord:
     """The record of the external refunds `data` asks for; ValueError names what is wrong."""
     if not isinstance(data, dict):
@@ -76,11 +81,12 @@ def plan_external(
     return ExternalRefundRecord(
         trade_no=trade_no,
         amount=amount,
-        batch_nos=_batch_nos(ledger, today, count),
+        batch_nos=_batch_nos(ledger, today, count, partner),
         reason=reason,
         ts=ts,
         at=at,
         auto_amount=created,
+        partner=partner,
     )
 
 
@@ -91,13 +97,13 @@ def _amount(value: Any) -> Decimal:
         raise ValueError('amount_each must be a string like "1.00" (> 0, two decimals)') from None
 
 
-def _batch_nos(ledger: Ledger, today: date, count: int) -> tuple[str, ...]:
-    """`count` fresh numbers, skipping any a batch (worker or external) already has."""
+def _batch_nos(ledger: Ledger, today: date, count: int, partner: str) -> tuple[str, ...]:
+    """`count` fresh numbers, skipping any a batch (worker or external) of `partner` has."""
     serial = len(ledger.external)
     numbers: list[str] = []
     while len(numbers) < count:
         serial += 1
         batch_no = external_batch_no(today, serial)
-        if not ledger.is_accepted(batch_no):
+        if not ledger.is_accepted(batch_no, partner=partner):
             numbers.append(batch_no)
     return tuple(numbers)

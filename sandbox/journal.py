@@ -9,7 +9,8 @@ Replay reads every line in order. A damaged line can only be the last one
 (the process died while writing it): it is skipped with a warning and the
 file is cut back to the last good line before new records are appended.
 A damaged line anywhere else means the file was edited by hand; replay stops
-with an error rather than guess.
+with an error rather than guess. Entries of a journal written before the
+partner of each batch was recorded replay as `default_partner`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO
 
 import structlog
 
+from sandbox.config import DEFAULT_PARTNER
 from sandbox.records import Record, record_from_json
 from worker.domain.errors import ConfigError
 
@@ -36,8 +38,9 @@ log = structlog.get_logger(__name__)
 class Journal:
     """Append records to, and replay them from, one JSON-lines file."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, default_partner: str = DEFAULT_PARTNER) -> None:
         self.path = state_dir / JOURNAL_NAME
+        self._default_partner = default_partner
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
 
@@ -52,7 +55,7 @@ class Journal:
             try:
                 if not line.endswith(b"\n"):
                     raise ValueError("line is not terminated")
-                record = record_from_json(json.loads(line))
+                record = record_from_json(json.loads(line), default_partner=self._default_partner)
             except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # Decimal too
                 if number == len(lines):
                     log.warning(

@@ -24,6 +24,11 @@ Refunds made outside any worker batch (`ExternalRefundRecord`, as the
 merchant console makes them) are executions of their trade like any other:
 they count toward the 99 refunds and the paid amount.
 
+Batches (worker or external) are kept per partner: a batch is known by
+(partner, batch_no), so two partners may use the same batch_no. Trades and
+their tallies (the 99 refunds, the refunded total) are per trade_no, whoever
+refunded them.
+
 The counters the summary reports (`sandbox.reports`) are kept up to date
 by `apply`, so a summary costs nothing per item.
 
@@ -76,11 +81,12 @@ class Ledger:
 
     def __init__(self) -> None:
         self.trades: dict[str, Trade] = {}
-        self.batches: dict[str, Batch] = {}
+        # (partner, batch_no) -> the accepted batch
+        self.batches: dict[tuple[str, str], Batch] = {}
         self.requests: list[RequestRecord] = []
         self.notifications: dict[str, Notification] = {}
-        # batch_no -> the external refunds made under it
-        self.external: dict[str, ExternalRefundRecord] = {}
+        # (partner, batch_no) -> the external refunds made under it
+        self.external: dict[tuple[str, str], ExternalRefundRecord] = {}
         self.clock_offset: float = 0.0
         # Counters for the summary.
         self.external_count = 0
@@ -96,22 +102,26 @@ class Ledger:
 
     # -- deciding -----------------------------------------------------------
 
-    def is_accepted(self, batch_no: str) -> bool:
-        """Whether `batch_no` belongs to a batch accepted (or made externally) before."""
-        return batch_no in self.batches or batch_no in self.external
+    def is_accepted(self, batch_no: str, *, partner: str) -> bool:
+        """Whether `partner` had `batch_no` accepted (or made externally) before."""
+        key = (partner, batch_no)
+        return key in self.batches or key in self.external
 
-    def query_records(self, batch_no: str | None) -> list[BatchRecord | ExternalRefundRecord]:
-        """What the refund query searches: the batch `batch_no` names, or every batch."""
+    def query_records(
+        self, batch_no: str | None, *, partner: str
+    ) -> list[BatchRecord | ExternalRefundRecord]:
+        """What `partner` asking the refund query searches: its batch `batch_no`, or all of them."""
         if batch_no is None:
             everything: list[BatchRecord | ExternalRefundRecord] = [
-                b.record for b in self.batches.values()
+                b.record for key, b in self.batches.items() if key[0] == partner
             ]
-            everything.extend({id(r): r for r in self.external.values()}.values())
+            externals = (r for key, r in self.external.items() if key[0] == partner)
+            everything.extend({id(r): r for r in externals}.values())
             return everything
-        batch = self.batches.get(batch_no)
+        batch = self.batches.get((partner, batch_no))
         if batch is not None:
             return [batch.record]
-        external = self.external.get(batch_no)
+        external = self.external.get((partner, batch_no))
         if external is None:
             return []
         return [replace(external, batch_nos=(batch_no,))]
@@ -193,7 +203,7 @@ class Ledger:
             trade = Trade(record.trade_no, record.auto_amount, "paid", True, record.at)
             self.trades[record.trade_no] = trade
         for batch_no in record.batch_nos:
-            self.external[batch_no] = record
+            self.external[(record.partner, batch_no)] = record
             self._execute(trade, batch_no, record.amount, record.reason, record.at)
         self.external_count += len(record.batch_nos)
         self._check_over(trade)
@@ -212,9 +222,9 @@ class Ledger:
         # A (batch_no, trade_no) pair can only repeat when the same batch_no is
         # executed twice, or when a batch holds a trade twice: both are flagged.
         batch_no = record.batch_no
-        repeated_batch = batch_no in self.batches
+        repeated_batch = record.key in self.batches
         seen: set[str] = set()
-        self.batches[batch_no] = Batch(record)
+        self.batches[record.key] = Batch(record)
         self.items_accepted += len(record.items)
         for trade_no, amount, reason, code, auto in record.items:
             self.item_codes[code] += 1
@@ -227,7 +237,9 @@ class Ledger:
             if code != SUCCESS:
                 continue
             if repeated_batch or trade_no in seen:
-                self.double.append({"batch_no": batch_no, "trade_no": trade_no})
+                self.double.append(
+                    {"partner": record.partner, "batch_no": batch_no, "trade_no": trade_no}
+                )
             seen.add(trade_no)
             self._execute(trade, batch_no, amount, reason, record.at)
             self.executed += 1
@@ -237,6 +249,7 @@ class Ledger:
         if record.notify_id is not None and record.notify_url is not None:
             self.notifications[record.notify_id] = Notification(
                 notify_id=record.notify_id,
+                partner=record.partner,
                 batch_no=record.batch_no,
                 url=record.notify_url,
                 charset=record.charset,

@@ -11,9 +11,17 @@ or never again once the schedule ran out (given up). A forged copy
 (`notify_bad_sign`) says every item succeeded and carries a signature no
 key made; it does not count as an attempt.
 
-`verifiable` is the `notify_verify` rule: a genuine notify_id that is not
-yet acknowledged and whose latest delivery attempt started at most
-`notify_verify_seconds` ago (real seconds; Alipay: about one minute).
+A notification is signed for its batch's partner: MD5 with that partner's
+key when the batch came MD5-signed, else RSA with the sandbox's (Alipay's)
+private key, the same for every partner. An MD5 one whose partner is no
+longer served, or has no MD5 key any more (the journal of another
+configuration), cannot be signed: it is given up.
+
+`verify` is the `notify_verify` rule: `true` for a genuine notify_id sent
+for the asking partner that is not yet acknowledged and whose latest
+delivery attempt started at most `notify_verify_seconds` ago (real seconds;
+Alipay: about one minute), `invalid` for a notify_id sent for another
+partner, else `false`.
 
 `resume` is what a restart owes the notifications a previous run left
 pending: each is due after the processing delay (never attempted) or after
@@ -93,17 +101,19 @@ class Outbox:
             due.append((note.notify_id, max(0.0, at - now)))
         return due
 
-    def verifiable(self, notify_id: str, seconds: float) -> bool:
-        """Genuine, not acknowledged, and its latest attempt started at most `seconds` ago."""
+    def verify(self, notify_id: str, partner: str, seconds: float) -> str:
+        """`notify_verify`'s answer to `partner` about `notify_id` (see the module docstring)."""
         with self._books.lock:
             note = self._books.ledger.notifications.get(notify_id)
+            if note is not None and note.partner != partner:
+                return "invalid"
             if note is None or note.acknowledged:
-                return False
+                return "false"
             started = max(
                 self._attempt_started.get(notify_id, 0.0),
                 note.last_attempt_ts or note.created_ts,
             )
-            return time.time() - started <= seconds
+            return "true" if time.time() - started <= seconds else "false"
 
     # -- Deliveries -----------------------------------------------------------
 
@@ -114,13 +124,18 @@ class Outbox:
             if note is None or not note.pending:
                 self._attempt_started.pop(notify_id, None)
                 return None
-            record = self._books.ledger.batches[note.batch_no].record
+            record = self._books.ledger.batches[(note.partner, note.batch_no)].record
+            partner = self._config.partner_config(note.partner)
+            md5_key = partner.md5_key if partner is not None else None
+            if note.sign_type != "RSA" and not md5_key and not forged:
+                self._give_up_unsignable(note.notify_id, note.partner, note.batch_no)
+                return None
             if not forged:
                 self._attempt_started[notify_id] = time.time()
         if forged:
             details, successes = _forged_results(record.items)
         else:
-            details, successes = self._results(record.items, record.shapes)
+            details, successes = self._results(record.items, record.shapes, note.partner)
         params = {
             "notify_time": notify_time(self._clock.now()),
             "notify_type": NOTIFY_TYPE,
@@ -138,9 +153,7 @@ class Outbox:
                 private_key_pem=self._keys.private_pem,
             )
         else:
-            signature = sign(
-                unsigned, sign_type="MD5", charset=note.charset, md5_key=self._config.md5_key
-            )
+            signature = sign(unsigned, sign_type="MD5", charset=note.charset, md5_key=md5_key)
         form = {**params, "sign_type": note.sign_type, "sign": signature}
         form.update((k, unsigned[k]) for k in ("batch_no", "success_num", "result_details"))
         return Delivery(
@@ -205,14 +218,28 @@ class Outbox:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _results(self, items: tuple[BatchItem, ...], shapes: int | None) -> tuple[str, int]:
+    def _give_up_unsignable(self, notify_id: str, partner: str, batch_no: str) -> None:
+        """Give up a notification its partner's key cannot sign; the caller holds the lock."""
+        self._books.record_locked(GaveUpRecord(notify_id, time.time(), self._clock.stamp()))
+        self._attempt_started.pop(notify_id, None)
+        log.warning(
+            "sandbox.notify.gave_up",
+            notify_id=notify_id,
+            partner=partner,
+            batch_no=batch_no,
+            reason="no MD5 key for the partner",
+        )
+
+    def _results(
+        self, items: tuple[BatchItem, ...], shapes: int | None, partner: str
+    ) -> tuple[str, int]:
         """`result_details` and `success_num` of a batch; in other shapes when `shapes` is set."""
         triples = [(t, a, c) for t, a, _, c, _ in items if c != SKIPPED]
         successes = success_num(triples)
         if shapes is None:
             return format_result_details(triples), successes
         rows = [(t, str(a), c) for t, a, c in triples]
-        return shaped_result_details(rows, shapes, partner=self._config.partner), successes
+        return shaped_result_details(rows, shapes, partner=partner), successes
 
 
 def _forged_results(items: tuple[BatchItem, ...]) -> tuple[str, int]:

@@ -6,6 +6,9 @@ the URL or the parameters, like the refund services, with `service`,
 `trade_no`. `sandbox.validation` checks partner, charset, sign type
 and signature exactly as for a refund request (same codes, same order), then
 asks for at least one of `batch_no` / `trade_no` (else ILLEGAL_ARGUMENT).
+The query answers from the books of the asking partner only: another
+partner's batches (even of the same batch_no, or refunding the same trade)
+are not found.
 Their format is not checked: a number that matches nothing finds nothing.
 
 Answer: a form-encoded body (not XML) in the request's charset, Content-Type
@@ -75,20 +78,25 @@ Books = BatchRecord | ExternalRefundRecord
 
 @dataclass(frozen=True)
 class RefundQuery:
-    """A `refund_fastpay_query` request that passed every check."""
+    """A `refund_fastpay_query` request that passed every check, from `partner`."""
 
+    partner: str
     charset: str
     sign_type: str
     batch_no: str | None
     trade_no: str | None
 
 
-def read_query(charset: str, sign_type: str, params: Mapping[str, str]) -> RefundQuery | None:
+def read_query(
+    partner: str, charset: str, sign_type: str, params: Mapping[str, str]
+) -> RefundQuery | None:
     """The query of signed, checked parameters; None when neither batch_no nor trade_no is given."""
     batch_no, trade_no = params.get("batch_no"), params.get("trade_no")
     if batch_no is None and trade_no is None:
         return None
-    return RefundQuery(charset=charset, sign_type=sign_type, batch_no=batch_no, trade_no=trade_no)
+    return RefundQuery(
+        partner=partner, charset=charset, sign_type=sign_type, batch_no=batch_no, trade_no=trade_no
+    )
 
 
 def matching_items(records: Iterable[Books], *, trade_no: str | None) -> list[QueryItem]:
@@ -135,12 +143,15 @@ def refusal_answer(code: str, charset: str | None) -> tuple[bytes, str]:
 class QueryDesk:
     """Answers checked queries from the books, with the query faults applied.
 
-    `lookup(batch_no)` returns the records to search: the batch (worker or
-    external) of that number, or every record when `batch_no` is None. It
-    must copy what it returns under the books' lock; the search runs outside it.
+    `lookup(partner, batch_no)` returns the records of that partner to
+    search: its batch (worker or external) of that number, or all its
+    records when `batch_no` is None. It must copy what it returns under the
+    books' lock; the search runs outside it.
     """
 
-    def __init__(self, faults: FaultBook, lookup: Callable[[str | None], Sequence[Books]]) -> None:
+    def __init__(
+        self, faults: FaultBook, lookup: Callable[[str, str | None], Sequence[Books]]
+    ) -> None:
         self._faults = faults
         self._lookup = lookup
 
@@ -170,13 +181,15 @@ class QueryDesk:
             if fault is not None:
                 self._fault_log("slow", query)
                 delay = float(fault.option("seconds"))
-        items = matching_items(self._lookup(query.batch_no), trade_no=query.trade_no)
+        records = self._lookup(query.partner, query.batch_no)
+        items = matching_items(records, trade_no=query.trade_no)
         if items:
             body = found_answer(items, query.charset)
         else:
             body, _ = refusal_answer(REFUND_NOT_EXIST, query.charset)
         log.info(
             "sandbox.query.answered",
+            partner=query.partner,
             batch_no=query.batch_no,
             trade_no=query.trade_no,
             items=len(items),

@@ -6,6 +6,12 @@ journal line (`to_json`) and are read back by `record_from_json`; fields added
 later are optional on reading, so older journals replay unchanged (a batch's
 items are written as `[trade_no, amount, reason, code, auto]` rows; journals
 that wrote them as columns are read too). `sandbox.ledger` applies them.
+
+A batch, an external refund and a refused request record the partner they
+belong to (`partner`; a refused request only when it named a served one).
+Journals written before partners were recorded hold no `partner`: their
+entries are read as the default partner's (`record_from_json`'s
+`default_partner`, the first partner the sandbox serves).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from sandbox.config import DEFAULT_PARTNER
 from worker.mapi import format_amount
 
 __all__ = [
@@ -67,6 +74,7 @@ class RequestRecord:
     batch_no: str | None
     code: str
     item_count: int | None = None
+    partner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,7 @@ class RequestRecord:
             "ts": self.ts,
             "at": self.at,
             "service": self.service,
+            "partner": self.partner,
             "batch_no": self.batch_no,
             "code": self.code,
             "item_count": self.item_count,
@@ -98,6 +107,12 @@ class BatchRecord:
     # Seed of the `result_shapes` writer when that fault was drawn for the batch
     # (its notification then writes `result_details` in the grammar's other shapes).
     shapes: int | None = None
+    partner: str = DEFAULT_PARTNER
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(partner, batch_no): what makes a batch unique."""
+        return (self.partner, self.batch_no)
 
     def to_json(self) -> dict[str, Any]:
         extra = {} if self.shapes is None else {"shapes": self.shapes}
@@ -105,6 +120,7 @@ class BatchRecord:
             "type": "batch",
             "ts": self.ts,
             "at": self.at,
+            "partner": self.partner,
             "service": self.service,
             "charset": self.charset,
             "sign_type": self.sign_type,
@@ -172,7 +188,7 @@ class ExternalRefundRecord:
 
     One refund of `amount` per batch number in `batch_nos` (numbers the
     sandbox made). `auto_amount` is the paid amount of the trade when it was
-    auto-created for these refunds, else None.
+    auto-created for these refunds, else None. `partner`: whose console made them.
     """
 
     trade_no: str
@@ -182,10 +198,12 @@ class ExternalRefundRecord:
     ts: float
     at: str
     auto_amount: Decimal | None = None
+    partner: str = DEFAULT_PARTNER
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "external",
+            "partner": self.partner,
             "trade_no": self.trade_no,
             "amount": format_amount(self.amount),
             "batch_nos": list(self.batch_nos),
@@ -207,8 +225,11 @@ Record = (
 )
 
 
-def record_from_json(data: Mapping[str, Any]) -> Record:
-    """Rebuild a record from its journal line; KeyError/ValueError/TypeError when it is damaged."""
+def record_from_json(data: Mapping[str, Any], *, default_partner: str = DEFAULT_PARTNER) -> Record:
+    """Rebuild a record from its journal line; KeyError/ValueError/TypeError when it is damaged.
+
+    A batch or external refund without `partner` (an older journal) is `default_partner`'s.
+    """
     kind = data["type"]
     if kind == "trade":
         return TradeRecord(
@@ -226,6 +247,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
             batch_no=data["batch_no"],
             code=str(data["code"]),
             item_count=data.get("item_count"),
+            partner=None if data.get("partner") is None else str(data["partner"]),
         )
     if kind == "batch":
         auto_amount = data.get("auto_amount")
@@ -242,6 +264,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
             items=_items_from_json(data["items"]),
             auto_amount=None if auto_amount is None else Decimal(auto_amount),
             shapes=None if data.get("shapes") is None else int(data["shapes"]),
+            partner=str(data.get("partner") or default_partner),
         )
     if kind == "external":
         auto_amount = data.get("auto_amount")
@@ -253,6 +276,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
             ts=float(data["ts"]),
             at=str(data["at"]),
             auto_amount=None if auto_amount is None else Decimal(auto_amount),
+            partner=str(data.get("partner") or default_partner),
         )
     if kind == "send":
         return SendRecord(

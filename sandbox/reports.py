@@ -56,28 +56,44 @@ def ledger_summary(ledger: Ledger) -> dict[str, Any]:
 
 
 def ledger_view(
-    ledger: Ledger, *, batch_no: str | None = None, trade_no: str | None = None
+    ledger: Ledger,
+    *,
+    batch_no: str | None = None,
+    trade_no: str | None = None,
+    partner: str | None = None,
 ) -> dict[str, Any]:
     """The ledger as JSON: batches, refused requests, trades, notifications.
 
-    `batch_no` / `trade_no` narrow every section to that batch or trade.
+    `batch_no` / `trade_no` narrow every section to that batch or trade
+    (a batch_no two partners used: both batches); `partner` narrows the
+    batches, refused requests and notifications to that partner's, and the
+    trades to those its batches hold.
     """
-    batches = [b for b in ledger.batches.values() if batch_no in (None, b.record.batch_no)]
+    batches = [
+        b
+        for b in ledger.batches.values()
+        if batch_no in (None, b.record.batch_no) and partner in (None, b.record.partner)
+    ]
     if trade_no is not None:
         batches = [b for b in batches if any(item[0] == trade_no for item in b.record.items)]
-    requests = [r for r in ledger.requests if batch_no in (None, r.batch_no)]
+    requests = [
+        r
+        for r in ledger.requests
+        if batch_no in (None, r.batch_no) and partner in (None, r.partner)
+    ]
     if trade_no is not None:
         trades = [ledger.trades[trade_no]] if trade_no in ledger.trades else []
-    elif batch_no is not None:
+    elif batch_no is not None or partner is not None:
         wanted = {item[0] for b in batches for item in b.record.items}
         trades = [ledger.trades[t] for t in wanted if t in ledger.trades]
     else:
         trades = list(ledger.trades.values())
-    wanted_batches = {b.record.batch_no for b in batches}
+    wanted_batches = {b.record.key for b in batches}
+    everything = batch_no is None and trade_no is None and partner is None
     notes = [
         n
         for n in ledger.notifications.values()
-        if (batch_no is None and trade_no is None) or n.batch_no in wanted_batches
+        if everything or (n.partner, n.batch_no) in wanted_batches
     ]
     return {
         "batches": [b.to_json() for b in batches],

@@ -14,8 +14,12 @@ order: `http_5xx`, `hang` and `garbage` (each either before the batch is
 taken, or, with `accept`, after), then acceptance, then
 `reset_after_accept`, the late `garbage` / `http_5xx` / `hang` answers, and
 `slow`. `notify_verify` answers `true` for a genuine notify_id that is not
-yet acknowledged and was attempted recently enough (`outbox.Outbox.verifiable`),
-else `false`; `invalid` for another partner.
+yet acknowledged and was attempted recently enough, else `false`; `invalid`
+for a partner the sandbox does not serve, or a notify_id sent for another
+partner (`outbox.Outbox.verify`).
+
+Every request is checked against, and booked for, the partner it names:
+its keys, its batch numbers, its notifications, its query answers.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class SandboxService(ControlAPI):
     def __init__(self, config: SandboxConfig, keys: AlipayKeys) -> None:
         self.config = config
         self._keys = keys
-        self.books = Bookkeeper(config.state_dir)
+        self.books = Bookkeeper(config.state_dir, default_partner=config.partner)
         ledger = self.books.ledger
         self.clock = SandboxClock(ledger.clock_offset)
         self.faults = FaultBook(config.faults, seed=config.seed)
@@ -73,6 +77,7 @@ class SandboxService(ControlAPI):
         self.refund_limit_mode = config.refund_limit_mode
         self.notify_verify_seconds = config.notify_verify_seconds
         self.queries = QueryDesk(self.faults, self._query_records)
+        self._partners = {p.partner: p for p in config.partners}
         log.info(
             "sandbox.state.loaded",
             journal=str(self.books.journal.path),
@@ -98,23 +103,25 @@ class SandboxService(ControlAPI):
 
     def gateway(self, query: bytes, body: bytes, content_type: str) -> Answer:
         """Answer one `/gateway.do` request (refund or notify_verify)."""
-        ctx = GatewayContext(
-            partner=self.config.partner,
-            md5_key=self.config.md5_key,
-            merchant_public_key=self.config.merchant_public_key,
-            today=self.clock.today(),
-        )
+        ctx = GatewayContext(self._partners, today=self.clock.today())
         verdict = check_gateway_request(query, body, content_type, ctx)
         if isinstance(verdict, NotifyVerifyQuery):
             return self.notify_verify(verdict)
         if isinstance(verdict, RefundQuery):
             return self.queries.answer(verdict)
         if isinstance(verdict, Refusal) and verdict.service == QUERY_SERVICE:
-            log.info("sandbox.query.refused", code=verdict.code, reason=verdict.reason)
+            log.info(
+                "sandbox.query.refused",
+                partner=verdict.partner,
+                code=verdict.code,
+                reason=verdict.reason,
+            )
             body, content_type = refusal_answer(verdict.code, verdict.charset)
             return Answer(200, body, content_type)
         if isinstance(verdict, Refusal):
-            self._refuse(verdict.service, verdict.batch_no, verdict.code, verdict.reason)
+            self._refuse(
+                verdict.service, verdict.batch_no, verdict.code, verdict.reason, verdict.partner
+            )
             return Answer(200, sync_answer(verdict.code), XML_TYPE)
         return self._refund(verdict)
 
@@ -126,7 +133,9 @@ class SandboxService(ControlAPI):
         if fault is not None:
             log_injected("http_5xx", batch_no)
             if not fault.option("accept"):
-                self._refuse(request.service, batch_no, "fault:http_5xx", "injected 5xx")
+                self._refuse(
+                    request.service, batch_no, "fault:http_5xx", "injected 5xx", request.partner
+                )
                 return Answer(
                     int(fault.option("status")), error_page(fault.option("status")), HTML_TYPE
                 )
@@ -135,14 +144,18 @@ class SandboxService(ControlAPI):
         if fault is not None:
             log_injected("hang", batch_no)
             if not fault.option("accept"):
-                self._refuse(request.service, batch_no, "fault:hang", "injected hang")
+                self._refuse(
+                    request.service, batch_no, "fault:hang", "injected hang", request.partner
+                )
                 return Answer(504, error_page(504), HTML_TYPE, delay=float(fault.option("seconds")))
             late_hang = fault
         garbage = self.faults.draw("garbage")
         if garbage is not None:
             log_injected("garbage", batch_no)
             if not garbage.option("accept"):
-                self._refuse(request.service, batch_no, "fault:garbage", "injected garbage")
+                self._refuse(
+                    request.service, batch_no, "fault:garbage", "injected garbage", request.partner
+                )
                 return self._garbage("refund", garbage)
 
         code, note_id = self.batches.accept(request, limit_mode=self.refund_limit_mode)
@@ -177,12 +190,18 @@ class SandboxService(ControlAPI):
         body, content_type = garbage_body(service, kind)
         return Answer(200, body, content_type)
 
-    def _query_records(self, batch_no: str | None) -> list[BatchRecord | ExternalRefundRecord]:
+    def _query_records(
+        self, partner: str, batch_no: str | None
+    ) -> list[BatchRecord | ExternalRefundRecord]:
         with self.books.lock:
-            return self.books.ledger.query_records(batch_no)
+            return self.books.ledger.query_records(batch_no, partner=partner)
 
     def notify_verify(self, query: NotifyVerifyQuery) -> Answer:
-        """`true`: genuine, unacknowledged, unexpired; `false`: else; `invalid`: wrong partner."""
+        """`true`: genuine, unacknowledged, unexpired; `false`: else; `invalid`: wrong partner.
+
+        A wrong partner: one the sandbox does not serve, or not the one the
+        notify_id was sent for.
+        """
         fault = self.faults.draw("http_5xx", service="notify_verify")
         if fault is not None:
             log_injected("http_5xx", None, service="notify_verify")
@@ -199,18 +218,36 @@ class SandboxService(ControlAPI):
                 log_injected(name, None, service="notify_verify")
                 delay = float(fault.option("seconds"))
                 break
-        if query.partner != self.config.partner:
+        if query.partner is None or query.partner not in self._partners:
             answer = "invalid"
         else:
-            verifiable = self.outbox.verifiable(query.notify_id or "", self.notify_verify_seconds)
-            answer = "true" if verifiable else "false"
-        log.info("sandbox.notify_verify", notify_id=query.notify_id, answer=answer)
+            answer = self.outbox.verify(
+                query.notify_id or "", query.partner, self.notify_verify_seconds
+            )
+        log.info(
+            "sandbox.notify_verify",
+            partner=query.partner if query.partner in self._partners else None,
+            notify_id=query.notify_id,
+            answer=answer,
+        )
         return Answer(200, answer.encode("ascii"), TEXT_TYPE, delay=delay)
 
     # -- helpers ----------------------------------------------------------------
 
-    def _refuse(self, service: str | None, batch_no: str | None, code: str, reason: str) -> None:
+    def _refuse(
+        self,
+        service: str | None,
+        batch_no: str | None,
+        code: str,
+        reason: str,
+        partner: str | None = None,
+    ) -> None:
         record = RequestRecord(
-            ts=time.time(), at=self._at(), service=service, batch_no=batch_no, code=code
+            ts=time.time(),
+            at=self._at(),
+            service=service,
+            batch_no=batch_no,
+            code=code,
+            partner=partner,
         )
         self.books.refuse(record, reason)

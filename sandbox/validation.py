@@ -1,7 +1,7 @@
 """The gateway's checks of a refund or query request, in the order a real gateway runs them.
 
-Pure: a request's raw query string and body plus a `GatewayContext` (partner,
-keys, today's Beijing date) in, one verdict out. State-dependent checks
+Pure: a request's raw query string and body plus a `GatewayContext` (the
+partners served with their keys, today's Beijing date) in, one verdict out. State-dependent checks
 (`DUPLICATE_BATCH_NO`) and injected faults come afterwards, in
 `sandbox.service`.
 
@@ -21,16 +21,17 @@ The checks, first failure wins:
    The refund query `refund_fastpay_query` goes through checks 2-5 like a
    refund request, then needs `batch_no` or `trade_no` (else
    ILLEGAL_ARGUMENT) and becomes a `RefundQuery` (`sandbox.query`).
-2. `partner`: missing, not `2088` + 12 digits, or not this sandbox's partner
-   -> ILLEGAL_PARTNER.
+2. `partner`: missing, not `2088` + 12 digits, or not one of the partners
+   this sandbox serves -> ILLEGAL_PARTNER. Every later check uses the
+   partner the request names (its keys, its seller id).
 3. `_input_charset`: missing, not utf-8/gbk (any case), or the query string
    or body holds bytes that are not valid in it -> ILLEGAL_CHARSET.
    A parameter repeated within the query string or within the body, or a
    parameter without a name -> ILLEGAL_ARGUMENT.
 4. `sign_type`: missing or not exactly `MD5` / `RSA` -> ILLEGAL_SIGN_TYPE.
-5. `sign`: missing, or does not verify over the decoded values (MD5 with the
-   partner's key, RSA with the merchant's public key; no key configured for
-   that type means it cannot verify) -> ILLEGAL_SIGN.
+5. `sign`: missing, or does not verify over the decoded values (MD5 with
+   that partner's key, RSA with that partner's public key; no key of that
+   type configured for that partner means it cannot verify) -> ILLEGAL_SIGN.
 6. `refund_fastpay_by_platform_pwd` only: neither `seller_user_id` nor
    `seller_email` -> ILLEGAL_ARGUMENT; a `seller_user_id` other than the
    partner -> SELLER_INFO_NOT_EXIST.
@@ -55,7 +56,7 @@ The checks, first failure wins:
     SINGLE_DETAIL_DATA_EXCEED_LIMIT (`sandbox.detail_rules`).
 
 Then (service layer): DUPLICATE_BATCH_NO when the batch_no was accepted
-before; the `lock_error` and `sync_item_failure` faults; else accepted.
+before from the same partner; the `lock_error` and `sync_item_failure` faults; else accepted.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from datetime import date, datetime
 from typing import Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from sandbox.config import PartnerConfig
 from sandbox.detail_rules import detail_data_problem, loose_amount
 from sandbox.query import QUERY_SERVICE, RefundQuery, read_query
 from worker.domain.errors import DetailDataError, NotifyFormatError
@@ -112,19 +114,25 @@ _FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
 
 @dataclass(frozen=True)
 class GatewayContext:
-    """What the gateway knows about its one merchant, and today's Beijing date."""
+    """The partners the gateway serves (by id, with their keys), and today's Beijing date."""
 
-    partner: str
-    md5_key: str | None
-    merchant_public_key: bytes | None
+    partners: Mapping[str, PartnerConfig]
     today: date
+
+    @classmethod
+    def single(
+        cls, partner: str, md5_key: str | None, merchant_public_key: bytes | None, today: date
+    ) -> GatewayContext:
+        """The context of a gateway serving one partner."""
+        return cls({partner: PartnerConfig(partner, md5_key, merchant_public_key)}, today)
 
 
 @dataclass(frozen=True)
 class Refusal:
     """An `F` answer: the code, plus what could be read of the request (for the ledger).
 
-    `charset` is the `_input_charset` asked for when it names a known one.
+    `charset` is the `_input_charset` asked for when it names a known one;
+    `partner` the partner named when it is one the gateway serves.
     """
 
     code: str
@@ -133,6 +141,7 @@ class Refusal:
     batch_no: str | None = None
     item_count: int | None = None
     charset: str | None = None
+    partner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,9 +157,11 @@ class RefundRequest:
     """A refund request that passed every stateless check.
 
     `rows` holds the items as `(trade_no, amount, reason)` tuples, the form
-    the books take them in; `items` gives them as RefundItems.
+    the books take them in; `items` gives them as RefundItems. `partner` is
+    the (served) partner that signed it.
     """
 
+    partner: str
     service: str
     charset: str
     sign_type: str
@@ -198,14 +209,16 @@ def check_gateway_request(
     if service == NOTIFY_VERIFY_SERVICE:
         return NotifyVerifyQuery(partner=lenient("partner"), notify_id=lenient("notify_id"))
     batch_hint = lenient("batch_no")
+    partner: PartnerConfig | None = None
     try:
         if service is None or (service not in REFUND_SERVICES and service != QUERY_SERVICE):
             raise _Refused("ILLEGAL_SERVICE", f"service {str(service)[:60]!r} is not served")
-        partner = lenient("partner")
-        if not is_valid_partner(partner) or partner != ctx.partner:
-            raise _Refused("ILLEGAL_PARTNER", "partner is missing or not this gateway's partner")
+        named = lenient("partner")
+        partner = ctx.partners.get(named) if named and is_valid_partner(named) else None
+        if partner is None:
+            raise _Refused("ILLEGAL_PARTNER", "partner is missing or not one this gateway serves")
         charset, params = _decode_params(query, body, lenient("_input_charset"))
-        return _check_params(service, charset, params, ctx)
+        return _check_params(service, charset, params, partner, ctx.today)
     except _Refused as refused:
         charset_hint = (lenient("_input_charset") or "").lower()
         return Refusal(
@@ -214,6 +227,7 @@ def check_gateway_request(
             service=service,
             batch_no=batch_hint if batch_hint and len(batch_hint) <= 64 else None,
             charset=charset_hint if charset_hint in SUPPORTED_CHARSETS else None,
+            partner=partner.partner if partner is not None else None,
         )
 
 
@@ -259,28 +273,25 @@ def _valid_in(part: bytes, codec: str) -> bool:
 
 
 def _check_params(
-    service: str, charset: str, params: Mapping[str, str], ctx: GatewayContext
+    service: str, charset: str, params: Mapping[str, str], partner: PartnerConfig, today: date
 ) -> RefundRequest | RefundQuery:
     sign_type = params.get("sign_type")
     if sign_type not in ("MD5", "RSA"):
         raise _Refused("ILLEGAL_SIGN_TYPE", f"sign_type {str(sign_type)[:20]!r} is not MD5 or RSA")
     if "sign" not in params:
         raise _Refused("ILLEGAL_SIGN", "sign is missing")
-    if sign_type == "MD5" and not ctx.md5_key:
-        raise _Refused("ILLEGAL_SIGN", "no MD5 key is configured for the partner")
-    if sign_type == "RSA" and not ctx.merchant_public_key:
-        raise _Refused("ILLEGAL_SIGN", "no merchant RSA public key is configured")
-    if not verify(
-        params, charset=charset, md5_key=ctx.md5_key, public_key_pem=ctx.merchant_public_key
-    ):
+    if sign_type not in partner.sign_types:
+        raise _Refused("ILLEGAL_SIGN", f"no {sign_type} key is configured for the partner")
+    md5_key, public_key = partner.md5_key, partner.merchant_public_key
+    if not verify(params, charset=charset, md5_key=md5_key, public_key_pem=public_key):
         raise _Refused("ILLEGAL_SIGN", f"{sign_type} signature does not verify")
     if service == QUERY_SERVICE:
-        query = read_query(charset, sign_type, params)
+        query = read_query(partner.partner, charset, sign_type, params)
         if query is None:
             raise _Refused("ILLEGAL_ARGUMENT", "batch_no or trade_no is required")
         return query
     if service == PWD_SERVICE:
-        _check_seller(params, ctx.partner)
+        _check_seller(params, partner.partner)
     for name in ("batch_no", "refund_date", "batch_num", "detail_data"):
         if name not in params:
             raise _Refused("ILLEGAL_ARGUMENT", f"{name} is missing")
@@ -295,10 +306,10 @@ def _check_params(
     if not is_valid_batch_no(batch_no):
         raise _Refused("BATCH_NO_FORMAT_ERROR", "batch_no is not yyyyMMdd + 3-24 letters/digits")
     refund_date = params["refund_date"]
-    if _refund_day(refund_date) != ctx.today:
-        raise _Refused("REFUND_DATE_ERROR", f"refund_date is not today ({ctx.today}, Beijing)")
-    if batch_no_date(batch_no) != ctx.today:
-        raise _Refused("BATCH_NO_FORMAT_ERROR", f"batch_no is not dated today ({ctx.today})")
+    if _refund_day(refund_date) != today:
+        raise _Refused("REFUND_DATE_ERROR", f"refund_date is not today ({today}, Beijing)")
+    if batch_no_date(batch_no) != today:
+        raise _Refused("BATCH_NO_FORMAT_ERROR", f"batch_no is not dated today ({today})")
     batch_num_text = params["batch_num"]
     if not _BATCH_NUM.fullmatch(batch_num_text):
         raise _Refused("BATCH_NUM_ERROR", "batch_num is not a positive integer")
@@ -319,6 +330,7 @@ def _check_params(
     if loose_amount(detail_data):
         raise _Refused("DETAIL_DATA_FORMAT_ERROR", "an amount does not have exactly two decimals")
     return RefundRequest(
+        partner=partner.partner,
         service=service,
         charset=charset,
         sign_type=sign_type,

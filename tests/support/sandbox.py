@@ -18,6 +18,10 @@ process: generating 2048-bit keys takes a moment).
 
 `query_params` / `query` / `query_items` sign, send and read the refund
 query `refund_fastpay_query` the way public integrations do.
+
+`partners_toml` writes the text of a `--partners-file` (several partners in
+one sandbox); pass the file with `extra_args=["--partners-file", path]` and
+`rsa_merchant=False`, so that no single-partner option adds another one.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ __all__ = [
     "form_headers",
     "free_port",
     "merchant_rsa_keys",
+    "partners_toml",
     "query",
     "query_answer",
     "query_items",
@@ -259,6 +264,17 @@ def merchant_rsa_keys() -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return private, public
+
+
+def partners_toml(entries: Sequence[Mapping[str, str]]) -> str:
+    """The text of a partners file: one `[[partners]]` table per entry, every value a string."""
+    import json
+
+    tables = []
+    for entry in entries:
+        lines = [f"{key} = {json.dumps(str(value))}" for key, value in entry.items()]
+        tables.append("\n".join(["[[partners]]", *lines]))
+    return "\n\n".join(tables) + "\n"
 
 
 @dataclass

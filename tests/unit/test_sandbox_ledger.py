@@ -25,6 +25,7 @@ from sandbox.records import (
     record_from_json,
 )
 from sandbox.reports import ledger_summary, ledger_view
+from tests.support.sandbox import PARTNER
 from worker.domain.errors import ConfigError
 
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
@@ -133,8 +134,8 @@ def test_summary_counts_and_red_flags() -> None:
     # The same batch executed twice is exactly what double_executed exists to catch.
     ledger.apply(record)
     assert ledger_summary(ledger)["double_executed"] == [
-        {"batch_no": "20261122001", "trade_no": T1},
-        {"batch_no": "20261122001", "trade_no": T2},
+        {"partner": PARTNER, "batch_no": "20261122001", "trade_no": T1},
+        {"partner": PARTNER, "batch_no": "20261122001", "trade_no": T2},
     ]
     # A trade whose paid amount drops below what was refunded is over-refunded.
     ledger.apply(trade(T2, "1.00"))
@@ -148,7 +149,7 @@ def test_a_batch_holding_a_trade_twice_is_flagged_once_per_repeat() -> None:
     items = ((T1, D("1.00"), "r", SUCCESS, True), (T1, D("1.00"), "r", SUCCESS, True))
     ledger.apply(batch_record("20261122001", items, auto="10.00"))
     assert ledger_summary(ledger)["double_executed"] == [
-        {"batch_no": "20261122001", "trade_no": T1}
+        {"partner": PARTNER, "batch_no": "20261122001", "trade_no": T1}
     ]
     assert ledger_summary(ledger)["refunds_executed"] == 2
 

@@ -26,9 +26,7 @@ from worker.mapi import beijing_date, decode_form, encode_form
 KEY = "0123456789abcdef0123456789abcdef"
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
 PRIVATE, PUBLIC = merchant_rsa_keys()
-CTX = GatewayContext(
-    partner=PARTNER, md5_key=KEY, merchant_public_key=PUBLIC, today=beijing_date(NOW)
-)
+CTX = GatewayContext.single(PARTNER, KEY, PUBLIC, beijing_date(NOW))
 T1, T2, T3 = (f"20161122210010042700000000{i:02d}" for i in (1, 2, 3))
 AT = "2026-11-22T01:00:00+00:00"
 D = Decimal
@@ -51,17 +49,17 @@ def check(params: dict[str, str], *, get: bool = False) -> object:
 
 def test_a_signed_query_by_batch_no_passes() -> None:
     verdict = check(query_params(md5_key=KEY, batch_no="20261122001"))
-    assert verdict == RefundQuery("utf-8", "MD5", "20261122001", None)
+    assert verdict == RefundQuery(PARTNER, "utf-8", "MD5", "20261122001", None)
 
 
 def test_a_get_query_by_trade_no_in_gbk_passes() -> None:
     verdict = check(query_params(md5_key=KEY, trade_no=T1, charset="gbk"), get=True)
-    assert verdict == RefundQuery("gbk", "MD5", None, T1)
+    assert verdict == RefundQuery(PARTNER, "gbk", "MD5", None, T1)
 
 
 def test_an_rsa_signed_query_by_both_passes() -> None:
     p = query_params(private_key=PRIVATE, sign_type="RSA", batch_no="20261122001", trade_no=T1)
-    assert check(p) == RefundQuery("utf-8", "RSA", "20261122001", T1)
+    assert check(p) == RefundQuery(PARTNER, "utf-8", "RSA", "20261122001", T1)
 
 
 @pytest.mark.parametrize(
@@ -144,11 +142,11 @@ def test_the_ledger_gives_one_external_refund_by_its_batch_no() -> None:
     ledger = Ledger()
     ledger.apply(TradeRecord(T1, D("10.00"), "paid", 0.0, AT))
     ledger.apply(EXT)
-    (only,) = ledger.query_records("20261122EXT000002")
+    (only,) = ledger.query_records("20261122EXT000002", partner=PARTNER)
     assert matching_items([only], trade_no=None) == [("20261122EXT000002", T1, "2.00", SUCCESS)]
-    assert ledger.query_records("20261122EXT000009") == []
-    assert ledger.is_accepted("20261122EXT000001")
-    assert len(ledger.query_records(None)) == 1
+    assert ledger.query_records("20261122EXT000009", partner=PARTNER) == []
+    assert ledger.is_accepted("20261122EXT000001", partner=PARTNER)
+    assert len(ledger.query_records(None, partner=PARTNER)) == 1
     trade = ledger.trades[T1]
     assert (len(trade.executions), trade.refunded) == (2, D("4.00"))
 
@@ -160,7 +158,9 @@ def test_external_refunds_count_toward_the_limits() -> None:
 
     def plan(count: int, amount: str) -> ExternalRefundRecord:
         data = {"trade_no": T1, "count": count, "amount_each": amount}
-        return plan_external(ledger, data, today=today, auto_amount=None, ts=1.0, at=AT)
+        return plan_external(
+            ledger, data, today=today, auto_amount=None, ts=1.0, at=AT, partner=PARTNER
+        )
 
     record = plan(98, "1.00")
     assert record.batch_nos[0] == external_batch_no(today, 1) == "20261122EXT000001"
@@ -183,9 +183,17 @@ def test_an_unknown_trade_is_refused_unless_auto_trades_create_it() -> None:
     ledger = Ledger()
     data = {"trade_no": T1, "count": 1, "amount_each": "1.00"}
     with pytest.raises(ValueError, match="unknown"):
-        plan_external(ledger, data, today=date(2026, 11, 22), auto_amount=None, ts=1.0, at=AT)
+        plan_external(
+            ledger, data, today=date(2026, 11, 22), auto_amount=None, ts=1.0, at=AT, partner=PARTNER
+        )
     record = plan_external(
-        ledger, data, today=date(2026, 11, 22), auto_amount=D("50.00"), ts=1.0, at=AT
+        ledger,
+        data,
+        today=date(2026, 11, 22),
+        auto_amount=D("50.00"),
+        ts=1.0,
+        at=AT,
+        partner=PARTNER,
     )
     ledger.apply(record)
     assert (ledger.trades[T1].paid, ledger.trades[T1].auto) == (D("50.00"), True)

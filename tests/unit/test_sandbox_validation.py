@@ -26,9 +26,7 @@ KEY = "0123456789abcdef0123456789abcdef"
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)  # 09:30 in Beijing
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 PRIVATE, PUBLIC = merchant_rsa_keys()
-CTX = GatewayContext(
-    partner=PARTNER, md5_key=KEY, merchant_public_key=PUBLIC, today=beijing_date(NOW)
-)
+CTX = GatewayContext.single(PARTNER, KEY, PUBLIC, beijing_date(NOW))
 
 
 def params(**kwargs: object) -> dict[str, str]:
@@ -225,11 +223,11 @@ def test_signature_is_checked_over_every_value() -> None:
 
 
 def test_sign_type_without_a_configured_key_cannot_verify() -> None:
-    no_keys = GatewayContext(PARTNER, None, None, CTX.today)
+    no_keys = GatewayContext.single(PARTNER, None, None, CTX.today)
     assert code_of(check(params(), ctx=no_keys)) == "ILLEGAL_SIGN"
     assert code_of(check(params(sign_type="RSA"), ctx=no_keys)) == "ILLEGAL_SIGN"
     other_public = merchant_rsa_keys.__wrapped__()[1]
-    other = GatewayContext(PARTNER, KEY, other_public, CTX.today)
+    other = GatewayContext.single(PARTNER, KEY, other_public, CTX.today)
     assert code_of(check(params(sign_type="RSA"), ctx=other)) == "ILLEGAL_SIGN"
 
 
@@ -314,7 +312,7 @@ def test_refusal_carries_the_batch_no_for_the_ledger() -> None:
 
 
 def test_dates_follow_the_context_day() -> None:
-    tomorrow = GatewayContext(PARTNER, KEY, PUBLIC, CTX.today + timedelta(days=1))
+    tomorrow = GatewayContext.single(PARTNER, KEY, PUBLIC, CTX.today + timedelta(days=1))
     assert code_of(check(params(), ctx=tomorrow)) == "REFUND_DATE_ERROR"
     late = params(now=NOW + timedelta(days=1))
     assert isinstance(check(late, ctx=tomorrow), RefundRequest)
