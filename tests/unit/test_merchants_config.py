@@ -61,6 +61,9 @@ private_key_file = "{private}"
 alipay_public_key_file = "{public}"
 notify_url = "https://refunds.example.com/alipay/notify/shop-b"
 max_in_flight = 2
+app_id = "2021000000000002"
+app_private_key_file = "{private}"
+app_public_key_file = "{public}"
 """
         )
     else:
@@ -79,6 +82,9 @@ merchants:
     alipay_public_key_file: {public}
     notify_url: https://refunds.example.com/alipay/notify/shop-b
     max_in_flight: 2
+    app_id: "2021000000000002"
+    app_private_key_file: {private}
+    app_public_key_file: {public}
 """
         )
     return path
@@ -106,6 +112,9 @@ def test_a_merchants_file_describes_every_merchant(
     )
     assert b.gateway.notify_url == "https://refunds.example.com/alipay/notify/shop-b"
     assert b.alipay_public_key_pem is not None and b.gateway.private_key_pem is not None
+    assert b.app_id == "2021000000000002" and b.app_public_key_pem is not None
+    assert b.app_private_key_pem is not None and "PRIVATE KEY" in b.app_private_key_pem
+    assert a.app_id is None and a.app_private_key_pem is None
     assert settings.merchant() == b.gateway
     assert merchants.resolve("2088000000000001") is a
     assert merchants.resolve(None) is b

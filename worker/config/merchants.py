@@ -228,6 +228,8 @@ def _profile(
         seller_email=parsed.get("seller_email"),
         max_in_flight=int(max_in_flight),
         app_id=parsed.get("app_id"),
+        app_private_key_pem=_reveal(parsed.get("app_private_key_file")),
+        app_public_key_pem=parsed.get("app_public_key_file"),
     )
 
 

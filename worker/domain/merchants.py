@@ -12,7 +12,7 @@ Pure: built by `worker/config/merchants.py` from the settings, read by the servi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.mapi import Merchant
 
@@ -34,6 +34,8 @@ class MerchantProfile:
     seller_email: str | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     app_id: str | None = None  # OpenAPI
+    app_private_key_pem: str | None = field(default=None, repr=False)  # the app's RSA2 key
+    app_public_key_pem: str | None = None  # Alipay's public key for the app
 
     @property
     def partner(self) -> str:
