@@ -30,8 +30,9 @@ from worker.observability.metrics import LedgerCollector
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "refund-worker.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
-README = ROOT / "README.md"
-RUNBOOK_ANCHOR = "README.md#runbook-flags-and-decisions"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+# Every alert links to its own heading in the runbook: docs/runbook.md#<anchor>.
+RUNBOOK_URL = re.compile(re.escape(RUNBOOK.relative_to(ROOT).as_posix()) + r"#([\w-]+)")
 
 # Every module that defines a metric at import time (grep for Counter(, Histogram(, ...).
 METRIC_MODULES = (
@@ -221,20 +222,69 @@ def test_the_alerts_are_a_prometheus_rule() -> None:
     assert len(names) == len(set(names)), "alert names are unique"
 
 
+def runbook_anchors(text: str) -> dict[str, str]:
+    """GitHub anchor -> heading text of every Markdown heading outside code blocks."""
+    anchors: dict[str, str] = {}
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            heading = line.lstrip("#").strip()
+            anchor = github_anchor(heading)
+            assert anchor not in anchors, f"two runbook headings share the anchor {anchor!r}"
+            anchors[anchor] = heading
+    return anchors
+
+
+def runbook_link_problems(rules: list[dict[str, Any]], anchors: dict[str, str]) -> list[str]:
+    """What is wrong with the alerts' runbook links: each must name a heading of the
+    runbook that is about that alert, and no two alerts may share one."""
+    problems: list[str] = []
+    linked: dict[str, str] = {}
+    for rule in rules:
+        name = rule["alert"]
+        match = RUNBOOK_URL.fullmatch(rule["annotations"].get("runbook_url", ""))
+        if match is None:
+            problems.append(f"{name}: runbook_url is not docs/runbook.md#<anchor>")
+            continue
+        anchor = match.group(1)
+        if anchor not in anchors:
+            problems.append(f"{name}: no heading #{anchor} in docs/runbook.md")
+        elif name not in anchors[anchor]:
+            problems.append(f"{name}: #{anchor} is the heading {anchors[anchor]!r}")
+        if anchor in linked:
+            problems.append(f"{name}: #{anchor} is {linked[anchor]}'s already")
+        linked.setdefault(anchor, name)
+    return problems
+
+
 def test_every_alert_has_severity_summary_description_and_runbook() -> None:
-    headings = {
-        github_anchor(line.lstrip("#"))
-        for line in README.read_text().splitlines()
-        if line.startswith("#")
-    }
-    assert RUNBOOK_ANCHOR.split("#", 1)[1] in headings, "the runbook section exists in README"
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip()
-        assert annotations["runbook_url"].endswith(RUNBOOK_ANCHOR), rule["alert"]
         if "for" in rule:
             assert re.fullmatch(r"(\d+[smhd])+", rule["for"]), rule["alert"]
+    anchors = runbook_anchors(RUNBOOK.read_text(encoding="utf-8"))
+    assert runbook_link_problems(alert_rules(), anchors) == []
+
+
+def test_a_broken_runbook_link_fails() -> None:
+    anchors = runbook_anchors(RUNBOOK.read_text(encoding="utf-8"))
+    rules = copy.deepcopy(alert_rules()[:3])
+    first, second, third = (rule["alert"] for rule in rules)
+    rules[0]["annotations"]["runbook_url"] = "docs/runbook.md#no-such-heading"
+    rules[1]["annotations"]["runbook_url"] = "README.md#runbook-flags-and-decisions"
+    rules[2]["annotations"]["runbook_url"] = "docs/runbook.md#" + github_anchor(first)
+    problems = runbook_link_problems(rules, anchors)
+    assert [p.split(":", 1)[0] for p in problems] == [first, second, third]
+
+
+def test_the_runbook_links_within_itself_resolve() -> None:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    anchors = runbook_anchors(text)
+    assert {a for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors} == set()
 
 
 def test_every_alert_expression_parses() -> None:
