@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.support.ledger import accepted_batch, notify_form, outbox_events, rows, trade
+from tests.support.ledger import PARTNER, accepted_batch, notify_form, outbox_events, rows, trade
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Database
 from worker.services.notifications import (
@@ -158,3 +158,39 @@ def test_dback_notification_is_stored_against_its_refund_with_the_card_masked(
         db, "SELECT refund_id, trade_no, batch_no, card_last4, bank_name, status FROM dback_results"
     ) == [("r-2", items[2].trade_no, batch_no, "5678", "ICBC", "F")]
     assert rows(db, "SELECT count(*) FROM refunds WHERE state = 'submitted'") == [(4,)]
+
+
+def test_a_result_for_a_released_batch_is_flagged_where_on_call_looks(db: Database) -> None:
+    """The batch is closed (released), yet the flag must reach the gauge the alert reads
+    and `batches --flagged`, and win over a flag the batch carried before."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from worker.observability.metrics import LedgerCollector
+
+    batch_no, items = accepted_batch(db, 2)
+    with db.transaction() as conn:
+        ledger.flag_batch(conn, batch_no, "notification_overdue")
+        ledger.return_to_pending(conn, batch_no, include_submitted=True)
+        ledger.update_batch(conn, batch_no, state="released")
+
+    outcome = process_notification(
+        db,
+        "batch_refund",
+        notify_form(batch_no, [(i.trade_no, str(i.amount), "SUCCESS") for i in items], "n-rel"),
+        datetime.now(tz=UTC),
+    )
+
+    assert outcome == "for_released_batch"
+    assert rows(db, "SELECT operator_flag FROM batches") == [("notification_for_released_batch",)]
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(db))
+    text = generate_latest(registry).decode()
+    assert (
+        f'refund_batches_flagged{{flag="notification_for_released_batch",merchant="{PARTNER}"}} 1.0'
+        in text
+    ), text
+    with db.transaction() as conn:
+        listed = ledger.list_batches(
+            conn, waiting=False, flagged=True, overdue_seconds=None, limit=10
+        )
+    assert [b["batch_no"] for b in listed] == [batch_no]

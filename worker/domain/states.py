@@ -41,6 +41,11 @@ class BatchState(enum.StrEnum):
 OPEN_REFUNDS = frozenset({RefundState.PENDING, RefundState.BATCHED, RefundState.SUBMITTED})
 # Batches whose refunds went back to pending: the gateway never took them.
 RELEASED_BATCHES = frozenset({BatchState.REFUSED, BatchState.ABANDONED, BatchState.RELEASED})
+
+# Flags about a batch that is already closed: a result came for a batch whose refunds were
+# released (one may be paid twice). They override any other flag and are shown (gauge,
+# `batches --flagged`) whatever the batch's state, until an operator clears them.
+CLOSED_BATCH_FLAGS = frozenset({"notification_for_released_batch"})
 # Batches the gateway may hold and whose result is not known yet.
 RECONCILABLE_BATCHES = frozenset({BatchState.ACCEPTED, BatchState.UNKNOWN})
 # Batches that may still be attempted.

@@ -11,6 +11,7 @@ from worker.adapters.postgres._sql import _BATCH_VIEW
 from worker.adapters.postgres.pool import Connection, lock_key
 from worker.adapters.postgres.records import Batch, BatchItem, BatchView
 from worker.domain.errors import LedgerInvariantError
+from worker.domain.states import CLOSED_BATCH_FLAGS
 
 
 def next_batch_serial(conn: Connection) -> int:
@@ -128,7 +129,15 @@ def lock_batch_view(conn: Connection, batch_no: str) -> BatchView | None:
 
 
 def flag_batch(conn: Connection, batch_no: str, flag: str) -> None:
-    """Raise an operator flag on a batch (the first flag raised stays until it is cleared)."""
+    """Raise an operator flag on a batch (the first flag raised stays until it is cleared,
+    except that a flag of `CLOSED_BATCH_FLAGS` replaces any other)."""
+    if flag in CLOSED_BATCH_FLAGS:
+        conn.execute(
+            "UPDATE batches SET operator_flag = %s, flagged_at = clock_timestamp()"
+            " WHERE batch_no = %s",
+            (flag, batch_no),
+        )
+        return
     conn.execute(
         "UPDATE batches SET operator_flag = coalesce(operator_flag, %s),"
         " flagged_at = coalesce(flagged_at, clock_timestamp()) WHERE batch_no = %s",

@@ -13,6 +13,7 @@ from typing import Any
 from worker.adapters.postgres.batches import OPEN_BATCH_STATES
 from worker.adapters.postgres.pool import Connection
 from worker.adapters.postgres.records import QueryRecord
+from worker.domain.states import CLOSED_BATCH_FLAGS
 
 
 def record_query(
@@ -126,7 +127,8 @@ def list_batches(
                          WHERE i.batch_no = b.batch_no GROUP BY r.state) AS s) AS refunds
           FROM batches b
          WHERE (NOT %(waiting)s OR b.state = ANY(%(open)s))
-           AND (NOT %(flagged)s OR (b.operator_flag IS NOT NULL AND b.state = ANY(%(open)s)))
+           AND (NOT %(flagged)s OR (b.operator_flag IS NOT NULL
+                AND (b.state = ANY(%(open)s) OR b.operator_flag = ANY(%(closed_flags)s))))
            AND (%(overdue)s::float8 IS NULL OR (b.state = ANY(%(open)s)
                 AND b.created_at < clock_timestamp() - make_interval(secs => %(overdue)s)))
          ORDER BY b.created_at DESC
@@ -137,6 +139,7 @@ def list_batches(
             "flagged": flagged,
             "overdue": overdue_seconds,
             "open": list(OPEN_BATCH_STATES),
+            "closed_flags": sorted(CLOSED_BATCH_FLAGS),
             "limit": limit,
         },
     )

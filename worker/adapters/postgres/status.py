@@ -8,6 +8,7 @@ from typing import Any
 from worker.adapters.postgres.evidence import batch_history
 from worker.adapters.postgres.notifications import refund_dback_results
 from worker.adapters.postgres.pool import Connection
+from worker.domain.states import CLOSED_BATCH_FLAGS
 
 
 def _rows(conn: Connection, sql: str, *params: object) -> list[dict[str, Any]]:
@@ -117,8 +118,10 @@ def ledger_gauges(conn: Connection) -> LedgerGauges:
         gauges.waiting.append((str(partner), str(state), int(count), float(age or 0)))
     for partner, flag, count in conn.execute(
         "SELECT partner, operator_flag, count(*) FROM batches WHERE operator_flag IS NOT NULL"
-        " AND state NOT IN ('completed', 'refused', 'abandoned', 'released')"
-        " GROUP BY partner, operator_flag"
+        " AND (state NOT IN ('completed', 'refused', 'abandoned', 'released')"
+        "      OR operator_flag = ANY(%s))"
+        " GROUP BY partner, operator_flag",
+        (sorted(CLOSED_BATCH_FLAGS),),
     ).fetchall():
         gauges.flagged.append((str(partner), str(flag), int(count)))
     row = conn.execute("SELECT count(*) FROM outbox").fetchone()
