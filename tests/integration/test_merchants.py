@@ -163,6 +163,13 @@ def test_a_refund_of_a_merchant_no_longer_served_waits_and_its_batch_is_held(
     assert result.status == "held" and gateway.sent == []
     assert rows(db, "SELECT state, operator_flag FROM batches") == [("held", "merchant_not_served")]
 
+    # The merchant is served again: resuming it makes its batch due, same batch_no.
+    assert resume_submission(db, OTHER) == [batch_no]
+    result = submit_batch(
+        db, lambda _m: gateway, MERCHANTS, batch_no, clock=now, lease_seconds=30.0
+    )
+    assert result.status == "accepted" and gateway.sent == [batch_no]
+
 
 def test_a_configuration_error_halts_only_that_merchant(db: Database) -> None:
     handle_deliveries(

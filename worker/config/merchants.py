@@ -10,7 +10,7 @@ A TOML (`.toml`) or YAML (`.yaml`, `.yml`) file::
     charset = "utf-8"             # utf-8 (default) or gbk
     md5_key_file = "/run/secrets/shop-a/md5_key"
 
-Every field of an entry is listed in `FIELDS`; README.md ("Several merchants")
+Every field of an entry is listed in `FIELDS`; `docs/runbook.md` ("Several merchants in one deployment")
 explains them. The file is checked whole at start: every problem is one line naming the
 merchant and the field, and all of them are reported at once. Keys are read only from
 files (never inline) with the same loaders as the single-merchant variables, so they

@@ -319,13 +319,14 @@ def flag_overdue(conn: Connection, overdue_seconds: float) -> list[str]:
 
 
 def resume_held(conn: Connection, partner: str | None = None) -> list[str]:
-    """Held batches (by no flag or a configuration error) become due again, same batch_no;
-    only the merchant's when `partner` is given."""
+    """Held batches (by no flag, a configuration error, or a merchant that was not served)
+    become due again, same batch_no; only the merchant's when `partner` is given."""
     rows = conn.execute(
         "UPDATE batches SET state = 'retry', next_attempt_at = clock_timestamp(),"
         " operator_flag = NULL, updated_at = clock_timestamp()"
         " WHERE state = 'held'"
-        " AND (operator_flag IS NULL OR operator_flag = 'configuration_error')"
+        " AND (operator_flag IS NULL"
+        "      OR operator_flag IN ('configuration_error', 'merchant_not_served'))"
         " AND (%(partner)s::text IS NULL OR partner = %(partner)s::text)"
         " RETURNING batch_no",
         {"partner": partner},
