@@ -10,11 +10,12 @@ A TOML (`.toml`) or YAML (`.yaml`, `.yml`) file::
     charset = "utf-8"             # utf-8 (default) or gbk
     md5_key_file = "/run/secrets/shop-a/md5_key"
 
-Every field of an entry is listed in `FIELDS`; `docs/runbook.md` ("Several merchants in one deployment")
-explains them. The file is checked whole at start: every problem is one line naming the
-merchant and the field, and all of them are reported at once. Keys are read only from
-files (never inline) with the same loaders as the single-merchant variables, so they
-are registered with the log redactor before they are checked and never shown.
+Every field of an entry is listed in `FIELDS`; `docs/runbook.md` ("Several merchants
+in one deployment") explains them. The file is checked whole at start: every problem is
+one line naming the merchant and the field, and all of them are reported at once. Keys
+are read only from files (never inline) with the same loaders as the single-merchant
+variables, so they are registered with the log redactor before they are checked and
+never shown.
 
 Without the file, the single-merchant variables (`ALIPAY_PARTNER`, `ALIPAY_SIGN_TYPE`,
 `ALIPAY_MD5_KEY[_FILE]`, `ALIPAY_PRIVATE_KEY_FILE`, `ALIPAY_PUBLIC_KEY_FILE`,
