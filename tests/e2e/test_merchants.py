@@ -18,12 +18,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
 from tests.support.events import refund_request, trade
+from tests.support.sandbox import merchant_rsa_keys
 from worker.contracts.events import completed_event_id
 
 pytestmark = pytest.mark.e2e
@@ -33,21 +32,11 @@ SHOP_A, SHOP_B, SHOP_C = "2088000000000011", "2088000000000022", "20880000000000
 
 def write_keys(folder: Path) -> tuple[Path, Path]:
     """shop-b's RSA key pair: the private half for the worker, the public for the gateway."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem, public_pem = merchant_rsa_keys()
     private = folder / "shop_b_private_key.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    private.write_bytes(private_pem)
     public = folder / "shop_b_public_key.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public.write_bytes(public_pem)
     return private, public
 
 

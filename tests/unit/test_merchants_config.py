@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.sandbox import merchant_rsa_keys
 from worker.config.settings import load_settings
 from worker.domain.errors import ConfigError
 from worker.domain.merchants import MerchantProfile, Merchants
@@ -21,21 +20,11 @@ MD5_KEY = "merchant-a-md5-key-0123456789abcd"
 @pytest.fixture(scope="module")
 def rsa_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("keys")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem, public_pem = merchant_rsa_keys()
     private = folder / "private_key.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    private.write_bytes(private_pem)
     public = folder / "alipay_public_key.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public.write_bytes(public_pem)
     return private, public
 
 
