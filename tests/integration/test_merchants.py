@@ -171,6 +171,23 @@ def test_a_refund_of_a_merchant_no_longer_served_waits_and_its_batch_is_held(
     assert result.status == "accepted" and gateway.sent == [batch_no]
 
 
+def test_refunds_of_a_merchant_not_served_never_hold_back_the_others(db: Database) -> None:
+    """They are the oldest and fill the packer's whole look-ahead; shop-a still packs."""
+    only_a = Merchants([MERCHANTS.default])
+    handle_deliveries(
+        db,
+        [delivery(request(f"b-{i}", trade(i), merchant="shop-b")) for i in range(30)],
+        MERCHANTS,
+    )
+    handle_deliveries(db, [delivery(request("a-1", trade(99)))], MERCHANTS)
+
+    # A look-ahead of 20 refunds (max_items 1 x 20), every one of them shop-b's.
+    batches = pack_pending(db, max_items=1, max_wait=0, merchants=only_a, clock=now, force=True)
+
+    assert len(batches) == 1
+    assert rows(db, "SELECT refund_id FROM refunds WHERE state = 'batched'") == [("a-1",)]
+
+
 def test_a_configuration_error_halts_only_that_merchant(db: Database) -> None:
     handle_deliveries(
         db,

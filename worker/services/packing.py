@@ -58,14 +58,15 @@ def pack_pending(
 ) -> list[str]:
     """Cut the batches that are due; returns their batch_nos (to be enqueued).
 
-    Refunds of a merchant the deployment no longer serves stay pending (logged once per
-    round): nothing could sign their batch.
+    Refunds of a merchant the deployment no longer serves stay pending, unread (they show
+    in `refund_waiting{merchant=...}`): nothing could sign their batch.
     """
     created: list[tuple[str, str, list[ledger.BatchItem]]] = []
     with db.transaction() as conn:
         if not ledger.try_packer_lock(conn, PACKER_LOCK):
             return []
-        pending = ledger.pending_refunds(conn, max_items * LOOKAHEAD_BATCHES)
+        served = [m.partner for m in merchants]
+        pending = ledger.pending_refunds(conn, max_items * LOOKAHEAD_BATCHES, served)
         if not pending:
             return []
         db_time = ledger.db_now(conn)
@@ -75,9 +76,7 @@ def pack_pending(
         by_merchant = sorted(pending, key=lambda p: p.partner)  # stable: oldest first within
         for partner, rows in groupby(by_merchant, key=lambda p: p.partner):
             merchant = merchants.get(partner)
-            if merchant is None:
-                log.error("refund.merchant_not_served", merchant=partner)
-                continue
+            assert merchant is not None  # pending_refunds read only the served merchants
             for group in pack_batches(list(rows), max_items=max_items):
                 oldest = min(p.received_at for p in group)
                 ready = force or len(group) >= max_items or oldest <= cut

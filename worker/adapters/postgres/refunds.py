@@ -137,12 +137,17 @@ def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Complet
 # --- packing ----------------------------------------------------------------
 
 
-def pending_refunds(conn: Connection, limit: int) -> list[PendingRefund]:
+def pending_refunds(
+    conn: Connection, limit: int, partners: Sequence[str] | None = None
+) -> list[PendingRefund]:
+    """The oldest pending refunds, locked; only those of `partners` when given (a merchant
+    not served any more must not fill the look-ahead of the ones that are)."""
     rows = conn.execute(
         "SELECT refund_id, trade_no, amount, reason, received_at, batch_attempts, partner"
-        " FROM refunds"
-        " WHERE state = 'pending' ORDER BY received_at, refund_id LIMIT %s FOR UPDATE SKIP LOCKED",
-        (limit,),
+        " FROM refunds WHERE state = 'pending'"
+        " AND (%(partners)s::text[] IS NULL OR partner = ANY(%(partners)s::text[]))"
+        " ORDER BY received_at, refund_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+        {"partners": None if partners is None else list(partners), "limit": limit},
     ).fetchall()
     return [PendingRefund(*r) for r in rows]
 
