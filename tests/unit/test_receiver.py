@@ -855,14 +855,23 @@ def test_a_notification_no_merchant_confirms_is_refused() -> None:
     assert fakes.enqueued == []
 
 
-def test_false_from_notify_verify_ends_the_search() -> None:
-    """`false`: not a live notification at all; asking for another partner cannot help."""
+def test_false_for_one_partner_does_not_end_the_search() -> None:
+    """The gateway may answer `false`, not `invalid`, for another partner's notify_id: the
+    next merchant that signed is still asked, and only a notification no one confirms fails."""
     fakes = Fakes(partners=(SHOP_A, SHOP_B), signers=(SHOP_A, SHOP_B), verify_answer="false")
 
     reply = post_form(fakes.app(), batch_form())
 
     assert (reply.status, reply.body) == (403, b"fail")
-    assert fakes.verified_partners == [SHOP_A]
+    assert fakes.verified_partners == [SHOP_A, SHOP_B]
+
+    confirmed = Fakes(partners=(SHOP_A, SHOP_B), signers=(SHOP_A, SHOP_B))
+    confirmed.notify_verify = lambda notify_id, partner: (  # type: ignore[method-assign]
+        "true" if partner == SHOP_B else "false"
+    )
+    reply = post_form(confirmed.app(), batch_form())
+    assert (reply.status, reply.body) == (200, b"success")
+    assert confirmed.enqueued_partners == [SHOP_B]
 
 
 def test_a_merchant_s_own_route_checks_only_its_key() -> None:

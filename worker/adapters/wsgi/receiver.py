@@ -21,7 +21,8 @@ finds the merchant by its key. It checks the signature with each candidate merch
 key (the one of the route, or every merchant, the default first); merchants that
 share a key (Alipay signs every RSA merchant's notifications with one key) are told
 apart by `notify_verify`, which answers `true` only for the partner the notification
-was sent to (`invalid` for another). The notification is enqueued with that partner
+was sent to (`invalid` or `false` for another, so every merchant that signed is asked
+before the notification is refused). The notification is enqueued with that partner
 id, and the pipeline applies it only to a batch of that merchant. Every other outcome answers
 `fail` with a fitting status, so Alipay sends the notification again (about 8
 times over 25 hours, same `notify_id`), and logs one `notify.rejected` line
@@ -251,11 +252,11 @@ def make_app(
                 raise _Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
             if answer == "true":
                 return partner
-            if answer == "false":
-                refuted = answer  # not a live notification at all: no other partner helps
-                break
-            if answer != "invalid":  # "invalid": not this partner's; try the next one
+            if answer not in ("false", "invalid"):
                 raise _Rejected(503, "notify_verify_unknown")
+            # Refuted for this partner only (the gateway answers `invalid`, or `false`, for
+            # another partner's notify_id): ask for the next merchant that signed.
+            refuted = "false" if answer == "false" else refuted
         raise _Rejected(403, f"notify_verify_{refuted}")
 
     def handle_notify(
