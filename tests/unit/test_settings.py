@@ -488,3 +488,38 @@ def test_load_or_exit_uses_the_environment(
     assert capsys.readouterr().err.count("\n") == 1
     monkeypatch.setenv("ALIPAY_MD5_KEY", MD5_KEY)
     assert load_or_exit() is settings_module.get_settings()
+
+
+def test_the_password_service_is_chosen_per_merchant_with_its_seller() -> None:
+    assert load_settings(BASE).merchants().default.service == "nopwd"
+    s = load_settings({**BASE, "ALIPAY_REFUND_SERVICE": "pwd"})
+    merchant = s.merchants().default
+    assert merchant.needs_approval and merchant.seller() == ("2088000000000001", None)
+    email = load_settings(
+        {**BASE, "ALIPAY_REFUND_SERVICE": "pwd", "ALIPAY_SELLER_EMAIL": "pay@shop.example"}
+    )
+    assert email.merchants().default.seller() == (None, "pay@shop.example")
+    both = load_settings(
+        {
+            **BASE,
+            "ALIPAY_REFUND_SERVICE": "pwd",
+            "ALIPAY_SELLER_EMAIL": "pay@shop.example",
+            "ALIPAY_SELLER_USER_ID": "2088000000000009",
+        }
+    )
+    assert both.merchants().default.seller() == ("2088000000000009", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ALIPAY_REFUND_SERVICE", "password", "ALIPAY_REFUND_SERVICE"),
+        ("ALIPAY_SELLER_USER_ID", "12345", "ALIPAY_SELLER_USER_ID must be 16 digits"),
+        ("ALIPAY_SELLER_EMAIL", "a b@c", "ALIPAY_SELLER_EMAIL must be 1-100 printable"),
+    ],
+)
+def test_bad_password_service_settings_name_the_variable(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({**BASE, name: value})

@@ -58,6 +58,9 @@ SINGLE_MERCHANT_VARIABLES: Final = (
     "ALIPAY_PRIVATE_KEY_FILE",
     "ALIPAY_PUBLIC_KEY_FILE",
     "ALIPAY_INPUT_CHARSET",
+    "ALIPAY_REFUND_SERVICE",
+    "ALIPAY_SELLER_USER_ID",
+    "ALIPAY_SELLER_EMAIL",
 )
 
 MAX_FILE_BYTES: Final = 1024 * 1024
@@ -79,7 +82,7 @@ FIELDS: Final[dict[str, _Check | None]] = {
     "notify_url": values.http_url(max_length=_MAX_NOTIFY_URL),
     "dback_notify_url": values.http_url(max_length=_MAX_NOTIFY_URL),
     "seller_user_id": values.partner,
-    "seller_email": values.text,
+    "seller_email": values.seller_email,
     "max_in_flight": None,
     "app_id": values.text,
     "app_private_key_file": secrets.private_key_file,
@@ -103,6 +106,9 @@ def single_merchant(settings: Settings) -> Merchants:
                     dback_notify_url=settings.dback_notify_url,
                 ),
                 alipay_public_key_pem=settings.alipay_public_key_pem,
+                service=settings.refund_service,
+                seller_user_id=settings.seller_user_id,
+                seller_email=settings.seller_email,
             )
         ]
     )

@@ -121,6 +121,9 @@ class Settings:
         "http://127.0.0.1:8080/alipay/dback-notify",
         ("ALIPAY_DBACK_NOTIFY_URL", values.http_url(max_length=_MAX_NOTIFY_URL)),
     )
+    refund_service: str = _env("nopwd", ("ALIPAY_REFUND_SERVICE", values.choice("nopwd", "pwd")))
+    seller_user_id: str | None = _env(None, ("ALIPAY_SELLER_USER_ID", values.partner))
+    seller_email: str | None = _env(None, ("ALIPAY_SELLER_EMAIL", values.seller_email))
     batch_max_items: int = _env(1000, ("BATCH_MAX_ITEMS", values.whole(1, 1000)))
     batch_max_wait_seconds: float = _env(2.0, ("BATCH_MAX_WAIT_SECONDS", values.seconds(3600)))
     notify_bind: str = _env("127.0.0.1:8080", ("NOTIFY_BIND", values.bind))

@@ -179,6 +179,16 @@ def partner(name: str, value: str) -> str:
     return value
 
 
+_SELLER_EMAIL = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
+
+
+def seller_email(name: str, value: str) -> str:
+    """The seller's Alipay login (an email or a phone number): 1-100 printable ASCII."""
+    if not _SELLER_EMAIL.fullmatch(value):
+        raise ConfigError(f"{name} must be 1-100 printable ASCII characters (got {shown(value)})")
+    return value
+
+
 def split_bind(value: str) -> tuple[str, int]:
     """Host (IPv6 without its brackets) and port of `host:port`; ValueError if malformed."""
     match = _BIND.fullmatch(value)

@@ -45,6 +45,21 @@ class MerchantProfile:
     def charset(self) -> str:
         return self.gateway.charset
 
+    @property
+    def needs_approval(self) -> bool:
+        """True on the password service: a person approves each batch in a browser."""
+        return self.service == "pwd"
+
+    def seller(self) -> tuple[str | None, str | None]:
+        """(seller_user_id, seller_email) sent with a password-service request: the
+        configured seller user id, else the configured seller email, else the partner
+        (`seller_user_id` wins when both are set; only one is sent)."""
+        if self.seller_user_id:
+            return self.seller_user_id, None
+        if self.seller_email:
+            return None, self.seller_email
+        return self.partner, None
+
 
 class Merchants:
     """The merchants of a deployment: the default first, found by partner id or alias."""

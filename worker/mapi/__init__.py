@@ -42,6 +42,7 @@ from worker.mapi.detail import (
     sanitize_reason,
 )
 from worker.mapi.forms import decode_form, encode_form
+from worker.mapi.gateway_form import render_gateway_form
 from worker.mapi.notify import (
     NOTIFY_TYPE,
     BatchRefundNotify,
@@ -138,6 +139,7 @@ __all__ = [
     "parse_result_details",
     "parse_sync_response",
     "refund_date",
+    "render_gateway_form",
     "sanitize_reason",
     "sign",
     "signing_string",

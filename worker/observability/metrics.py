@@ -96,10 +96,31 @@ class LedgerCollector(Collector):
                 " (until `resume`)",
                 labels=["merchant"],
             ),
+            GaugeMetricFamily(
+                "refund_batches_awaiting_approval",
+                "Batches of the password service waiting for an operator (awaiting_approval)"
+                " or approved and not yet notified (approved), by merchant",
+                labels=["merchant", "state"],
+            ),
+            GaugeMetricFamily(
+                "refund_oldest_awaiting_approval_seconds",
+                "Age of the oldest batch in each approval state, by merchant",
+                labels=["merchant", "state"],
+            ),
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        waiting, oldest, flagged, outbox, unapplied, unapplied_age, halted = self._families()
+        (
+            waiting,
+            oldest,
+            flagged,
+            outbox,
+            unapplied,
+            unapplied_age,
+            halted,
+            approvals,
+            approvals_age,
+        ) = self._families()
         try:
             with self._db.transaction() as conn:
                 gauges = ledger_gauges(conn)
@@ -120,7 +141,20 @@ class LedgerCollector(Collector):
         unapplied_age.add_metric([], max((age for _o, _c, age in gauges.unapplied), default=0.0))
         for partner in merchants:
             halted.add_metric([partner], 1.0 if partner in gauges.halted else 0.0)
-        yield from (waiting, oldest, flagged, outbox, unapplied, unapplied_age, halted)
+        for partner, state, count, age in gauges.approvals:
+            approvals.add_metric([partner, state], float(count))
+            approvals_age.add_metric([partner, state], age)
+        yield from (
+            waiting,
+            oldest,
+            flagged,
+            outbox,
+            unapplied,
+            unapplied_age,
+            halted,
+            approvals,
+            approvals_age,
+        )
 
 
 _ledger_registered = False

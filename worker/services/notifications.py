@@ -32,7 +32,7 @@ import structlog
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection, Database
 from worker.domain.errors import DatabaseUnavailable
-from worker.domain.states import RELEASED_BATCHES, BatchState
+from worker.domain.states import ENDED_BATCHES, BatchState
 from worker.mapi.results import read_result_details
 from worker.observability.metrics import NOTIFICATIONS
 from worker.services.dback import apply_dback
@@ -165,7 +165,7 @@ def _apply(
     if partner is not None and partner != batch.partner:
         log_.critical("notify.wrong_merchant", signed_for=partner)
         return WRONG_MERCHANT, f"authenticated for merchant {partner}, batch of {batch.partner}"
-    if batch.state in RELEASED_BATCHES:
+    if batch.state in ENDED_BATCHES:
         # The worker concluded the gateway never took this batch and released its
         # items. A result for it means that conclusion was wrong: an operator must look.
         ledger.flag_batch(conn, batch_no, "notification_for_released_batch")

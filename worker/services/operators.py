@@ -39,7 +39,13 @@ DECISIONS = Counter(
     "refund_operator_decisions_total", "Operator decisions on batches", ["decision", "forced"]
 )
 
-RESOLVABLE = (BatchState.RETRY, BatchState.UNKNOWN, BatchState.ACCEPTED, BatchState.HELD)
+RESOLVABLE = (
+    BatchState.RETRY,
+    BatchState.UNKNOWN,
+    BatchState.ACCEPTED,
+    BatchState.HELD,
+    BatchState.APPROVED,
+)
 
 
 class ResolveRefused(Exception):

@@ -37,13 +37,28 @@ REDRIVE_AFTER_SECONDS = 60.0
 
 
 def new_batch(
-    conn: Connection, now: datetime, items: list[ledger.BatchItem], due: datetime, partner: str
+    conn: Connection,
+    now: datetime,
+    items: list[ledger.BatchItem],
+    due: datetime,
+    partner: str,
+    *,
+    awaiting_approval: bool = False,
 ) -> str:
     """Number and record one batch of one merchant (used by the packer and when a refused
     batch is split). The serial is one sequence for every merchant, so a batch_no is
-    unique across the deployment, and so per partner."""
+    unique across the deployment, and so per partner. `awaiting_approval`: the merchant
+    is on the password service and the batch waits for an operator."""
     batch_no = make_batch_no(now, ledger.next_batch_serial(conn))
-    ledger.create_batch(conn, batch_no, now.astimezone(BEIJING).date(), items, due, partner=partner)
+    ledger.create_batch(
+        conn,
+        batch_no,
+        now.astimezone(BEIJING).date(),
+        items,
+        due,
+        partner=partner,
+        awaiting_approval=awaiting_approval,
+    )
     return batch_no
 
 
@@ -56,12 +71,14 @@ def pack_pending(
     clock: Clock,
     force: bool = False,
 ) -> list[str]:
-    """Cut the batches that are due; returns their batch_nos (to be enqueued).
+    """Cut the batches that are due; returns the batch_nos to be enqueued for submission.
 
     Refunds of a merchant the deployment no longer serves stay pending, unread (they show
-    in `refund_waiting{merchant=...}`): nothing could sign their batch.
+    in `refund_waiting{merchant=...}`): nothing could sign their batch. A batch of a
+    merchant on the password service is cut `awaiting_approval` and not returned: an
+    operator approves it in the console (`worker/services/approvals.py`).
     """
-    created: list[tuple[str, str, list[ledger.BatchItem]]] = []
+    created: list[tuple[str, str, list[ledger.BatchItem], bool]] = []
     with db.transaction() as conn:
         if not ledger.try_packer_lock(conn, PACKER_LOCK):
             return []
@@ -91,11 +108,15 @@ def pack_pending(
                     )
                     for p in group
                 ]
-                created.append((new_batch(conn, now, items, due, partner), partner, items))
+                approval = merchant.needs_approval
+                batch_no = new_batch(conn, now, items, due, partner, awaiting_approval=approval)
+                created.append((batch_no, partner, items, approval))
 
-    for batch_no, partner, items in created:
+    for batch_no, partner, items, approval in created:
         BATCH_ITEMS.observe(len(items))
         log.info("batch.created", batch_no=batch_no, merchant=partner, items=len(items))
+        if approval:
+            log.info("batch.awaiting_approval", batch_no=batch_no, merchant=partner)
         for item in items:
             log.info(
                 "refund.batched",
@@ -104,4 +125,4 @@ def pack_pending(
                 batch_no=batch_no,
                 merchant=partner,
             )
-    return [batch_no for batch_no, _, _ in created]
+    return [batch_no for batch_no, _, _, approval in created if not approval]

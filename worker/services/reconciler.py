@@ -8,7 +8,9 @@ Whatever the answer shows is applied exactly as a notification's result would be
 items changes nothing. Every answer is stored (`batch_queries`) as evidence.
 
 Releasing a batch the gateway never took (its refunds back to pending, under a new
-batch_no later) happens only under `worker.domain.policy.decide_release`: the batch's
+batch_no later) happens only under `worker.domain.policy.decide_release`, and never for a
+batch approved on the password service (its form went to a browser: it is flagged
+`approved_not_notified` for an operator's `resolve` instead): the batch's
 Beijing day is over and at least two queries by batch_no, the last one long enough
 after the last attempt, answered `REFUND_NOT_EXIST`. A `DUPLICATE_BATCH_NO` answer to
 a first attempt is settled by the same query: if it shows our trades under the number,
@@ -57,6 +59,8 @@ RELEASES = Counter(
 )
 
 DUPLICATE_FLAG = "duplicate_batch_no_unverified"
+# An approved batch (password service) the gateway shows nothing for after its Beijing day.
+APPROVED_NOT_NOTIFIED = "approved_not_notified"
 # A batch of a merchant this deployment no longer serves is looked at again this much later.
 NOT_SERVED_RETRY_SECONDS = 3600.0
 
@@ -314,8 +318,16 @@ def _settle(
         release_after_seconds=release_after_seconds,
     )
     if decision.release and not matching:
-        _release(conn, batch_no, report, why="not_exist", log_=log_)
-        return
+        if batch.state == BatchState.APPROVED:
+            # Its form went to an operator's browser: only a person may conclude it was
+            # never posted (`resolve`), never this rule on its own.
+            if batch.operator_flag != APPROVED_NOT_NOTIFIED:
+                ledger.flag_batch(conn, batch_no, APPROVED_NOT_NOTIFIED)
+                log_.error("batch.approved_not_notified", reason=decision.reason)
+            report.changes.append("approved, and the gateway shows nothing: an operator decides")
+        else:
+            _release(conn, batch_no, report, why="not_exist", log_=log_)
+            return
     delay = next_query_delay(batch.queries + 1)
     ledger.schedule_query(conn, batch_no, delay)
     report.changes.append(f"still waiting ({decision.reason}); next query in {delay:g} s")

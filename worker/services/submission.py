@@ -143,6 +143,14 @@ def _claim(
         )
         return SubmitResult("held")
 
+    if merchant.needs_approval and batch.service != "pwd" and not maybe_sent:
+        # The merchant moved to the password service before this batch was ever sent.
+        ledger.update_batch(
+            conn, batch_no, state=BatchState.AWAITING_APPROVAL, service="pwd", next_attempt_at=None
+        )
+        log.info("batch.awaiting_approval", batch_no=batch_no, merchant=merchant.partner)
+        return SubmitResult("awaiting_approval")
+
     halt = ledger.submission_halt(conn, merchant.partner)
     if halt is not None:
         ledger.update_batch(conn, batch_no, state=BatchState.HELD, maybe_sent=maybe_sent)

@@ -57,5 +57,5 @@ def _outcomes_json(outcomes: Sequence[tuple[str, str, str]]) -> str:
 
 _BATCH_VIEW = (
     "batch_no, batch_day, state, attempts, maybe_sent, operator_flag,"
-    " last_attempt_at, created_at, queries, partner"
+    " last_attempt_at, created_at, queries, partner, service"
 )

@@ -28,13 +28,25 @@ def create_batch(
     due: datetime,
     *,
     partner: str,
+    awaiting_approval: bool = False,
 ) -> None:
     """Record a batch of one merchant, its items as they will be sent, and move the refunds
-    to `batched`. Every refund must be pending and belong to `partner`."""
+    to `batched`. Every refund must be pending and belong to `partner`.
+
+    `awaiting_approval`: the merchant is on the password service; the batch waits for an
+    operator (no attempt is ever due for it)."""
     conn.execute(
-        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at, partner)"
-        " VALUES (%s, %s, 'ready', %s, %s, %s)",
-        (batch_no, batch_day, len(items), due, partner),
+        "INSERT INTO batches (batch_no, batch_day, state, item_count, next_attempt_at, partner,"
+        " service) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            batch_no,
+            batch_day,
+            "awaiting_approval" if awaiting_approval else "ready",
+            len(items),
+            None if awaiting_approval else due,
+            partner,
+            "pwd" if awaiting_approval else "nopwd",
+        ),
     )
     ids = [i.refund_id for i in items]
     rows = json.dumps(
@@ -75,7 +87,7 @@ def create_batch(
 def lock_batch(conn: Connection, batch_no: str) -> Batch | None:
     row = conn.execute(
         "SELECT batch_no, batch_day, state, item_count, attempts, maybe_sent, next_attempt_at,"
-        " created_at, partner FROM batches WHERE batch_no = %s FOR UPDATE",
+        " created_at, partner, service FROM batches WHERE batch_no = %s FOR UPDATE",
         (batch_no,),
     ).fetchone()
     return None if row is None else Batch(*row)
@@ -103,6 +115,9 @@ def update_batch(conn: Connection, batch_no: str, **fields: object) -> None:
         "operator_flag",
         "flagged_at",
         "accepted_at",
+        "service",
+        "approved_by",
+        "approved_at",
         "completed_at",
         "next_query_at",
     }
@@ -118,7 +133,7 @@ def update_batch(conn: Connection, batch_no: str, **fields: object) -> None:
 
 
 # Batch states in which the gateway may hold the batch and its result is not known yet.
-RECONCILABLE = ("accepted", "unknown")
+RECONCILABLE = ("accepted", "unknown", "approved")
 
 
 def lock_batch_view(conn: Connection, batch_no: str) -> BatchView | None:
@@ -167,8 +182,8 @@ def claim_due_queries(
         UPDATE batches SET next_query_at = clock_timestamp() + make_interval(secs => %(lease)s)
          WHERE batch_no = ANY(ARRAY(
                SELECT batch_no FROM batches
-                WHERE state IN ('accepted', 'unknown')
-                  AND (state = 'accepted' OR maybe_sent)
+                WHERE state IN ('accepted', 'unknown', 'approved')
+                  AND (state <> 'unknown' OR maybe_sent)
                   AND CASE WHEN next_query_at IS NOT NULL THEN next_query_at <= clock_timestamp()
                            ELSE coalesce(last_attempt_at, accepted_at, updated_at)
                                 <= clock_timestamp() - make_interval(secs => %(after)s) END
@@ -183,7 +198,16 @@ def claim_due_queries(
 
 # --- operators ------------------------------------------------------------------------
 
-OPEN_BATCH_STATES = ("ready", "submitting", "retry", "unknown", "accepted", "held")
+OPEN_BATCH_STATES = (
+    "awaiting_approval",
+    "approved",
+    "ready",
+    "submitting",
+    "retry",
+    "unknown",
+    "accepted",
+    "held",
+)
 
 
 def mark_accepted(conn: Connection, batch_no: str) -> int:

@@ -57,6 +57,7 @@ class Batch:
     next_attempt_at: datetime | None
     created_at: datetime
     partner: str
+    service: str = "nopwd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class BatchView:
     created_at: datetime
     queries: int
     partner: str
+    service: str = "nopwd"
 
 
 @dataclass(frozen=True, slots=True)

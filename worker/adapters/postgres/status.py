@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.adapters.postgres.approvals import queue_gauges
 from worker.adapters.postgres.evidence import batch_history
 from worker.adapters.postgres.notifications import refund_dback_results
 from worker.adapters.postgres.pool import Connection
@@ -106,6 +107,8 @@ class LedgerGauges:
     unapplied: list[tuple[str, int, float]] = field(default_factory=list)  # outcome, count, age
     halted: set[str] = field(default_factory=set)  # merchants halted after a configuration error
     merchants: set[str] = field(default_factory=set)  # merchants with open work or a halt
+    # merchant, awaiting_approval | approved, batches, age of the oldest (password service)
+    approvals: list[tuple[str, str, int, float]] = field(default_factory=list)
 
 
 def ledger_gauges(conn: Connection) -> LedgerGauges:
@@ -139,5 +142,6 @@ def ledger_gauges(conn: Connection) -> LedgerGauges:
             " WHERE starts_with(name, 'submission_halted:')"
         ).fetchall()
     }
+    gauges.approvals = queue_gauges(conn)
     gauges.merchants = {w[0] for w in gauges.waiting} | gauges.halted
     return gauges

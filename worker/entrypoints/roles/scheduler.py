@@ -21,6 +21,7 @@ import structlog
 from worker.adapters.dramatiq import jobs
 from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, run_loop, stop_on_signals
+from worker.services.approvals import expire_unapproved, waiting_report
 from worker.services.notifications import sweep_unapplied
 from worker.services.packing import pack_pending
 from worker.services.reconciler import claim_due
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             handoff.send(report.due)
             reconcile.send(claim_due(rt.db, reconcile_after=settings.reconcile_after_seconds))
             sweep_unapplied(rt.db)
+            expire_unapproved(rt.db, clock=rt.clock)
             if report.waiting and now - last_report >= 30:
                 last_report = now
                 log.info(
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                     oldest_seconds=round(report.oldest_waiting_seconds, 1),
                     by_state=report.by_state,
                 )
+                waiting_report(rt.db)
         return 0.0 if batch_nos else args.tick
 
     run_loop("scheduler", step, stop)
