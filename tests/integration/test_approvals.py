@@ -283,3 +283,16 @@ def test_a_merchant_moved_to_the_password_service_keeps_its_unsent_batch_for_app
     with db.transaction() as conn:
         batch = ledger.lock_batch(conn, batch_no)
     assert batch is not None and (batch.state, batch.service) == ("awaiting_approval", "pwd")
+
+
+def test_approval_writes_the_auto_submitting_page_in_the_same_step(db: Database) -> None:
+    batch_no = waiting_batch(db)
+    form = approve_batch(
+        db, MERCHANTS, batch_no, operator="alice", gateway_url=GATEWAY, clock=lambda: NOON,
+        script_src="/static/autosubmit.js",
+    )
+    page = form.page.decode("utf-8")
+    assert 'action="http://127.0.0.1:9/gateway.do?_input_charset=utf-8"' in page
+    assert '<script src="/static/autosubmit.js"></script>' in page
+    assert f'name="batch_no" value="{batch_no}"' in page
+    assert "sign" not in repr(form)  # neither the signature nor the page in a repr

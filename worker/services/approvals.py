@@ -42,7 +42,13 @@ from worker.domain.errors import ConfigError, DetailDataError, ProtocolError, Si
 from worker.domain.merchants import MerchantProfile, Merchants
 from worker.domain.rules import MAX_REFUNDS_PER_TRADE
 from worker.domain.states import OPERATOR_REJECTED, BatchState, RefundState
-from worker.mapi import BEIJING, SERVICE_PWD, RefundItem, build_refund_request
+from worker.mapi import (
+    BEIJING,
+    SERVICE_PWD,
+    RefundItem,
+    build_refund_request,
+    render_gateway_form,
+)
 from worker.services.outcomes import record_completions
 from worker.services.packing import DEFAULT_REASON
 
@@ -99,12 +105,14 @@ class Sheet:
 
 @dataclass(frozen=True, slots=True)
 class SignedForm:
-    """What the operator's browser posts to the gateway (never logged, never stored)."""
+    """What the operator's browser posts to the gateway (never logged, never stored):
+    the signed parameters and the auto-submitting page that carries them."""
 
     batch_no: str
     gateway_url: str
     charset: str
     params: dict[str, str] = field(repr=False)
+    page: bytes = field(repr=False, default=b"")
 
 
 def deadline_of(batch_day: date) -> datetime:
@@ -167,9 +175,12 @@ def approve_batch(
     operator: str,
     gateway_url: str,
     clock: Clock,
+    script_src: str | None = None,
 ) -> SignedForm:
-    """Approve `batch_no`: sign its request now and mark it approved; the form goes to the
-    operator's browser. Raises ApprovalRefused saying why when it may not be approved."""
+    """Approve `batch_no`: sign its request now, write its auto-submitting page
+    (`script_src`: the script that submits it) and mark it approved, all in one
+    transaction, so a page that cannot be written leaves the batch awaiting approval.
+    Raises ApprovalRefused saying why when it may not be approved."""
     operator = operator.strip()
     if not operator:
         raise ApprovalRefused("an operator name is required")
@@ -205,6 +216,19 @@ def approve_batch(
             )
         else:
             params, count = _sign_and_mark(conn, batch, merchant, operator=operator, now=now)
+            try:
+                page = render_gateway_form(
+                    gateway_url,
+                    params,
+                    charset=merchant.charset,
+                    script_src=script_src,
+                    title=f"Batch {batch_no}: to Alipay",
+                    note=f"Batch {batch_no} goes to Alipay's payment-password page.",
+                )
+            except (ProtocolError, ConfigError) as exc:
+                raise ApprovalRefused(
+                    f"the form of batch {batch_no} cannot be written: {exc}"
+                ) from None
     if expired is not None:
         raise expired  # after the expiry committed
     log.warning(
@@ -214,7 +238,7 @@ def approve_batch(
         operator=operator,
         items=count,
     )
-    return SignedForm(batch_no, gateway_url, merchant.charset, params)
+    return SignedForm(batch_no, gateway_url, merchant.charset, params, page)
 
 
 def _sign_and_mark(
