@@ -1,5 +1,6 @@
 """The money-safety rules, pure: what to do after each submission attempt (`attempts`),
-and when a batch the gateway may have taken may be released (`release`).
+when a batch the gateway may have taken may be released (`release`), and what to do
+after each call of the OpenAPI refund channels (`openapi`).
 
 Everything else carries these decisions out; nothing else decides them.
 """
@@ -21,6 +22,14 @@ from worker.domain.policy.attempts import (
     decide_unsendable,
     proves_refusal,
     retry_delay,
+)
+from worker.domain.policy.openapi import (
+    Channel,
+    OpenApiAction,
+    OpenApiDecision,
+    SendOutcome,
+    decide_coupon_notification,
+    decide_openapi,
 )
 from worker.domain.policy.release import (
     QUERY_DELAYS_SECONDS,
@@ -47,12 +56,18 @@ __all__ = [
     "WAITING",
     "Action",
     "Attempt",
+    "Channel",
     "Decision",
+    "OpenApiAction",
+    "OpenApiDecision",
     "Outcome",
     "QueryAnswer",
     "ReleaseDecision",
+    "SendOutcome",
     "decide",
     "decide_before_send",
+    "decide_coupon_notification",
+    "decide_openapi",
     "decide_release",
     "decide_unsendable",
     "next_query_delay",
