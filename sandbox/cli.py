@@ -183,10 +183,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--payment-password",
         default=DEFAULT_PAYMENT_PASSWORD,
         metavar="TEXT",
-        help="the payment password the cashier page of the password refund service "
-        "(refund_fastpay_by_platform_pwd) wants, for every partner without its own "
-        "payment_password in --partners-file; the account is the partner id or its "
-        "seller_email (default seller-<partner>@sandbox.test); 5 wrong tries spend the page",
+        help="the cashier's payment password, %(default)s unless given: what the page of "
+        "the password refund service (refund_fastpay_by_platform_pwd) wants for every "
+        "partner without its own payment_password in --partners-file; the account is the "
+        "partner id or its seller_email (default seller-<partner>@sandbox.test); 5 wrong "
+        "tries spend the page",
     )
     parser.add_argument(
         "--log-level", default=env("LOG_LEVEL") or "INFO", help="log level (env LOG_LEVEL)"
