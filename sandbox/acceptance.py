@@ -17,7 +17,9 @@ get one of those codes), and the batch gets a fresh notify_id unless it is
 never notified: no `notify_url`, every item skipped, or the `notify_never`
 fault drawn for it. The batch record is journaled and applied before the
 lock is released, so a `batch_no` is accepted at most once per partner even
-when two requests race.
+when two requests race. Both refund services come through here (the password
+service once its operator confirmed), and the record keeps which one
+(`service`) and, for the password service, the seller account (`seller`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class BatchDesk:
                 auto_amount=auto,
                 shapes=shapes,
                 partner=request.partner,
+                seller=request.seller.shown if request.seller is not None else None,
             )
             self._books.record_locked(record)
         log.info(

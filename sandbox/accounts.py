@@ -61,6 +61,7 @@ class Batch:
             "batch_no": rec.batch_no,
             "received_at": rec.at,
             "service": rec.service,
+            "seller": rec.seller,
             "charset": rec.charset,
             "sign_type": rec.sign_type,
             "refund_date": rec.refund_date,

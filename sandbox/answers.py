@@ -1,8 +1,9 @@
 """What the sandbox answers a gateway request with, and the broken answers faults ask for.
 
 `Answer` is the service's verdict for the WSGI layer: status, body, content
-type, plus the fault effects `delay` (wait before answering) and `reset`
-(answer nothing, reset the TCP connection). `error_page` is the HTML a
+type, extra headers (the cashier's pages: `Cache-Control: no-store`), plus
+the fault effects `delay` (wait before answering) and `reset` (answer
+nothing, reset the TCP connection). `error_page` is the HTML a
 failing proxy shows (`http_5xx`, `hang` without accepting); `garbage_body`
 the 200 bodies of the `garbage` fault, which no client can parse.
 """
@@ -40,10 +41,11 @@ _BUSY_PAGE: Final = (
 
 @dataclass(frozen=True)
 class Answer:
-    """What to answer a gateway request: status, body, content type, and fault effects.
+    """What to answer a gateway request: status, body, content type, headers, fault effects.
 
-    `delay`: wait this long before answering. `reset`: answer nothing and
-    reset the TCP connection instead.
+    `headers`: sent besides Content-Type and Content-Length. `delay`: wait
+    this long before answering. `reset`: answer nothing and reset the TCP
+    connection instead.
     """
 
     status: int
@@ -51,6 +53,7 @@ class Answer:
     content_type: str
     delay: float = 0.0
     reset: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def error_page(status: int) -> bytes:

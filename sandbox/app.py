@@ -3,7 +3,12 @@
 Routes:
 
 * `GET|POST /gateway.do`: the mapi gateway (refund services, `notify_verify`,
-  the refund query `refund_fastpay_query`).
+  the refund query `refund_fastpay_query`). The password service
+  `refund_fastpay_by_platform_pwd` is answered with HTML: the cashier's
+  password page, or its error page (`sandbox.cashier`).
+* `POST /cashier/confirm`: the cashier page's form (`ticket`, `account`,
+  `payment_password`): executes the batch on the right password, else shows
+  the page again or an error page (`sandbox.cashier`).
 * `GET /_sandbox/health`: `{"status": "ok"}` once the sandbox serves.
 * `GET /_sandbox/info`: partner, sign types accepted, Alipay public key (PEM
   and file path), time factor, process delay, auto-trade settings; every
@@ -16,7 +21,9 @@ Routes:
   answer `{"partner", "trade_no", "batch_nos", "trade"}` (`sandbox.external`).
 * `GET|PUT|DELETE /_sandbox/faults`: read, replace, clear the faults.
 * `GET|PUT /_sandbox/settings`: read or change `{"refund_limit_mode":
-  "refuse"|"skip", "notify_verify_seconds": N}` (either key or both).
+  "refuse"|"skip", "notify_verify_seconds": N, "payment_password": TEXT}`
+  (any of the keys; the password is write-only: reading shows
+  `payment_password_default`, whether it is still `sandbox-pay-123456`).
 * `GET|PUT /_sandbox/clock`: read or set `{"offset_seconds": N}`.
 * `GET /_sandbox/ledger[?batch_no=..][&trade_no=..][&partner=..]`: the books.
 * `GET /_sandbox/summary`: counts and red flags (`double_executed`, `over_refunded`).
@@ -41,6 +48,7 @@ from urllib.parse import parse_qs
 
 import structlog
 
+from sandbox.cashier import CONFIRM_PATH
 from sandbox.service import SandboxService
 from worker.domain.errors import ConfigError
 
@@ -94,6 +102,8 @@ class SandboxApp:
         try:
             if path == "/gateway.do":
                 return self._gateway(environ, start_response, method)
+            if path == CONFIRM_PATH:
+                return self._confirm(environ, start_response, method)
             handlers = self._routes.get(path)
             if handlers is None:
                 raise _HttpError(404, f"no such path {path[:100]!r}")
@@ -128,7 +138,20 @@ class SandboxApp:
             time.sleep(answer.delay)
         if answer.reset:
             _reset(environ)
-        return _respond(start_response, answer.status, answer.body, answer.content_type)
+        return _respond(
+            start_response, answer.status, answer.body, answer.content_type, answer.headers
+        )
+
+    def _confirm(
+        self, environ: Environ, start_response: StartResponse, method: str
+    ) -> Iterable[bytes]:
+        if method != "POST":
+            raise _HttpError(405, f"{CONFIRM_PATH} takes POST")
+        body = _read_body(environ)
+        answer = self.service.cashier_confirm(body, environ.get("CONTENT_TYPE", "") or "")
+        return _respond(
+            start_response, answer.status, answer.body, answer.content_type, answer.headers
+        )
 
     # -- control ----------------------------------------------------------------
 
@@ -184,10 +207,11 @@ def _respond(
     status: int,
     body: bytes,
     content_type: str,
+    extra: Iterable[tuple[str, str]] = (),
     *,
     close: bool = False,
 ) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra]
     if close:
         headers.append(("Connection", "close"))
     start_response(f"{status} {_phrase(status)}", headers)

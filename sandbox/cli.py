@@ -21,6 +21,15 @@ environment (`ALIPAY_PARTNER`, `ALIPAY_MD5_KEY`, `ALIPAY_MD5_KEY_FILE`) is
 not read and the file's first partner is the default one. An id given
 twice is refused.
 
+The password refund service (`refund_fastpay_by_platform_pwd`, a browser's
+form) is answered with the cashier's password page (`sandbox.cashier`); the
+payment password it wants is `--payment-password` (default
+`sandbox-pay-123456`), or a partner's own `payment_password` in the partners
+file, and can be changed at run time (`PUT /_sandbox/settings
+{"payment_password": ...}`). The seller account is the partner id or its
+`seller_email` (default `seller-<partner>@sandbox.test`). These are test
+credentials of the emulation, never an Alipay password.
+
 Settings that cannot be used (a bad option value, an unreadable key file, a
 bad partners file) end the command with one line on stderr naming the
 option (for the partners file: the entry and its field), never a key, and
@@ -39,14 +48,17 @@ from pathlib import Path
 
 import structlog
 
+from sandbox.cashier import CONFIRM_PATH
 from sandbox.config import (
     DEFAULT_AUTO_TRADE_AMOUNT,
     DEFAULT_BIND,
     DEFAULT_NOTIFY_VERIFY_SECONDS,
     DEFAULT_PARTNER,
+    DEFAULT_PAYMENT_PASSWORD,
     REFUND_LIMIT_MODES,
     PartnerConfig,
     SandboxConfig,
+    check_payment_password,
     parse_bind,
 )
 from sandbox.faults import FAULT_NAMES, FaultSet, parse_fault_set
@@ -65,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every option of `refund-worker sandbox` (all documented in --help)."""
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
+        "Gateway: /gateway.do (refund_fastpay_by_platform_nopwd, refund_fastpay_query, "
+        "notify_verify; refund_fastpay_by_platform_pwd answers the cashier's password "
+        f"page, whose form posts to {CONFIRM_PATH}). "
         "Control API: /_sandbox/{health,info,trades,external_refunds,faults,settings,"
         "clock,ledger,summary}. "
         f"Faults: {', '.join(FAULT_NAMES)} (see sandbox/faults.py)."
@@ -108,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="TOML file of [[partners]] entries (partner, md5_key_file or md5_key, "
-        "merchant_public_key_file) to serve several partners; --partner and the key "
+        "merchant_public_key_file; optional seller_email, payment_password) to serve several "
+        "partners; --partner and the key "
         "options, when given, add one more, served first; when none is given, the "
         "environment's partner and MD5 key are not used (see sandbox/partners.py)",
     )
@@ -164,6 +180,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "refunded nor notified) (env SANDBOX_REFUND_LIMIT_MODE)",
     )
     parser.add_argument(
+        "--payment-password",
+        default=DEFAULT_PAYMENT_PASSWORD,
+        metavar="TEXT",
+        help="the cashier's payment password, %(default)s unless given: what the page of "
+        "the password refund service (refund_fastpay_by_platform_pwd) wants for every "
+        "partner without its own payment_password in --partners-file; the account is the "
+        "partner id or its seller_email (default seller-<partner>@sandbox.test); 5 wrong "
+        "tries spend the page",
+    )
+    parser.add_argument(
         "--log-level", default=env("LOG_LEVEL") or "INFO", help="log level (env LOG_LEVEL)"
     )
     parser.add_argument(
@@ -198,6 +224,7 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         notify_timeout=args.notify_timeout,
         notify_verify_seconds=args.notify_verify_seconds,
         refund_limit_mode=args.refund_limit_mode,
+        payment_password=_payment_password(args.payment_password),
     )
 
 
@@ -210,9 +237,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         config = build_config(args)
+        register_secret(config.payment_password)
         for partner in config.partners:
             if partner.md5_key:
                 register_secret(partner.md5_key)
+            if partner.payment_password:
+                register_secret(partner.payment_password)
         from sandbox.keys import ensure_alipay_keys
 
         keys = ensure_alipay_keys(config.state_dir)
@@ -328,6 +358,15 @@ def _read_text(path: Path, option: str) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{option}: cannot read {path} ({type(exc).__name__})") from None
+
+
+def _payment_password(text: str) -> str:
+    try:
+        return check_payment_password(text)
+    except ConfigError:
+        raise ConfigError(
+            "--payment-password must be 1-128 printable characters (value not shown)"
+        ) from None
 
 
 def _faults(text: str | None) -> FaultSet:

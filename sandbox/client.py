@@ -163,6 +163,7 @@ class SandboxClient:
         *,
         refund_limit_mode: str | None = None,
         notify_verify_seconds: float | None = None,
+        payment_password: str | None = None,
     ) -> dict[str, Any]:
         """Change the run-time gateway rules given (not kept across a sandbox restart)."""
         body: dict[str, Any] = {}
@@ -170,6 +171,8 @@ class SandboxClient:
             body["refund_limit_mode"] = refund_limit_mode
         if notify_verify_seconds is not None:
             body["notify_verify_seconds"] = notify_verify_seconds
+        if payment_password is not None:
+            body["payment_password"] = payment_password
         return self._call("PUT", "/_sandbox/settings", json=body)
 
     def set_refund_limit_mode(self, mode: str) -> dict[str, Any]:

@@ -8,9 +8,16 @@ partners were recorded belong to, and the one `GET /_sandbox/info` shows at
 its top level. Every request is checked against the partner it names
 (`partner_config`).
 
-Secrets (the MD5 keys; the merchants' public keys are not secret but travel
-the same way) are held here and handed to the code that needs them;
-`__repr__` never shows an MD5 key.
+Secrets (the MD5 keys, the payment passwords; the merchants' public keys are
+not secret but travel the same way) are held here and handed to the code that
+needs them; `__repr__` never shows an MD5 key or a password.
+
+The password refund service (`sandbox.cashier`) needs two more things of a
+partner: its seller account's login (`PartnerConfig.seller_login`: the
+`seller_email` given, else `seller-<partner>@sandbox.test`; its user id is the
+partner id) and the payment password typed on the cashier page
+(`PartnerConfig.payment_password`, else the sandbox-wide
+`SandboxConfig.payment_password`, default `sandbox-pay-123456`).
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ __all__ = [
     "DEFAULT_BIND",
     "DEFAULT_NOTIFY_VERIFY_SECONDS",
     "DEFAULT_PARTNER",
+    "DEFAULT_PAYMENT_PASSWORD",
     "REFUND_LIMIT_MODES",
     "PartnerConfig",
     "SandboxConfig",
     "check_notify_verify_seconds",
+    "check_payment_password",
     "check_refund_limit_mode",
+    "check_seller_email",
+    "default_seller_email",
     "parse_bind",
 ]
 
@@ -42,8 +53,11 @@ DEFAULT_PARTNER = "2088000000000001"
 DEFAULT_AUTO_TRADE_AMOUNT = Decimal("1000000.00")
 DEFAULT_NOTIFY_VERIFY_SECONDS = 60.0
 REFUND_LIMIT_MODES = ("refuse", "skip")
+DEFAULT_PAYMENT_PASSWORD = "sandbox-pay-123456"
+MAX_PAYMENT_PASSWORD_CHARS = 128
 _MAX_VERIFY_SECONDS = 7 * 86400.0
 _PARTNER = re.compile(r"2088[0-9]{12}", re.ASCII)
+_LOGIN = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -73,21 +87,60 @@ def check_refund_limit_mode(value: object) -> str:
     return str(value)
 
 
+def check_payment_password(value: object) -> str:
+    """A valid payment password (1-128 characters, none a control character); ConfigError else.
+
+    The message never shows the value.
+    """
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_PAYMENT_PASSWORD_CHARS
+        or not value.isprintable()
+    ):
+        raise ConfigError("payment_password must be 1-128 printable characters (value not shown)")
+    return value
+
+
+def check_seller_email(value: object) -> str:
+    """A valid seller login (1-100 printable ASCII characters, no space); ConfigError else."""
+    if not isinstance(value, str) or not _LOGIN.fullmatch(value):
+        raise ConfigError("seller_email must be 1-100 printable ASCII characters without spaces")
+    return value
+
+
+def default_seller_email(partner: str) -> str:
+    """The seller login of a partner whose entry gives none: `seller-<partner>@sandbox.test`."""
+    return f"seller-{partner}@sandbox.test"
+
+
 @dataclass(frozen=True)
 class PartnerConfig:
     """One partner the sandbox serves: its id and the keys its requests are signed with.
 
     No key at all is allowed here (the gateway then refuses every signature,
     as it refuses a sign type without a key); `SandboxConfig` asks for one.
+    `seller_email` and `payment_password` serve the password refund service
+    (module docstring); None means the default.
     """
 
     partner: str
     md5_key: str | None = field(default=None, repr=False)
     merchant_public_key: bytes | None = field(default=None, repr=False)
+    seller_email: str | None = None
+    payment_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _PARTNER.fullmatch(self.partner):
             raise ConfigError("partner must be 2088 followed by 12 digits")
+        if self.seller_email is not None:
+            check_seller_email(self.seller_email)
+        if self.payment_password is not None:
+            check_payment_password(self.payment_password)
+
+    @property
+    def seller_login(self) -> str:
+        """The login of the partner's own seller account (its user id is `partner`)."""
+        return self.seller_email or default_seller_email(self.partner)
 
     @property
     def sign_types(self) -> tuple[str, ...]:
@@ -106,7 +159,8 @@ class SandboxConfig:
     the time factor; Alipay: about one minute). `refund_limit_mode`: what
     happens to the 100th refund of a trade: `refuse` (TRADE_STATUS_ERROR in
     result_details) or `skip` (neither refunded nor reported). Both can be
-    changed at run time (`PUT /_sandbox/settings`).
+    changed at run time (`PUT /_sandbox/settings`), as can `payment_password`
+    (the cashier's password of every partner that has none of its own).
 
     `partners`: the partners served, the first being the default one; when
     empty, the one partner `partner` / `md5_key` / `merchant_public_key`
@@ -132,6 +186,7 @@ class SandboxConfig:
     notify_timeout: float = 10.0
     notify_verify_seconds: float = DEFAULT_NOTIFY_VERIFY_SECONDS
     refund_limit_mode: str = "refuse"
+    payment_password: str = field(default=DEFAULT_PAYMENT_PASSWORD, repr=False)
 
     def __post_init__(self) -> None:
         if not self.partners:
@@ -167,6 +222,7 @@ class SandboxConfig:
             raise ConfigError("--notify-timeout must be > 0 and <= 300 seconds")
         check_notify_verify_seconds(self.notify_verify_seconds)
         check_refund_limit_mode(self.refund_limit_mode)
+        check_payment_password(self.payment_password)
 
     def partner_config(self, partner: str | None) -> PartnerConfig | None:
         """The served partner of that id, or None when the sandbox does not serve it."""

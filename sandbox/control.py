@@ -25,8 +25,10 @@ import structlog
 from sandbox.bookkeeper import Bookkeeper
 from sandbox.clock import SandboxClock
 from sandbox.config import (
+    DEFAULT_PAYMENT_PASSWORD,
     SandboxConfig,
     check_notify_verify_seconds,
+    check_payment_password,
     check_refund_limit_mode,
 )
 from sandbox.external import plan_external
@@ -38,10 +40,13 @@ from sandbox.records import ClockRecord, TradeRecord
 from sandbox.reports import ledger_summary, ledger_view
 from worker.domain.errors import DetailDataError
 from worker.mapi import format_amount, is_valid_trade_no, parse_amount
+from worker.observability.logging import register_secret
 
 __all__ = ["ControlAPI"]
 
 log = structlog.get_logger(__name__)
+
+_SETTINGS = ("refund_limit_mode", "notify_verify_seconds", "payment_password")
 
 
 class ControlAPI:
@@ -54,6 +59,7 @@ class ControlAPI:
     notifier: Notifier
     refund_limit_mode: str
     notify_verify_seconds: float
+    payment_password: str
     _keys: AlipayKeys
 
     def _at(self) -> str:
@@ -119,28 +125,43 @@ class ControlAPI:
         }
 
     def settings(self) -> dict[str, Any]:
-        """The gateway rules that can change at run time (`GET /_sandbox/settings`)."""
+        """The gateway rules that can change at run time (`GET /_sandbox/settings`).
+
+        The payment password is never shown: `payment_password_default` says
+        whether it is still the default one.
+        """
         return {
             "refund_limit_mode": self.refund_limit_mode,
             "notify_verify_seconds": self.notify_verify_seconds,
+            "payment_password_default": self.payment_password == DEFAULT_PAYMENT_PASSWORD,
         }
 
     def update_settings(self, data: object) -> dict[str, Any]:
-        """Change `refund_limit_mode` and/or `notify_verify_seconds` (ConfigError when invalid).
+        """Change `refund_limit_mode`, `notify_verify_seconds`, `payment_password` (ConfigError).
 
         Not journaled, like the faults: a restart goes back to the configured values.
+        The payment password applies to every partner without one of its own.
         """
-        if not isinstance(data, dict) or not data or set(data) - set(self.settings()):
+        if not isinstance(data, dict) or not data or set(data) - set(_SETTINGS):
             raise ValueError(
-                'expected {"refund_limit_mode": "refuse"|"skip", "notify_verify_seconds": N}'
+                'expected {"refund_limit_mode": "refuse"|"skip", "notify_verify_seconds": N, '
+                '"payment_password": TEXT} (any of the keys)'
             )
         mode = check_refund_limit_mode(data.get("refund_limit_mode", self.refund_limit_mode))
         seconds = check_notify_verify_seconds(
             data.get("notify_verify_seconds", self.notify_verify_seconds)
         )
+        password = check_payment_password(data.get("payment_password", self.payment_password))
+        register_secret(password)
         with self.books.lock:
             self.refund_limit_mode, self.notify_verify_seconds = mode, seconds
-        log.info("sandbox.settings.set", refund_limit_mode=mode, notify_verify_seconds=seconds)
+            self.payment_password = password
+        log.info(
+            "sandbox.settings.set",
+            refund_limit_mode=mode,
+            notify_verify_seconds=seconds,
+            payment_password_changed="payment_password" in data,
+        )
         return self.settings()
 
     def set_faults(self, spec: object) -> dict[str, Any]:

@@ -93,6 +93,7 @@ class Ledger:
         self.refused_by_code: Counter[str] = Counter()
         self.item_codes: Counter[str] = Counter()
         self.items_accepted = 0
+        self.batches_by_service: Counter[str] = Counter()
         self.executed = 0
         self.amount_executed = ZERO
         self.multi_refunded = 0
@@ -225,6 +226,7 @@ class Ledger:
         repeated_batch = record.key in self.batches
         seen: set[str] = set()
         self.batches[record.key] = Batch(record)
+        self.batches_by_service[record.service] += 1
         self.items_accepted += len(record.items)
         for trade_no, amount, reason, code, auto in record.items:
             self.item_codes[code] += 1

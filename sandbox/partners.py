@@ -10,12 +10,18 @@ A TOML file with one `[[partners]]` table per partner:
     [[partners]]
     partner = "2088000000000002"
     merchant_public_key_file = "b_pub.pem"
+    seller_email = "shop-b@example.com"         # optional, for the password service
+    payment_password = "b-pay-654321"           # optional, for the password service
 
 Fields of an entry: `partner` (required: `2088` + 12 digits, each id once),
 and at least one key: `md5_key_file` or `md5_key` (the key inline, for
-tests; never shown), and/or `merchant_public_key_file`. Relative paths are
-relative to the directory of the partners file. Nothing else is allowed, at
-the top level or in an entry.
+tests; never shown), and/or `merchant_public_key_file`. Optional, for the
+password refund service (`sandbox.cashier`): `seller_email`, the login of the
+partner's seller account (default `seller-<partner>@sandbox.test`; 1-100
+printable ASCII characters), and `payment_password`, the password its cashier
+page wants (default: the sandbox's `--payment-password`; never shown).
+Relative paths are relative to the directory of the partners file. Nothing
+else is allowed, at the top level or in an entry.
 
 Every problem is one `ConfigError` line naming the file, the entry (by its
 partner id, else by its position) and the field; it never holds a key.
@@ -35,7 +41,14 @@ from worker.mapi.keys import KeyFormatError, load_public_key
 
 __all__ = ["ENTRY_FIELDS", "load_partners_file", "md5_key_problem", "parse_partners"]
 
-ENTRY_FIELDS: Final = ("partner", "md5_key", "md5_key_file", "merchant_public_key_file")
+ENTRY_FIELDS: Final = (
+    "partner",
+    "md5_key",
+    "md5_key_file",
+    "merchant_public_key_file",
+    "seller_email",
+    "payment_password",
+)
 
 _Fail = Callable[[str, str], ConfigError]
 
@@ -123,7 +136,19 @@ def _entry(entry: object, index: int, *, base_dir: Path, where: str) -> PartnerC
         raise fail(
             "md5_key_file", "no key: give md5_key_file (or md5_key) and/or merchant_public_key_file"
         )
-    return PartnerConfig(partner=str(partner_id), md5_key=md5_key, merchant_public_key=public_key)
+    for field in ("seller_email", "payment_password"):
+        if field in entry:
+            try:
+                PartnerConfig(str(partner_id), **{field: entry[field]})
+            except ConfigError as exc:
+                raise fail(field, str(exc).removeprefix(f"{field} ")) from None
+    return PartnerConfig(
+        partner=str(partner_id),
+        md5_key=md5_key,
+        merchant_public_key=public_key,
+        seller_email=entry.get("seller_email"),
+        payment_password=entry.get("payment_password"),
+    )
 
 
 def _read(base_dir: Path, name: str, fail: _Fail, field: str) -> str:

@@ -7,6 +7,8 @@ later are optional on reading, so older journals replay unchanged (a batch's
 items are written as `[trade_no, amount, reason, code, auto]` rows; journals
 that wrote them as columns are read too). `sandbox.ledger` applies them.
 
+A batch of the password service records the seller account that confirmed
+it (`BatchRecord.seller`; its `service` says which service it came through).
 A batch, an external refund and a refused request record the partner they
 belong to (`partner`; a refused request only when it named a served one).
 Journals written before partners were recorded hold no `partner`: their
@@ -108,6 +110,8 @@ class BatchRecord:
     # (its notification then writes `result_details` in the grammar's other shapes).
     shapes: int | None = None
     partner: str = DEFAULT_PARTNER
+    # Password service only: the seller account whose payment password confirmed it.
+    seller: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -115,7 +119,9 @@ class BatchRecord:
         return (self.partner, self.batch_no)
 
     def to_json(self) -> dict[str, Any]:
-        extra = {} if self.shapes is None else {"shapes": self.shapes}
+        extra: dict[str, Any] = {} if self.shapes is None else {"shapes": self.shapes}
+        if self.seller is not None:
+            extra["seller"] = self.seller
         return {
             "type": "batch",
             "ts": self.ts,
@@ -265,6 +271,7 @@ def record_from_json(data: Mapping[str, Any], *, default_partner: str = DEFAULT_
             auto_amount=None if auto_amount is None else Decimal(auto_amount),
             shapes=None if data.get("shapes") is None else int(data["shapes"]),
             partner=str(data.get("partner") or default_partner),
+            seller=None if data.get("seller") is None else str(data["seller"]),
         )
     if kind == "external":
         auto_amount = data.get("auto_amount")

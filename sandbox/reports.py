@@ -25,6 +25,7 @@ def ledger_summary(ledger: Ledger) -> dict[str, Any]:
         "requests_refused": sum(ledger.refused_by_code.values()),
         "refused_by_code": dict(ledger.refused_by_code),
         "batches_accepted": len(ledger.batches),
+        "batches_by_service": dict(ledger.batches_by_service),
         "items_accepted": ledger.items_accepted,
         "items_by_code": dict(ledger.item_codes),
         "refunds_executed": ledger.executed,

@@ -20,6 +20,16 @@ partner (`outbox.Outbox.verify`).
 
 Every request is checked against, and booked for, the partner it names:
 its keys, its batch numbers, its notifications, its query answers.
+
+The password service `refund_fastpay_by_platform_pwd` comes from a browser:
+it passes the same checks, but is answered with HTML by `cashier.Cashier`
+(the password page, or the error page of a refusal) and is executed only
+when the operator confirms the payment password, through the same
+acceptance (`_accept`) as the password-free service. The gateway faults
+that shape a synchronous answer (`http_5xx`, `hang`, `garbage`,
+`reset_after_accept`, `slow`) apply to the password-free service only; those
+of acceptance (`lock_error`, `sync_item_failure`, items, result shapes) and
+of notifications apply to both.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from sandbox.answers import (
     garbage_body,
 )
 from sandbox.bookkeeper import Bookkeeper
+from sandbox.cashier import Cashier
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.control import ControlAPI
@@ -49,6 +60,7 @@ from sandbox.protocol import sync_answer
 from sandbox.query import QUERY_SERVICE, QueryDesk, RefundQuery, refusal_answer
 from sandbox.records import BatchRecord, ExternalRefundRecord, RequestRecord
 from sandbox.validation import (
+    PWD_SERVICE,
     GatewayContext,
     NotifyVerifyQuery,
     RefundRequest,
@@ -78,6 +90,10 @@ class SandboxService(ControlAPI):
         self.notify_verify_seconds = config.notify_verify_seconds
         self.queries = QueryDesk(self.faults, self._query_records)
         self._partners = {p.partner: p for p in config.partners}
+        self.payment_password = config.payment_password
+        self.cashier = Cashier(
+            self.books, self.clock, accept=self._accept, password_for=self._payment_password
+        )
         log.info(
             "sandbox.state.loaded",
             journal=str(self.books.journal.path),
@@ -122,8 +138,32 @@ class SandboxService(ControlAPI):
             self._refuse(
                 verdict.service, verdict.batch_no, verdict.code, verdict.reason, verdict.partner
             )
+            if verdict.service == PWD_SERVICE:
+                return self.cashier.refused(verdict)
             return Answer(200, sync_answer(verdict.code), XML_TYPE)
+        if verdict.service == PWD_SERVICE:
+            return self.cashier.open(verdict)
         return self._refund(verdict)
+
+    def cashier_confirm(self, body: bytes, content_type: str) -> Answer:
+        """Answer `POST /cashier/confirm`: the operator typed the payment password."""
+        return self.cashier.confirm(body, content_type)
+
+    def _accept(self, request: RefundRequest) -> str | None:
+        """Take a checked batch into the books and schedule its notification; the refusal code.
+
+        The one acceptance of both refund services (the password service's
+        runs when the operator confirmed on the cashier page).
+        """
+        code, note_id = self.batches.accept(request, limit_mode=self.refund_limit_mode)
+        if code is None and note_id is not None:
+            delay = self.config.process_delay * self.config.time_factor
+            self.notifier.schedule(note_id, delay)
+        return code
+
+    def _payment_password(self, partner: str) -> str:
+        own = self._partners[partner].payment_password
+        return own if own is not None else self.payment_password
 
     def _refund(self, request: RefundRequest) -> Answer:
         batch_no = request.batch_no
@@ -158,12 +198,9 @@ class SandboxService(ControlAPI):
                 )
                 return self._garbage("refund", garbage)
 
-        code, note_id = self.batches.accept(request, limit_mode=self.refund_limit_mode)
+        code = self._accept(request)
         if code is not None:
             return Answer(200, sync_answer(code), XML_TYPE)
-        if note_id is not None:
-            delay = self.config.process_delay * self.config.time_factor
-            self.notifier.schedule(note_id, delay)
 
         if self.faults.draw("reset_after_accept") is not None:
             log_injected("reset_after_accept", batch_no)

@@ -32,13 +32,18 @@ The checks, first failure wins:
 5. `sign`: missing, or does not verify over the decoded values (MD5 with
    that partner's key, RSA with that partner's public key; no key of that
    type configured for that partner means it cannot verify) -> ILLEGAL_SIGN.
-6. `refund_fastpay_by_platform_pwd` only: neither `seller_user_id` nor
-   `seller_email` -> ILLEGAL_ARGUMENT; a `seller_user_id` other than the
-   partner -> SELLER_INFO_NOT_EXIST.
+6. `refund_fastpay_by_platform_pwd` only: the seller (`sandbox.seller`):
+   neither `seller_user_id` nor `seller_email` -> ILLEGAL_ARGUMENT; a
+   malformed `seller_user_id` -> ILLEGAL_USER; a seller that is not the
+   partner's own account -> SELLER_INFO_NOT_EXIST.
 7. `batch_no`, `refund_date`, `batch_num`, `detail_data` missing ->
    ILLEGAL_ARGUMENT; `notify_url` / `dback_notify_url` longer than 200
    characters, not http(s) or carrying a query string, `use_freeze_amount`
-   not Y/N, `return_type` not `xml` -> ILLEGAL_ARGUMENT.
+   not Y/N, `return_type` not `xml` -> ILLEGAL_ARGUMENT. The password service
+   needs `notify_url` (its only way back to the merchant; missing ->
+   ILLEGAL_ARGUMENT) and has no `dback_notify_url`, `use_freeze_amount` or
+   `return_type`: those are ignored, unchecked, and named in
+   `RefundRequest.ignored`.
 8. `batch_no` not `yyyyMMdd` + 3-24 letters/digits (not `000`) ->
    BATCH_NO_FORMAT_ERROR.
 9. `refund_date` not `yyyy-MM-dd HH:mm:ss` or not today (Beijing) ->
@@ -71,6 +76,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from sandbox.config import PartnerConfig
 from sandbox.detail_rules import detail_data_problem, loose_amount
 from sandbox.query import QUERY_SERVICE, RefundQuery, read_query
+from sandbox.seller import Seller, SellerProblem, seller_of
 from worker.domain.errors import DetailDataError, NotifyFormatError
 from worker.mapi import (
     SERVICE_NOPWD,
@@ -110,6 +116,8 @@ MAX_URL_CHARS: Final = 200
 _REFUND_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 _BATCH_NUM = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 _FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
+# Parameters of the password-free service that the password service does not take.
+_NOT_PWD: Final = ("dback_notify_url", "use_freeze_amount", "return_type")
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,8 @@ class RefundRequest:
     rows: tuple[DetailRow, ...]
     notify_url: str | None
     dback_notify_url: str | None
+    seller: Seller | None = None
+    ignored: tuple[str, ...] = ()
 
     @property
     def items(self) -> tuple[RefundItem, ...]:
@@ -290,16 +300,19 @@ def _check_params(
         if query is None:
             raise _Refused("ILLEGAL_ARGUMENT", "batch_no or trade_no is required")
         return query
-    if service == PWD_SERVICE:
-        _check_seller(params, partner.partner)
+    pwd = service == PWD_SERVICE
+    seller = _check_seller(params, partner) if pwd else None
     for name in ("batch_no", "refund_date", "batch_num", "detail_data"):
         if name not in params:
             raise _Refused("ILLEGAL_ARGUMENT", f"{name} is missing")
     notify_url = _optional_url(params, "notify_url")
-    dback_notify_url = _optional_url(params, "dback_notify_url")
-    if params.get("use_freeze_amount", "N") not in ("Y", "N"):
+    if pwd and notify_url is None:
+        raise _Refused("ILLEGAL_ARGUMENT", "notify_url is missing (the password service needs it)")
+    ignored = tuple(name for name in _NOT_PWD if name in params) if pwd else ()
+    dback_notify_url = None if pwd else _optional_url(params, "dback_notify_url")
+    if not pwd and params.get("use_freeze_amount", "N") not in ("Y", "N"):
         raise _Refused("ILLEGAL_ARGUMENT", "use_freeze_amount must be Y or N")
-    if params.get("return_type", "xml") != "xml":
+    if not pwd and params.get("return_type", "xml") != "xml":
         raise _Refused("ILLEGAL_ARGUMENT", "return_type must be xml")
 
     batch_no = params["batch_no"]
@@ -339,15 +352,16 @@ def _check_params(
         rows=tuple(rows),
         notify_url=notify_url,
         dback_notify_url=dback_notify_url,
+        seller=seller,
+        ignored=ignored,
     )
 
 
-def _check_seller(params: Mapping[str, str], partner: str) -> None:
-    user_id = params.get("seller_user_id")
-    if user_id is None and "seller_email" not in params:
-        raise _Refused("ILLEGAL_ARGUMENT", "seller_user_id or seller_email is required")
-    if user_id is not None and user_id != partner:
-        raise _Refused("SELLER_INFO_NOT_EXIST", "seller_user_id is not the partner's")
+def _check_seller(params: Mapping[str, str], partner: PartnerConfig) -> Seller:
+    found = seller_of(params, partner)
+    if isinstance(found, SellerProblem):
+        raise _Refused(found.code, found.reason)
+    return found
 
 
 def _optional_url(params: Mapping[str, str], name: str) -> str | None:

@@ -29,7 +29,6 @@ from tests.support.sandbox import (
 from worker.adapters.gateway.client import GatewayClient
 from worker.domain.errors import GatewayOutcomeUnknown
 from worker.mapi import (
-    SERVICE_PWD,
     RefundItem,
     SyncStatus,
     decode_form,
@@ -166,16 +165,6 @@ def test_get_request_with_the_batch_in_the_query_string(sandbox: RunningSandbox)
     assert answer(response) == (SyncStatus.ACCEPTED, None)
 
 
-def test_password_service_is_served_too(sandbox: RunningSandbox) -> None:
-    params = md5(sandbox, service=SERVICE_PWD, seller_user_id=PARTNER)
-    assert answer(submit(sandbox, params)) == (SyncStatus.ACCEPTED, None)
-    other = resign(
-        {**params, "batch_no": params["batch_no"] + "1", "seller_user_id": "2088000000000002"},
-        md5_key=sandbox.md5_key,
-    )
-    assert answer(submit(sandbox, other)) == (SyncStatus.REFUSED, "SELLER_INFO_NOT_EXIST")
-
-
 def test_duplicate_batch_no_even_when_the_content_changed(sandbox: RunningSandbox) -> None:
     params = md5(sandbox)
     assert answer(submit(sandbox, params)) == (SyncStatus.ACCEPTED, None)
@@ -245,13 +234,6 @@ def _mutations(sb: RunningSandbox) -> dict[str, dict[str, str]]:
         "DETAIL_DATA_FORMAT_ERROR": changed(detail_data=f"{t}^1.0^r"),
         "SINGLE_DETAIL_DATA_EXCEED_LIMIT": changed(detail_data=f"{t}^1.00^" + "x" * 300),
         "DUBL_TRADE_NO_IN_SAME_BATCH": changed(detail_data=f"{t}^1.00^a#{t}^2.00^b", batch_num="2"),
-        "PWD_REFUND_NOT_ALLOW_ROYALTY": resign(
-            {
-                **md5(sb, service=SERVICE_PWD, seller_user_id=PARTNER),
-                "detail_data": f"{t}^1.00^r|a^2088000000000002^b^2088000000000003^0.10^r",
-            },
-            md5_key=key,
-        ),
     }
 
 

@@ -153,7 +153,11 @@ def test_skip_mode_a_batch_of_only_skipped_items_is_never_notified(sb: RunningSa
 
 
 def test_the_mode_is_switched_through_the_settings(sb: RunningSandbox) -> None:
-    assert sb.client.settings() == {"refund_limit_mode": "refuse", "notify_verify_seconds": 60.0}
+    assert sb.client.settings() == {
+        "refund_limit_mode": "refuse",
+        "notify_verify_seconds": 60.0,
+        "payment_password_default": True,
+    }
     with pytest.raises(SandboxError, match="refund_limit_mode"):
         sb.client.set_refund_limit_mode("ignore")
     with pytest.raises(SandboxError):

@@ -123,11 +123,42 @@ def test_without_the_file_the_single_partner_options_work_as_before(
     assert (config.partner, config.md5_key) == (C, KEY_C)
 
 
+def test_a_partner_may_name_its_seller_login_and_its_payment_password(files: Path) -> None:
+    entries = [
+        {"partner": A, "md5_key": KEY_A, "seller_email": "shop-a@example.test"},
+        {"partner": B, "md5_key": KEY_C, "payment_password": "b-pay-654321"},
+    ]
+    path = write(files, partners_toml(entries))
+    config = cli.build_config(parse(["--partners-file", str(path), "--payment-password", "all-1"]))
+    first, second = config.partners
+    assert (first.seller_login, first.payment_password) == ("shop-a@example.test", None)
+    assert (second.seller_login, second.payment_password) == (
+        f"seller-{B}@sandbox.test",
+        "b-pay-654321",
+    )
+    assert config.payment_password == "all-1"
+    assert "b-pay-654321" not in repr(config) and "all-1" not in repr(config)
+
+
+def test_the_payment_password_option_defaults_and_is_checked(files: Path) -> None:
+    path = write(files, partners_toml(TWO))
+    assert cli.build_config(parse(["--partners-file", str(path)])).payment_password == (
+        "sandbox-pay-123456"
+    )
+    with pytest.raises(ConfigError) as refused:
+        cli.build_config(parse(["--partners-file", str(path), "--payment-password", "x\ny"]))
+    assert str(refused.value).startswith("--payment-password must be") and "x\ny" not in str(
+        refused.value
+    )
+
+
 def test_help_documents_the_partners_file() -> None:
     parser = argparse.ArgumentParser(prog="refund-worker sandbox")
     cli.add_arguments(parser)
     text = parser.format_help()
     assert "--partners-file" in text and "served first" in text
+    assert "--payment-password" in text and "sandbox-pay-123456" in text
+    assert "/cashier/confirm" in " ".join(text.split())
 
 
 @pytest.mark.parametrize(
@@ -168,6 +199,14 @@ def test_help_documents_the_partners_file() -> None:
         (
             f'[[partners]]\nmd5_key = "{KEY_A}\x01"\n',
             "not valid TOML (Illegal character (at line 2",
+        ),
+        (
+            partners_toml([{"partner": A, "md5_key": KEY_A, "seller_email": "a b@c.test"}]),
+            f"partner {A}: seller_email: must be 1-100 printable ASCII",
+        ),
+        (
+            partners_toml([{"partner": A, "md5_key": KEY_A, "payment_password": "pay\tword-42"}]),
+            f"partner {A}: payment_password: must be 1-128 printable characters (value not shown)",
         ),
         ("[other]\n", "unknown top-level key 'other'"),
         ("", "no [[partners]] entry"),

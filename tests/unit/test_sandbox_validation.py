@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandbox.config import default_seller_email
 from sandbox.detail_rules import detail_data_problem
 from sandbox.query import RefundQuery
 from sandbox.validation import (
@@ -101,8 +102,29 @@ def test_password_service_needs_the_partner_as_seller() -> None:
     p = params(service=SERVICE_PWD, seller_user_id=PARTNER)
     assert isinstance(check(p), RefundRequest)
     assert code_of(check(changed(p, seller_user_id="2088999999999999"))) == "SELLER_INFO_NOT_EXIST"
+    assert code_of(check(changed(p, seller_user_id="12345"))) == "ILLEGAL_USER"
     assert code_of(check(changed(p, seller_user_id=None))) == "ILLEGAL_ARGUMENT"
-    assert isinstance(check(changed(p, seller_user_id=None, seller_email="a@b.cn")), RefundRequest)
+    own = default_seller_email(PARTNER)
+    by_email = check(changed(p, seller_user_id=None, seller_email=own))
+    assert isinstance(by_email, RefundRequest) and by_email.seller is not None
+    assert by_email.seller.named_by == "seller_email"
+    other = changed(p, seller_user_id=None, seller_email="a@b.cn")
+    assert code_of(check(other)) == "SELLER_INFO_NOT_EXIST"
+
+
+def test_password_service_needs_a_notify_url_and_ignores_the_nopwd_parameters() -> None:
+    p = params(service=SERVICE_PWD, seller_user_id=PARTNER)
+    missing = check(changed(p, notify_url=None))
+    assert code_of(missing) == "ILLEGAL_ARGUMENT"
+    assert isinstance(missing, Refusal) and "notify_url" in missing.reason
+    extra = changed(p, dback_notify_url="not a url", use_freeze_amount="X", return_type="json")
+    verdict = check(extra)
+    assert isinstance(verdict, RefundRequest)
+    assert verdict.ignored == ("dback_notify_url", "use_freeze_amount", "return_type")
+    assert verdict.dback_notify_url is None
+    # The password-free service still checks them.
+    nopwd = changed(params(), use_freeze_amount="X")
+    assert code_of(check(nopwd)) == "ILLEGAL_ARGUMENT"
 
 
 def test_notify_verify_is_recognised_before_anything_else() -> None:
