@@ -12,6 +12,9 @@ the statements live in one module per table or concern:
 * `evidence`      -- query answers, refunds made elsewhere, operator decisions;
 * `status`        -- what `refund-worker status` and the ledger gauges read.
 
+The operator console's reads (`console_reads`, built on `console_history` and
+`console_records`) are not services' statements and are imported on their own.
+
 Statements are set-based (one JSON parameter for a micro-batch or a 1000-item batch),
 so a batch costs a handful of round trips, not one per refund.
 """
