@@ -25,7 +25,7 @@ log = structlog.get_logger("worker.console")
 blueprint = flask.Blueprint("pages", __name__)
 
 CHART_MINUTES = 60
-MAX_QUERY_CHARS = 64
+MAX_QUERY_CHARS = console_reads.MAX_FIND_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +121,18 @@ def _not_found(what: str, key: str) -> Response:
 def refund(key: str) -> Response | str:
     with deps().db.transaction() as conn:
         history = console_reads.refund_history(conn, key)
-        audit = operator_store.latest_audit(conn, limit=50, target=key)
     if history is None:
         return _not_found("refund", key)
-    return flask.render_template("refund.html", key=key, history=history, audit=audit)
+    return flask.render_template("refund.html", key=key, history=history)
 
 
 @blueprint.route("/batches/<key>")
 def batch(key: str) -> Response | str:
     with deps().db.transaction() as conn:
         history = console_reads.batch_history(conn, key)
-        audit = operator_store.latest_audit(conn, limit=50, target=key)
     if history is None:
         return _not_found("batch", key)
-    return flask.render_template("batch.html", key=key, history=history, audit=audit)
+    return flask.render_template("batch.html", key=key, history=history)
 
 
 @blueprint.route("/trades/<key>")
