@@ -170,4 +170,3 @@ def test_the_sign_in_page_has_a_csrf_token_and_every_header(client) -> None:  # 
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
     css = client.get("/static/console.css")
     assert css.status_code == 200 and "no-store" not in css.headers.get("Cache-Control", "")
-
