@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import chromium, screenshot
@@ -65,8 +66,17 @@ def sign_in(driver: WebDriver, name: str, password: str) -> None:
     driver.find_element(By.NAME, "password").send_keys(password)
     button = driver.find_element(By.CSS_SELECTOR, "section.signin button[type=submit]")
     button.click()
-    WebDriverWait(driver, 10).until(staleness_of(button))  # the answer's page has come
+    WebDriverWait(driver, 10).until(lambda _: detached(button))  # the answer's page came
     loaded(driver)
+
+
+def detached(element: WebElement) -> bool:
+    """Whether `element` left the document (chromedriver reports it in two ways)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False
 
 
 def loaded(driver: WebDriver) -> None:
