@@ -15,7 +15,14 @@ import psycopg
 import pytest
 
 from tests.support.db import fresh_database
-from tests.support.ledger import MERCHANTS, delivery, handle_deliveries, request, trade
+from tests.support.ledger import (
+    MERCHANTS,
+    delivery,
+    handle_deliveries,
+    notify_form,
+    request,
+    trade,
+)
 from tests.support.submission import Env, now_utc, open_env
 from worker.adapters.postgres import console_reads as reads
 from worker.adapters.postgres import ledger
@@ -447,3 +454,33 @@ def test_attempt_journal_migration_applies_on_a_populated_ledger() -> None:
             assert "SYSTEM_ERROR" in entry.detail
         finally:
             db.close()
+
+
+def test_an_attempt_overtaken_by_its_notification_is_journaled_as_superseded(
+    db: Database,
+) -> None:
+    handle_deliveries(db, [delivery(request("s-0", trade(1)))])
+    (batch_no,) = pack_pending(
+        db, max_items=10, max_wait=0, merchants=MERCHANTS, clock=now_utc, force=True
+    )
+
+    class NotifiedWhileSending:
+        def submit(self, params: dict[str, str]) -> SyncResponse:
+            form = notify_form(batch_no, [(trade(1), "1.00", "SUCCESS")], notify_id="n-race")
+            assert process_notification(db, "batch_refund", form, now_utc()) == "applied"
+            return SyncResponse(SyncStatus.ACCEPTED, None, "gateway accepted the batch")
+
+    gateway = NotifiedWhileSending()
+    result = submit_batch(
+        db, lambda _m: gateway, MERCHANTS, batch_no, clock=now_utc, lease_seconds=0.5
+    )
+    assert result.status == "completed"
+    with db.transaction() as conn:
+        rows = conn.execute(
+            "SELECT attempt, started_at IS NOT NULL, outcome, action FROM batch_attempts"
+        ).fetchall()
+        history = reads.refund_history(conn, "s-0")
+    assert rows == [(1, True, "answered", "superseded")]
+    assert history is not None
+    kinds = [e.kind for e in history.timeline]
+    assert kinds.index("notification") < kinds.index("attempt")
