@@ -170,3 +170,35 @@ def test_the_sign_in_page_has_a_csrf_token_and_every_header(client) -> None:  # 
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
     css = client.get("/static/console.css")
     assert css.status_code == 200 and "no-store" not in css.headers.get("Cache-Control", "")
+
+
+def test_the_session_key_is_required_beyond_loopback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from worker.config.settings import load_settings
+    from worker.domain.errors import ConfigError
+    from worker.entrypoints.roles.console import session_key
+
+    base = {"ALIPAY_MD5_KEY": "0123456789abcdef0123456789abcdef"}
+    local = load_settings(base)
+    assert local.console_bind == "127.0.0.1:8091" and local.console_on_loopback
+    assert not local.console_cookies_secure
+    first, second = (session_key(local, on_loopback=True) for _ in range(2))
+    assert len(first) == 32 and first != second  # made once per master, never a constant
+    wide = load_settings(base | {"CONSOLE_BIND": "0.0.0.0:8091"})
+    assert wide.console_cookies_secure
+    with pytest.raises(ConfigError, match="CONSOLE_SECRET_KEY_FILE is required"):
+        session_key(wide, on_loopback=wide.console_on_loopback)
+    key = tmp_path / "key"
+    key.write_text("short\n")
+    with pytest.raises(ConfigError, match="at least 32 characters") as refused:
+        load_settings(base | {"CONSOLE_SECRET_KEY_FILE": str(key)})
+    assert "short" not in str(refused.value)  # a secret's text is never in a message
+    key.write_text("ab" * 32 + "\n")
+    keyed = load_settings(
+        base | {"CONSOLE_BIND": "0.0.0.0:8091", "CONSOLE_SECRET_KEY_FILE": str(key)}
+    )
+    assert session_key(keyed, on_loopback=False) == b"ab" * 32
+    assert keyed.describe()["console_secret_key"] == "[set]"
+    forced = load_settings(base | {"CONSOLE_SECURE_COOKIES": "true"})
+    assert forced.console_cookies_secure
+    with pytest.raises(ConfigError, match="CONSOLE_SECURE_COOKIES"):
+        load_settings(base | {"CONSOLE_SECURE_COOKIES": "maybe"})
