@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: venv services lint imports typecheck unit test demo bench chaos clean
+.PHONY: venv services browser lint imports typecheck unit test demo bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ venv: $(BIN)/.installed
 
 services:
 	@bash scripts/ensure-services.sh
+
+# Chromium and chromedriver for the console's browser tests (tests/e2e/test_console_browser.py).
+browser:
+	@bash scripts/ensure-browser.sh
 
 lint: venv
 	$(BIN)/ruff check worker sandbox devtools tests bench
@@ -29,7 +33,7 @@ imports: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: venv services lint imports typecheck
+test: venv services browser lint imports typecheck
 	$(BIN)/pytest
 
 demo: venv services

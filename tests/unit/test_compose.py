@@ -153,6 +153,8 @@ def test_every_long_running_service_has_a_health_check() -> None:
                 assert f":{env['METRICS_PORT']}/healthz" in probe, name
             elif role == "notify-server":
                 assert ":8080/healthz" in probe
+            elif role == "console":
+                assert ":8091/healthz" in probe
             else:
                 assert "/_sandbox/health" in probe
 
@@ -195,15 +197,41 @@ def _tracked(path: Path) -> bool:
 def test_every_role_gets_settings_the_worker_accepts(tmp_path: Path) -> None:
     key = tmp_path / "alipay_md5_key"
     key.write_text("0123456789abcdef0123456789abcdef\n")
+    console_key = tmp_path / "console_secret_key"
+    console_key.write_text("ef" * 32 + "\n")
     for name, service in services().items():
         if name in INFRASTRUCTURE or name == "sandbox":
             continue
         env = {k: interpolate(str(v)) for k, v in service["environment"].items()}
         env["ALIPAY_MD5_KEY_FILE"] = str(key)
+        if "CONSOLE_SECRET_KEY_FILE" in env:
+            env["CONSOLE_SECRET_KEY_FILE"] = str(console_key)
         settings = load_settings(env)
         assert settings.gateway_url == "http://sandbox:8090/gateway.do", name
         assert settings.notify_url.startswith("http://notify-server:8080/"), name
         assert settings.metrics_port == 9100, name
+
+
+def test_the_console_reads_its_session_key_from_a_compose_secret(tmp_path: Path) -> None:
+    document = load_compose()
+    console = document["services"]["console"]
+    assert command_of(console)[0] == "console"
+    env = {k: interpolate(str(v)) for k, v in console["environment"].items()}
+    assert env["CONSOLE_SECRET_KEY_FILE"] == "/run/secrets/console_secret_key"
+    assert "console_secret_key" in console["secrets"]
+    assert set(document["secrets"]["console_secret_key"]) == {"file"}
+    assert console["ports"] == ["127.0.0.1:8091:8091"]
+    (tmp_path / "md5").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "key").write_text("cd" * 32 + "\n")
+    env |= {
+        "ALIPAY_MD5_KEY_FILE": str(tmp_path / "md5"),
+        "CONSOLE_SECRET_KEY_FILE": str(tmp_path / "key"),
+    }
+    settings = load_settings(env)
+    assert settings.console_bind == "0.0.0.0:8091" and settings.console_secret_key is not None
+    assert not settings.console_cookies_secure
+    for depends in ("rabbitmq", "postgres", "migrate"):
+        assert depends in console["depends_on"]
 
 
 def test_the_env_example_names_only_variables_the_file_uses() -> None:

@@ -29,6 +29,7 @@ import yaml
 from tests.support.kustomize import KustomizeError, render
 from worker.adapters.dramatiq.jobs import job_queues
 from worker.adapters.rabbitmq.topology import Topology
+from worker.config import values
 from worker.config.settings import load_settings
 from worker.entrypoints.cli import COMMANDS
 from worker.entrypoints.roles.all import ROLES
@@ -390,6 +391,12 @@ def test_probes_check_what_each_role_serves(overlay: str) -> None:
             assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert config["NOTIFY_BIND"] == f"0.0.0.0:{ports['http']}"
             continue
+        if role == "console":
+            env = {v["name"]: v.get("value") for v in main["env"]}
+            assert ports == {"http": values.split_bind(env["CONSOLE_BIND"])[1]}
+            assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            continue
         # The other roles serve their loops' heartbeats beside /metrics on METRICS_PORT
         # (worker.observability.health): no exec probe, no dependency check in liveness.
         assert ports == {"metrics": int(config["METRICS_PORT"])}
@@ -536,6 +543,45 @@ def test_prometheus_scrapes_every_role(overlay: str) -> None:
             if any(sel.items() <= labels.items() and target in names for sel, target in ports):
                 scraped.add(role_of(deployment))
     assert scraped == set(ROLES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_signs_sessions_with_a_key_from_its_secret(
+    overlay: str, tmp_path: Path
+) -> None:
+    objects = rendered(overlay)
+    deployment = by_kind(objects, "Deployment")["refund-worker-console"]
+    spec = pod_spec(deployment)
+    main = spec["containers"][0]
+    assert main["command"][:2] == ["refund-worker", "console"]
+    env = {v["name"]: v.get("value") for v in main["env"]}
+    key_file = Path(str(env["CONSOLE_SECRET_KEY_FILE"]))
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    mount = mounts[str(key_file.parent)]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[mount["name"]]["secret"]["secretName"] == "refund-worker-console"
+    assert mount["readOnly"] is True
+    assert env["CONSOLE_SECURE_COOKIES"] == "true"
+    # The container's settings are valid, the key read from a file like the mounted one.
+    data = by_kind(objects, "ConfigMap")["refund-worker"]["data"]
+    (tmp_path / "md5_key").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "secret_key").write_text("ab" * 32 + "\n")
+    settings = load_settings(
+        {str(k): str(v) for k, v in data.items()}
+        | {k: str(v) for k, v in env.items() if v is not None}
+        | {
+            "ALIPAY_MD5_KEY_FILE": str(tmp_path / "md5_key"),
+            "CONSOLE_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+        }
+    )
+    assert settings.console_secret_key is not None and settings.console_cookies_secure
+    assert not settings.console_on_loopback
+    # Only the ingress controller's namespace may reach it, and Prometheus does not scrape it.
+    policy = by_kind(objects, "NetworkPolicy")["refund-worker-console"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] and rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    service = by_kind(objects, "Service")["refund-worker-console"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["web"]
 
 
 def test_a_broken_manifest_is_reported() -> None:

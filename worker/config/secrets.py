@@ -39,7 +39,11 @@ __all__ = [
     "public_key_file",
     "read_key_file",
     "service_url",
+    "session_key_file",
 ]
+
+# Shortest session signing key accepted (characters of the file, e.g. 64 hex digits).
+MIN_SESSION_KEY_CHARS: Final = 32
 
 # Largest key file read: a PEM RSA key is a few kilobytes; anything bigger is a
 # wrong path (a log file, /dev/zero), not a key.
@@ -128,6 +132,18 @@ def private_key_file(name: str, path: str) -> Secret:
     pem = private_key_pem(key)
     register_secret(pem)
     return Secret(pem)
+
+
+def session_key_file(name: str, path: str) -> Secret:
+    """The console's session signing key from a file (one line, at least 32 characters)."""
+    value = read_key_file(name, path).strip()
+    register_secret(value)
+    if len(value) < MIN_SESSION_KEY_CHARS:
+        raise ConfigError(
+            f"{name} must hold at least {MIN_SESSION_KEY_CHARS} characters, e.g. the output of"
+            f" `openssl rand -hex 32` ({path!r})"
+        )
+    return Secret(value)
 
 
 def public_key_file(name: str, path: str) -> str:

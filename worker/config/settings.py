@@ -59,6 +59,9 @@ __all__ = [
 # sysexits.h: "configuration error". Supervisors can tell it from a crash.
 EX_CONFIG: Final = 78
 
+# Hosts a console may listen on without TLS in front and without a key file.
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
 # Alipay caps notify_url and dback_notify_url at 200 characters (String(200)).
 _MAX_NOTIFY_URL: Final = 200
 
@@ -163,6 +166,15 @@ class Settings:
         86400.0, ("RECONCILE_RELEASE_AFTER_SECONDS", values.seconds(30 * 86400))
     )
     merchants_file: str | None = _env(None, ("ALIPAY_MERCHANTS_FILE", values.text))
+    # The operator console (`refund-worker console`, worker/entrypoints/console).
+    console_bind: str = _env("127.0.0.1:8091", ("CONSOLE_BIND", values.bind))
+    console_secret_key: Secret | None = _env(  # noqa: RUF009 -- as above
+        None, ("CONSOLE_SECRET_KEY_FILE", secrets.session_key_file), shown="set"
+    )
+    console_secure_cookies: str = _env(
+        "auto", ("CONSOLE_SECURE_COOKIES", values.choice("auto", "true", "false"))
+    )
+    console_workers: int = _env(2, ("CONSOLE_WORKERS", values.whole(1, 32)))
     # Not a variable: the merchants, read from `merchants_file` by `load_settings`.
     merchant_book: Merchants | None = _env(None)  # noqa: RUF009 -- as above
 
@@ -175,6 +187,23 @@ class Settings:
     def notify_port(self) -> int:
         """Port part of `notify_bind`."""
         return values.split_bind(self.notify_bind)[1]
+
+    @property
+    def console_host(self) -> str:
+        """Host part of `console_bind`."""
+        return values.split_bind(self.console_bind)[0]
+
+    @property
+    def console_on_loopback(self) -> bool:
+        """Whether the console listens on this machine only (127.0.0.1, ::1, localhost)."""
+        return self.console_host in LOOPBACK_HOSTS
+
+    @property
+    def console_cookies_secure(self) -> bool:
+        """Session cookies marked `Secure`: always, except on loopback unless forced."""
+        if self.console_secure_cookies == "auto":
+            return not self.console_on_loopback
+        return self.console_secure_cookies == "true"
 
     def merchants(self) -> Merchants:
         """Every merchant served: the merchants file's, or the one of the single variables."""

@@ -41,6 +41,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "worker.entrypoints.roles.notify_server",
         "serve Alipay's notifications over HTTP",
     ),
+    "console": (
+        "worker.entrypoints.roles.console",
+        "serve the operator console (sign-in, overview, decisions) over HTTP",
+    ),
+    "operators": (
+        "worker.entrypoints.roles.operators",
+        "manage the console's operators: add, list, unlock, disable",
+    ),
     "relay": (
         "worker.entrypoints.roles.relay",
         "publish outbox rows (refund.completed) to the bus",

@@ -247,7 +247,21 @@ def _settle(
         reason=decision.reason,
         maybe_sent=decision.maybe_sent,
     )
-    if batch is None or batch.state != BatchState.SUBMITTING or batch.attempts != claim.attempts:
+    current = (
+        batch is not None
+        and batch.state == BatchState.SUBMITTING
+        and batch.attempts == claim.attempts
+    )
+    ledger.record_attempt(
+        conn,
+        batch_no,
+        claim.attempts,
+        outcome=attempt.outcome.value,
+        action=decision.action.value if current else "superseded",
+        code=decision.code or attempt.code,
+        error=attempt.error or (attempt.response.detail if attempt.response else None),
+    )
+    if not current:
         # A notification (or another attempt) settled the batch while we were sending.
         log_.info("batch.outcome_superseded", state=None if batch is None else batch.state)
         return SubmitResult(batch.state if batch else "missing")

@@ -59,11 +59,20 @@ def sweep(
     return report
 
 
-def resume_submission(db: Database, partner: str | None = None) -> list[str]:
+def resume_submission(
+    db: Database, partner: str | None = None, *, operator: str | None = None
+) -> list[str]:
     """Operator action after fixing a configuration error: clear the merchant's halt (every
-    merchant's when `partner` is None) and retry its held batches, same batch_nos."""
+    merchant's when `partner` is None) and retry its held batches, same batch_nos.
+    `operator` (who asked, from the console) goes into the log line."""
     with db.transaction() as conn:
         cleared = ledger.clear_submission_halt(conn, partner)
         batches = ledger.resume_held(conn, partner)
-    log.warning("submission.resumed", merchant=partner, cleared=cleared, batches=len(batches))
+    log.warning(
+        "submission.resumed",
+        merchant=partner,
+        cleared=cleared,
+        batches=len(batches),
+        operator=operator,
+    )
     return batches

@@ -277,6 +277,42 @@ def note_attempt(conn: Connection, batch_no: str) -> None:
     )
 
 
+# The longest error text the attempt journal keeps (its CHECK constraint says the same).
+ATTEMPT_ERROR_MAX = 500
+
+
+def record_attempt(
+    conn: Connection,
+    batch_no: str,
+    attempt: int,
+    *,
+    outcome: str,
+    action: str | None,
+    code: str | None,
+    error: str | None,
+) -> None:
+    """Journal one settled submission attempt (`batch_attempts`); a second record of the
+    same attempt changes nothing. Its start is the batch's `last_attempt_at` as the claim
+    noted it, when the batch still counts this attempt as its last: call this before
+    `note_attempt` moves it."""
+    conn.execute(
+        "INSERT INTO batch_attempts (batch_no, attempt, started_at, outcome, action, code, error)"
+        " SELECT batch_no, %(attempt)s,"
+        " CASE WHEN attempts = %(attempt)s THEN last_attempt_at END,"
+        " %(outcome)s, %(action)s, %(code)s, %(error)s"
+        " FROM batches WHERE batch_no = %(batch_no)s"
+        " ON CONFLICT (batch_no, attempt) DO NOTHING",
+        {
+            "batch_no": batch_no,
+            "attempt": attempt,
+            "outcome": outcome,
+            "action": action,
+            "code": code,
+            "error": error[:ATTEMPT_ERROR_MAX] if error else None,
+        },
+    )
+
+
 def last_code(conn: Connection, batch_no: str) -> str | None:
     row = conn.execute("SELECT last_code FROM batches WHERE batch_no = %s", (batch_no,)).fetchone()
     return None if row is None or row[0] is None else str(row[0])

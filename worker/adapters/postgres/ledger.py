@@ -12,6 +12,9 @@ the statements live in one module per table or concern:
 * `evidence`      -- query answers, refunds made elsewhere, operator decisions;
 * `status`        -- what `refund-worker status` and the ledger gauges read.
 
+The operator console's reads (`console_reads`, built on `console_history` and
+`console_records`) are not services' statements and are imported on their own.
+
 Statements are set-based (one JSON parameter for a micro-batch or a 1000-item batch),
 so a batch costs a handful of round trips, not one per refund.
 """
@@ -36,6 +39,7 @@ from worker.adapters.postgres.batches import (
     next_batch_serial,
     note_attempt,
     note_flagged,
+    record_attempt,
     redrive_due,
     resume_held,
     schedule_attempt,
@@ -153,6 +157,7 @@ __all__ = [
     "our_batch_nos",
     "pending_refunds",
     "queries_since",
+    "record_attempt",
     "record_decision",
     "record_gateway_refunds",
     "record_query",

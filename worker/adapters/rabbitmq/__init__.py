@@ -15,7 +15,8 @@ One job per module:
   declarations;
 * `publisher`: durable batch publishing and dead-lettering, one transaction each;
 * `consumer`: the micro-batch consumer and its retry rules (`run_consumer`);
-* `admin`: readiness ping, draining and deleting queues (tests, tools, operators).
+* `admin`: readiness ping, draining and deleting queues (tests, tools, operators);
+* `dead_letters`: peeking at the dead-letter queue and moving it back (operators).
 """
 
 from worker.adapters.rabbitmq.admin import bus_ping, delete_topology, drain
@@ -31,6 +32,11 @@ from worker.adapters.rabbitmq.consumer import (
     BatchHandler,
     ConsumerSettings,
     run_consumer,
+)
+from worker.adapters.rabbitmq.dead_letters import (
+    DeadLetterPeek,
+    move_dead_letters,
+    peek_dead_letters,
 )
 from worker.adapters.rabbitmq.publisher import Publisher, dead_letter
 from worker.adapters.rabbitmq.topology import (
@@ -70,6 +76,7 @@ __all__ = [
     "BatchHandler",
     "BusConnection",
     "ConsumerSettings",
+    "DeadLetterPeek",
     "Publisher",
     "QueueType",
     "Topology",
@@ -85,7 +92,9 @@ __all__ = [
     "drain",
     "intake_queue_arguments",
     "mismatch_message",
+    "move_dead_letters",
     "outgoing_for",
+    "peek_dead_letters",
     "rfc3339",
     "run_consumer",
     "truncate_utf8",

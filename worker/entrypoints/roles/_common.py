@@ -21,7 +21,9 @@ log = structlog.get_logger("worker.role")
 
 # Commands a person runs for an answer: their standard output is the answer (JSON or
 # lines to read or pipe), so their log lines go to standard error.
-OPERATOR_COMMANDS = frozenset({"status", "batches", "reconcile", "resolve", "replay", "resume"})
+OPERATOR_COMMANDS = frozenset(
+    {"status", "batches", "reconcile", "resolve", "replay", "resume", "operators"}
+)
 
 
 def boot(role: str) -> Settings:

@@ -1,0 +1,1 @@
+"""The operator console: a Flask application served by `refund-worker console`."""
