@@ -99,6 +99,7 @@ class Stack:
         self.md5_key = config.md5_key or secrets.token_hex(16)
         self.sandbox_port = free_port()
         self.notify_port = free_port()
+        self.console_port = free_port()
         self.logs = config.workdir / "logs"
         self.processes: dict[tuple[str, int], RoleProcess] = {}
         self.sandbox_process: RoleProcess | None = None
@@ -115,6 +116,10 @@ class Stack:
     @property
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
 
     @property
     def default_partner(self) -> str:
@@ -141,6 +146,7 @@ class Stack:
                 "ALIPAY_NOTIFY_URL": f"http://127.0.0.1:{self.notify_port}/alipay/notify",
                 "ALIPAY_DBACK_NOTIFY_URL": f"http://127.0.0.1:{self.notify_port}/alipay/dback-notify",
                 "NOTIFY_BIND": f"127.0.0.1:{self.notify_port}",
+                "CONSOLE_BIND": f"127.0.0.1:{self.console_port}",
                 "BATCH_MAX_ITEMS": str(self.config.batch_max_items),
                 "BATCH_MAX_WAIT_SECONDS": str(self.config.batch_max_wait),
                 "LOG_FORMAT": "json",
@@ -216,7 +222,21 @@ class Stack:
         self.processes[(role, index)] = proc
         if role == "notify-server" and index == 0:
             self._wait_http(f"http://127.0.0.1:{self.notify_port}/healthz", "notify-server")
+        if role == "console" and index == 0:
+            self._wait_http(f"{self.console_url}/healthz", "console")
         return proc
+
+    def add_operator(self, name: str, password: str) -> None:
+        """`refund-worker operators add NAME --password-stdin`, as an operator would."""
+        subprocess.run(
+            [sys.executable, "-m", "worker.entrypoints.cli", "operators", "add", name,
+             "--password-stdin"],
+            input=f"{password}\n".encode(),
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def kill_role(self, role: str, index: int = 0, sig: int = signal.SIGKILL) -> None:
         proc = self.processes.pop((role, index), None)

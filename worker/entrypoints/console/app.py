@@ -50,6 +50,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("worker.entrypoints.console.auth", "blueprint"),
     ("worker.entrypoints.console.pages", "blueprint"),
     ("worker.entrypoints.console.decisions", "blueprint"),
+    ("worker.entrypoints.console.approvals", "blueprint"),
 )
 
 
@@ -71,6 +72,9 @@ class ConsoleDeps:
     refund_queries: RefundQueries
     bus: BusSettings
     release_after_seconds: float = 86400.0
+    # The mapi gateway the password service's forms are posted to (the operator's browser
+    # posts them, so it must be reachable from there).
+    gateway_url: str = "http://127.0.0.1:8090/gateway.do"
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def build_app(settings: Settings, *, secret_key: bytes, pool_size: int) -> WSGIA
         refund_queries=rt.query_client,
         bus=BusSettings(settings.amqp_url, settings.refund_exchange),
         release_after_seconds=settings.reconcile_release_after_seconds,
+        gateway_url=settings.gateway_url,
     )
     config = ConsoleConfig(secret_key=secret_key, secure_cookies=settings.console_cookies_secure)
     app: WSGIApplication = create_app(deps, config)
