@@ -36,8 +36,9 @@ unit: venv
 test: venv services browser lint imports typecheck
 	$(BIN)/pytest
 
+# `make demo MODE=pwd`: the password service, approved in the operator console.
 demo: venv services
-	$(BIN)/refund-worker demo
+	$(BIN)/refund-worker demo $(if $(MODE),--mode $(MODE))
 
 # The fault-injection suite, long profile (a short profile runs inside `make test`).
 chaos: venv services

@@ -5,6 +5,12 @@ few hundred sample refund requests (a trade refunded twice, a reason full of the
 gateway's separator characters, a duplicate message, a conflicting duplicate, an
 invalid message, a refund above its trade amount, a refund of a closed trade),
 waits for every `refund.completed`, prints a summary and removes what it created.
+
+`--mode pwd` runs the password service instead (`refund_fastpay_by_platform_pwd`): the
+operator console runs too, the demo prints its address, an operator name and a password
+made for this run only, and the sandbox's payment password; every batch waits until
+someone approves it in the console and types that payment password on the sandbox's
+Alipay page. The demo ends when every refund completed or at `--timeout`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import sys
 import time
 import uuid
@@ -20,13 +27,27 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from devtools.devstack import Stack, StackConfig
+from devtools.devstack import ROLES, Stack, StackConfig
+
+DEMO_OPERATOR = "demo"
+# The sandbox's default payment password (`refund-worker sandbox --help`).
+SANDBOX_PAYMENT_PASSWORD = "sandbox-pay-123456"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refunds", type=int, default=300, help="sample refunds (default 300)")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait (default 120)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait (default 120; 900 with --mode pwd, where a person approves)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("nopwd", "pwd"),
+        default="nopwd",
+        help="the refund service: nopwd (server to server, default) or pwd (approved in the"
+        " console, paid on the sandbox's password page)",
     )
     parser.add_argument(
         "--workdir", default="var/demo", help="logs and sandbox state (default var/demo)"
@@ -93,17 +114,35 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"demo: starting sandbox gateway and every role (logs in {workdir}/logs)")
     started = time.monotonic()
+    pwd = args.mode == "pwd"
+    timeout = args.timeout if args.timeout is not None else (900.0 if pwd else 120.0)
     config = StackConfig(
         workdir=workdir,
         keep=args.keep,
         batch_max_wait=0.5,
         md5_key=os.environ.get("ALIPAY_MD5_KEY") or None,
+        roles={**{role: 1 for role in ROLES}, **({"console": 1} if pwd else {})},
+        extra_env={"ALIPAY_REFUND_SERVICE": "pwd"} if pwd else {},
     )
     with Stack(config) as stack:
         SandboxClient(stack.sandbox_url).create_trade(closed, "100.00", status="closed")
+        if pwd:
+            password = secrets.token_urlsafe(12)
+            stack.add_operator(DEMO_OPERATOR, password)
+            print(f"demo: operator console at {stack.console_url}/approvals", flush=True)
+            print(f"demo: sign in as {DEMO_OPERATOR!r} with password {password}", flush=True)
+            print(
+                "demo: approve each batch; on the sandbox's Alipay page sign in as"
+                f" {stack.default_partner} with payment password {SANDBOX_PAYMENT_PASSWORD}",
+                flush=True,
+            )
         sent = stack.publish(messages)
-        print(f"demo: published {sent} refund.requested messages; waiting for refund.completed")
-        completed = stack.collect(expected, args.timeout)
+        print(
+            f"demo: published {sent} refund.requested messages; waiting for refund.completed"
+            f" (at most {timeout:.0f} s)",
+            flush=True,
+        )
+        completed = stack.collect(expected, timeout)
         dead = stack.dead_letters()
         summary = SandboxClient(stack.sandbox_url).summary()
         batches = stack.query("SELECT count(*) FROM batches")[0][0]
