@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from worker.domain.errors import RefundWorkerError
+from worker.domain.errors import RefundWorkerError, SigningError
 
 __all__ = [
     "KeyFormatError",
@@ -74,6 +75,26 @@ def load_public_key(data: str | bytes) -> rsa.RSAPublicKey:
     if not isinstance(key, rsa.RSAPublicKey):
         raise KeyFormatError("the public key is not an RSA key", not_rsa=True)
     return key
+
+
+@functools.lru_cache(maxsize=16)
+def signing_private_key(data: str | bytes) -> rsa.RSAPrivateKey:
+    """A private key to sign with (mapi or OpenAPI), loaded once per distinct key;
+    SigningError when it cannot be read."""
+    try:
+        return load_private_key(data)
+    except KeyFormatError as exc:
+        raise SigningError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=16)
+def signing_public_key(data: str | bytes) -> rsa.RSAPublicKey:
+    """Alipay's public key to verify with, loaded once per distinct key; SigningError when
+    it cannot be read."""
+    try:
+        return load_public_key(data)
+    except KeyFormatError as exc:
+        raise SigningError(str(exc)) from None
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> str:

@@ -89,7 +89,7 @@ def check_merchant(merchant: Merchant) -> None:
     for name in ("notify_url", "dback_notify_url"):
         url = getattr(merchant, name)
         if url:
-            problem = _notify_url_problem(url)
+            problem = notify_url_problem(url)
             if problem:
                 raise ConfigError(f"{name} {problem}")
 
@@ -209,16 +209,18 @@ def _seller_params(seller_user_id: str | None, seller_email: str | None) -> dict
     return params
 
 
-def _notify_url_problem(url: str) -> str | None:
+def notify_url_problem(url: str, max_length: int = MAX_NOTIFY_URL_LENGTH) -> str | None:
+    """What is wrong with a notify URL for Alipay (mapi and OpenAPI alike, each with its
+    own length limit), or None."""
     if not isinstance(url, str) or not url:
         return "is empty"
-    if len(url) > MAX_NOTIFY_URL_LENGTH:
-        return f"is longer than {MAX_NOTIFY_URL_LENGTH} characters"
+    if len(url) > max_length:
+        return f"is longer than {max_length} characters"
     if not url.isascii() or any(ch.isspace() for ch in url):
         return "must be ASCII without spaces"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "must be an absolute http(s) URL"
-    if parts.query or "?" in url or parts.fragment:
+    if parts.query or "?" in url or parts.fragment or "#" in url:
         return "must not carry a query string or fragment"
     return None

@@ -19,18 +19,17 @@ check and compares MD5 digests in constant time.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from worker.domain.errors import SigningError
 from worker.mapi.charsets import codec_for, fits
-from worker.mapi.keys import KeyFormatError, load_private_key, load_public_key
+from worker.mapi.keys import signing_private_key, signing_public_key
 
 SIGN_TYPES = frozenset({"MD5", "RSA"})
 _UNSIGNED_KEYS = frozenset({"sign", "sign_type"})
@@ -68,7 +67,7 @@ def sign(
     if sign_type == "RSA":
         if not private_key_pem:
             raise SigningError("RSA signing needs the merchant's private key")
-        key = _private_key(private_key_pem)
+        key = signing_private_key(private_key_pem)
         signature = key.sign(data, padding.PKCS1v15(), hashes.SHA1())
         return base64.b64encode(signature).decode("ascii")
     raise SigningError(f"unknown sign_type {str(sign_type)[:20]!r}: use MD5 or RSA")
@@ -122,7 +121,7 @@ def _verify(
         # A '+' sent unescaped in a form body arrives as a space.
         compact = received.strip().replace(" ", "+")
         signature = base64.b64decode(compact, validate=True)
-        key = _public_key(public_key_pem)
+        key = signing_public_key(public_key_pem)
         key.verify(signature, data, padding.PKCS1v15(), hashes.SHA1())
         return True
     return False
@@ -146,19 +145,3 @@ def _md5_hex(data: bytes, md5_key: str, codec: str) -> str:
     return hashlib.md5(data + key).hexdigest()
 
 
-@functools.lru_cache(maxsize=8)
-def _private_key(data: str | bytes) -> rsa.RSAPrivateKey:
-    """The merchant's key, loaded once per distinct key (see `worker/mapi/keys.py`)."""
-    try:
-        return load_private_key(data)
-    except KeyFormatError as exc:
-        raise SigningError(str(exc)) from None
-
-
-@functools.lru_cache(maxsize=8)
-def _public_key(data: str | bytes) -> rsa.RSAPublicKey:
-    """Alipay's key, loaded once per distinct key (see `worker/mapi/keys.py`)."""
-    try:
-        return load_public_key(data)
-    except KeyFormatError as exc:
-        raise SigningError(str(exc)) from None

@@ -37,12 +37,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from worker.domain.errors import ConfigError, DetailDataError, ProtocolError
 from worker.mapi.amounts import check_refund_amount, format_amount
 from worker.mapi.dates import REFUND_DATE_FORMAT, beijing
 from worker.mapi.detail import is_valid_trade_no, sanitize_reason
+from worker.mapi.request import notify_url_problem
 from worker.openapi.signing import SIGN_TYPE, sign_rsa2
 
 __all__ = [
@@ -151,7 +151,7 @@ def build_request(
         "version": "1.0",
     }
     if notify_url is not None:
-        problem = _notify_url_problem(notify_url)
+        problem = notify_url_problem(notify_url, MAX_NOTIFY_URL_LENGTH)
         if problem:
             raise ConfigError(f"notify_url {problem}")
         params["notify_url"] = notify_url
@@ -300,18 +300,3 @@ def _amount(amount: Decimal) -> str:
         return format_amount(check_refund_amount(amount))
     except DetailDataError as exc:
         raise ProtocolError(f"refund amount: {exc}") from None
-
-
-def _notify_url_problem(url: str) -> str | None:
-    if not isinstance(url, str) or not url:
-        return "is empty"
-    if len(url) > MAX_NOTIFY_URL_LENGTH:
-        return f"is longer than {MAX_NOTIFY_URL_LENGTH} characters"
-    if not url.isascii() or any(ch.isspace() for ch in url):
-        return "must be ASCII without spaces"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an absolute http(s) URL"
-    if parts.query or "?" in url or parts.fragment or "#" in url:
-        return "must not carry a query string or fragment"
-    return None

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from worker.domain.errors import SigningError
-from worker.mapi.keys import KeyFormatError, load_private_key, load_public_key
+from worker.mapi.keys import signing_private_key, signing_public_key
 
 __all__ = [
     "SIGN_TYPE",
@@ -74,7 +73,7 @@ def sign_rsa2(params: Mapping[str, str], private_key_pem: str | bytes) -> str:
     bad = sorted(str(k)[:40] for k, v in params.items() if not _is_text(k) or not _is_text(v))
     if bad:
         raise SigningError(f"parameter(s) {', '.join(bad)[:200]} are not UTF-8 text")
-    key = _private_key(private_key_pem)
+    key = signing_private_key(private_key_pem)
     data = signing_string(params).encode("utf-8")
     return base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256())).decode("ascii")
 
@@ -85,7 +84,7 @@ def sign_content(content: str, private_key_pem: str | bytes) -> str:
         raise SigningError("RSA2 signing needs a private key")
     if not _is_text(content):
         raise SigningError("the content to sign is not UTF-8 text")
-    key = _private_key(private_key_pem)
+    key = signing_private_key(private_key_pem)
     signature = key.sign(content.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     return base64.b64encode(signature).decode("ascii")
 
@@ -114,7 +113,7 @@ def _verify(content: str, sign: str, public_key_pem: str | bytes) -> bool:
         signature = base64.b64decode(compact, validate=True)
     except binascii.Error:
         return False
-    key = _public_key(public_key_pem)
+    key = signing_public_key(public_key_pem)
     key.verify(signature, content.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     return True
 
@@ -129,19 +128,3 @@ def _is_text(value: object) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=8)
-def _private_key(data: str | bytes) -> rsa.RSAPrivateKey:
-    """The application's key, loaded once per distinct key."""
-    try:
-        return load_private_key(data)
-    except KeyFormatError as exc:
-        raise SigningError(str(exc)) from None
-
-
-@functools.lru_cache(maxsize=8)
-def _public_key(data: str | bytes) -> rsa.RSAPublicKey:
-    """Alipay's key for the application, loaded once per distinct key."""
-    try:
-        return load_public_key(data)
-    except KeyFormatError as exc:
-        raise SigningError(str(exc)) from None

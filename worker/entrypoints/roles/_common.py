@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -84,3 +85,30 @@ def run_loop(
         heartbeat.beat(completed=not failures)
         if pause > 0:
             stop.wait(pause)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_server_arguments(
+    parser: argparse.ArgumentParser, *, threads: int, graceful_timeout: int
+) -> None:
+    """The options of a role served by gunicorn (notify-server, console): threads per
+    worker and how long requests in flight may take after SIGTERM."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=threads,
+        help=f"threads per worker (default {threads})",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=positive_int,
+        default=graceful_timeout,
+        help=f"seconds requests in flight may take after SIGTERM (default {graceful_timeout})",
+    )

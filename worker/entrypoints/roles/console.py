@@ -21,6 +21,7 @@ from wsgiref.types import WSGIApplication
 import structlog
 
 from worker.domain.errors import ConfigError
+from worker.entrypoints.roles._common import add_server_arguments, positive_int
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -34,20 +35,10 @@ DEFAULT_GRACEFUL_TIMEOUT = 20
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", help="HOST:PORT to listen on (overrides CONSOLE_BIND)")
     parser.add_argument(
-        "--workers", type=_positive_int, help="worker processes (overrides CONSOLE_WORKERS)"
+        "--workers", type=positive_int, help="worker processes (overrides CONSOLE_WORKERS)"
     )
-    parser.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=DEFAULT_THREADS,
-        help=f"threads per worker (default {DEFAULT_THREADS})",
-    )
-    parser.add_argument(
-        "--graceful-timeout",
-        type=_positive_int,
-        default=DEFAULT_GRACEFUL_TIMEOUT,
-        help=f"seconds requests in flight may take after SIGTERM (default"
-        f" {DEFAULT_GRACEFUL_TIMEOUT})",
+    add_server_arguments(
+        parser, threads=DEFAULT_THREADS, graceful_timeout=DEFAULT_GRACEFUL_TIMEOUT
     )
 
 
@@ -133,9 +124,3 @@ def build_app(settings: Settings, *, secret_key: bytes, pool_size: int) -> WSGIA
     app: WSGIApplication = create_app(deps, config)
     return app
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

@@ -31,6 +31,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 import structlog
 
 from worker.domain.errors import ConfigError
+from worker.entrypoints.roles._common import add_server_arguments, positive_int
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -49,20 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bind", help="HOST:PORT to listen on (overrides NOTIFY_BIND, default 127.0.0.1:8080)"
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="worker processes (default 1)"
+        "--workers", type=positive_int, default=1, help="worker processes (default 1)"
     )
-    parser.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=DEFAULT_THREADS,
-        help=f"threads per worker (default {DEFAULT_THREADS})",
-    )
-    parser.add_argument(
-        "--graceful-timeout",
-        type=_positive_int,
-        default=DEFAULT_GRACEFUL_TIMEOUT,
-        help="seconds requests in flight may take after SIGTERM "
-        f"(default {DEFAULT_GRACEFUL_TIMEOUT})",
+    add_server_arguments(
+        parser, threads=DEFAULT_THREADS, graceful_timeout=DEFAULT_GRACEFUL_TIMEOUT
     )
     parser.add_argument(
         "--body-timeout",
@@ -281,12 +272,6 @@ def bounded_socket_reads(app: WSGIApplication, seconds: float) -> WSGIApplicatio
 
     return wrapped
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _positive_float(text: str) -> float:
