@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from worker.adapters.postgres.batches import OPEN_BATCH_STATES
 from worker.adapters.postgres.console_history import (
     MAX_KEY_LENGTH,
     batch_history,
@@ -64,16 +65,6 @@ __all__ = [
 # Refund and batch states in which work is still waiting (the partial indexes
 # refunds_open_idx and batches_open_idx name the same lists).
 OPEN_REFUND_STATES = ("pending", "batched", "submitted")
-OPEN_BATCH_STATES = (
-    "awaiting_approval",
-    "approved",
-    "ready",
-    "submitting",
-    "retry",
-    "unknown",
-    "accepted",
-    "held",
-)
 _UNAPPLIED = ("pending", "apply_failed", "unknown_batch")
 _HALT_PREFIX = "submission_halted:"
 _FLAGGED_LIMIT = 500
