@@ -239,14 +239,15 @@ class OpenApiGateway:
         self._log_refund(call, operation.auth_no, None, made=made)
         if made and operation.notify_id is not None:
             self.notifier.schedule(operation.notify_id, self.outbox.delay_after(delay))
-        member = self._operation(operation)
+        # The answer of the call that made it says how it stood then, however short the wait.
+        member = self._operation(operation, "INIT" if made and later else None)
         member.pop("gmt_create", None)
         return member
 
     # -- helpers ----------------------------------------------------------------
 
-    def _operation(self, operation: CouponOperation) -> dict[str, str]:
-        status = operation.status(time.time())
+    def _operation(self, operation: CouponOperation, status: str | None = None) -> dict[str, str]:
+        status = status or operation.status(time.time())
         member = {
             **_SUCCESS,
             "auth_no": operation.auth_no,
