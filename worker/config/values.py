@@ -216,5 +216,7 @@ _APP_ID = re.compile(r"[0-9]{8,32}", re.ASCII)
 def app_id(name: str, value: str) -> str:
     """An OpenAPI application id: 8 to 32 digits."""
     if not _APP_ID.fullmatch(value):
-        raise ConfigError(f"{name} must be an OpenAPI app id of 8 to 32 digits (got {shown(value)})")
+        raise ConfigError(
+            f"{name} must be an OpenAPI app id of 8 to 32 digits (got {shown(value)})"
+        )
     return value
