@@ -331,3 +331,15 @@ def test_the_sweep_hands_over_due_refunds_once_until_the_redrive(db: Database) -
     rows(db, "UPDATE refunds SET enqueued_at = enqueued_at - interval '2 minutes' RETURNING 1")
     with db.transaction() as conn:
         assert store.due_openapi_refunds(conn, lease_seconds=60, redrive_after=60) == ["c-1", "t-1"]
+
+
+def test_resume_clears_the_openapi_halt_and_the_refunds_are_due_again(db: Database) -> None:
+    from worker.services.sweeper import resume_submission
+
+    _store(db, _trade_refund("t-1"))
+    with db.transaction() as conn:
+        store.set_openapi_halt(conn, PARTNER, "40002: invalid app id")
+    resume_submission(db, PARTNER)
+    with db.transaction() as conn:
+        assert store.openapi_halt(conn, PARTNER) is None
+        assert store.due_openapi_refunds(conn, lease_seconds=60, redrive_after=60) == ["t-1"]

@@ -56,7 +56,13 @@ from worker.openapi import (
 from worker.services.outcomes import record_completions
 from worker.services.ports import OpenApiGateway, OpenApiReply
 
-__all__ = ["CHANNELS", "OpenApiResult", "apply_decision", "submit_openapi_refund"]
+__all__ = [
+    "CHANNELS",
+    "OpenApiResult",
+    "apply_decision",
+    "due_openapi",
+    "submit_openapi_refund",
+]
 
 log = structlog.get_logger("worker.openapi")
 
@@ -174,6 +180,19 @@ def _claim(
         step = refund.next_step or "send"
         attempt = store.claim_call(conn, refund_id, sending=step == "send")
     return _Claim(refund, step, attempt, app)
+
+
+# A refund handed to the queue and not claimed within this long is handed over again.
+REDRIVE_AFTER_SECONDS = 60.0
+
+
+def due_openapi(db: Database, *, lease_seconds: float) -> list[str]:
+    """The OpenAPI refunds whose next call is due, marked handed over (the scheduler
+    enqueues them): new ones, retries and queries after their delay, lost jobs."""
+    with db.transaction() as conn:
+        return store.due_openapi_refunds(
+            conn, lease_seconds=lease_seconds, redrive_after=REDRIVE_AFTER_SECONDS
+        )
 
 
 def submit_openapi_refund(
