@@ -26,7 +26,15 @@ Routes:
   `payment_password_default`, whether it is still `sandbox-pay-123456`).
 * `GET|PUT /_sandbox/clock`: read or set `{"offset_seconds": N}`.
 * `GET /_sandbox/ledger[?batch_no=..][&trade_no=..][&partner=..]`: the books.
-* `GET /_sandbox/summary`: counts and red flags (`double_executed`, `over_refunded`).
+* `GET /_sandbox/summary`: counts and red flags (`double_executed`, `over_refunded`);
+  under `openapi` the OpenAPI gateway's (`sandbox.openapi.books`).
+* `POST /openapi/gateway.do`: the OpenAPI gateway (form body, UTF-8; the four
+  refund methods of `docs/openapi.md`), answered with signed JSON
+  (`sandbox.openapi`).
+* `POST /_sandbox/openapi/trades`, `POST /_sandbox/openapi/envelopes`: create
+  OpenAPI trades and red envelopes; `GET /_sandbox/openapi/ledger`: the
+  OpenAPI books (`sandbox.openapi.control`). `GET /_sandbox/info` shows the
+  OpenAPI key and apps under `openapi`.
 
 Bad input never crashes the server: bodies above 2 MiB get 413 (and the
 connection is closed), unknown paths 404, wrong methods 405, bad control
@@ -52,12 +60,13 @@ from sandbox.cashier import CONFIRM_PATH
 from sandbox.service import SandboxService
 from worker.domain.errors import ConfigError
 
-__all__ = ["MAX_BODY_BYTES", "SandboxApp"]
+__all__ = ["MAX_BODY_BYTES", "OPENAPI_PATH", "SandboxApp"]
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES: Final = 2 * 1024 * 1024
 _JSON: Final = "application/json"
+OPENAPI_PATH: Final = "/openapi/gateway.do"
 _MAX_DRAIN_BYTES: Final = 4 * MAX_BODY_BYTES
 
 StartResponse = Callable[..., Any]
@@ -94,6 +103,13 @@ class SandboxApp:
             "/_sandbox/clock": {"GET": lambda env: service.clock_view(), "PUT": self._put_clock},
             "/_sandbox/ledger": {"GET": self._ledger},
             "/_sandbox/summary": {"GET": lambda env: service.summary()},
+            "/_sandbox/openapi/trades": {
+                "POST": lambda env: self._control(service.openapi_trades, env)
+            },
+            "/_sandbox/openapi/envelopes": {
+                "POST": lambda env: self._control(service.openapi_envelopes, env)
+            },
+            "/_sandbox/openapi/ledger": {"GET": lambda env: service.openapi_ledger()},
         }
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -102,6 +118,8 @@ class SandboxApp:
         try:
             if path == "/gateway.do":
                 return self._gateway(environ, start_response, method)
+            if path == OPENAPI_PATH:
+                return self._openapi(environ, start_response, method)
             if path == CONFIRM_PATH:
                 return self._confirm(environ, start_response, method)
             handlers = self._routes.get(path)
@@ -141,6 +159,29 @@ class SandboxApp:
         return _respond(
             start_response, answer.status, answer.body, answer.content_type, answer.headers
         )
+
+    def _openapi(
+        self, environ: Environ, start_response: StartResponse, method: str
+    ) -> Iterable[bytes]:
+        if method != "POST":
+            raise _HttpError(405, f"{OPENAPI_PATH} takes POST")
+        try:
+            query = environ.get("QUERY_STRING", "").encode("latin-1")
+        except UnicodeEncodeError:
+            raise _HttpError(400, "query string is not bytes") from None
+        body = _read_body(environ)
+        answer = self.service.openapi_gateway(query, body, environ.get("CONTENT_TYPE", "") or "")
+        if answer.delay > 0:
+            time.sleep(answer.delay)
+        if answer.reset:
+            _reset(environ)
+        return _respond(start_response, answer.status, answer.body, answer.content_type)
+
+    def _control(self, handler: Callable[[Any], Any], environ: Environ) -> Any:
+        try:
+            return handler(_read_json(environ))
+        except ValueError as exc:
+            raise _HttpError(400, str(exc)) from None
 
     def _confirm(
         self, environ: Environ, start_response: StartResponse, method: str

@@ -30,6 +30,13 @@ file, and can be changed at run time (`PUT /_sandbox/settings
 `seller_email` (default `seller-<partner>@sandbox.test`). These are test
 credentials of the emulation, never an Alipay password.
 
+The OpenAPI gateway (`/openapi/gateway.do`, `sandbox.openapi`) serves the
+app of each partner that has one: `--app-id` and `--app-public-key-file` (the
+app's RSA public key, PEM) for the partner of the single-partner options, or
+`app_id` / `app_public_key_file` in a partners file. Its own key pair standing
+in for Alipay's OpenAPI key is made in the state directory on first start
+(`openapi_alipay_public_key.pem` verifies its answers and notifications).
+
 Settings that cannot be used (a bad option value, an unreadable key file, a
 bad partners file) end the command with one line on stderr naming the
 option (for the partners file: the entry and its field), never a key, and
@@ -62,8 +69,10 @@ from sandbox.config import (
     parse_bind,
 )
 from sandbox.faults import FAULT_NAMES, FaultSet, parse_fault_set
+from sandbox.openapi.fault_names import OPENAPI_FAULTS
 from sandbox.partners import load_partners_file, md5_key_problem
 from worker.domain.errors import ConfigError
+from worker.mapi.keys import KeyFormatError, load_public_key
 from worker.observability.logging import configure_logging, register_secret
 
 __all__ = ["add_arguments", "build_config", "run"]
@@ -80,9 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Gateway: /gateway.do (refund_fastpay_by_platform_nopwd, refund_fastpay_query, "
         "notify_verify; refund_fastpay_by_platform_pwd answers the cashier's password "
         f"page, whose form posts to {CONFIRM_PATH}). "
+        "OpenAPI gateway: POST /openapi/gateway.do (alipay.trade.refund, "
+        "alipay.trade.fastpay.refund.query, alipay.fund.coupon.order.refund, "
+        "alipay.fund.coupon.operation.query). "
         "Control API: /_sandbox/{health,info,trades,external_refunds,faults,settings,"
-        "clock,ledger,summary}. "
-        f"Faults: {', '.join(FAULT_NAMES)} (see sandbox/faults.py)."
+        "clock,ledger,summary} and /_sandbox/openapi/{trades,envelopes,ledger}. "
+        f"Faults: {', '.join(FAULT_NAMES)} (see sandbox/faults.py); OpenAPI faults under "
+        f"the key openapi: {', '.join(OPENAPI_FAULTS)} (see sandbox/openapi/fault_names.py)."
     )
     env = os.environ.get
     parser.add_argument("--bind", default=DEFAULT_BIND, help="host:port to listen on")
@@ -119,11 +132,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the merchant's RSA public key (PEM) to verify RSA-signed requests",
     )
     parser.add_argument(
+        "--app-id",
+        default=None,
+        help="the OpenAPI app id (8-32 digits) of the partner of --partner, served by "
+        "/openapi/gateway.do; needs --app-public-key-file",
+    )
+    parser.add_argument(
+        "--app-public-key-file",
+        type=Path,
+        default=None,
+        help="the OpenAPI app's RSA public key (PEM), verifying its requests",
+    )
+    parser.add_argument(
         "--partners-file",
         type=Path,
         default=None,
         help="TOML file of [[partners]] entries (partner, md5_key_file or md5_key, "
-        "merchant_public_key_file; optional seller_email, payment_password) to serve several "
+        "merchant_public_key_file; optional seller_email, payment_password, app_id and "
+        "app_public_key_file) to serve several "
         "partners; --partner and the key "
         "options, when given, add one more, served first; when none is given, the "
         "environment's partner and MD5 key are not used (see sandbox/partners.py)",
@@ -243,9 +269,10 @@ def run(args: argparse.Namespace) -> int:
                 register_secret(partner.md5_key)
             if partner.payment_password:
                 register_secret(partner.payment_password)
-        from sandbox.keys import ensure_alipay_keys
+        from sandbox.keys import ensure_alipay_keys, ensure_openapi_keys
 
         keys = ensure_alipay_keys(config.state_dir)
+        openapi_keys = ensure_openapi_keys(config.state_dir)
     except ConfigError as exc:
         print(f"refund-worker sandbox: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -256,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
         partners={p.partner: list(p.sign_types) for p in config.partners},
         state_dir=str(config.state_dir),
         alipay_public_key_file=str(keys.public_path),
+        openapi_apps={p.app_id: p.partner for p in config.partners if p.app_id},
+        openapi_public_key_file=str(openapi_keys.public_path),
         md5=bool(config.md5_key),
         rsa=bool(config.merchant_public_key),
         time_factor=config.time_factor,
@@ -298,6 +327,11 @@ def _partners(args: argparse.Namespace) -> tuple[PartnerConfig, ...]:
     if args.partners_file is not None:
         from_file = load_partners_file(Path(args.partners_file))
         if not single_given:
+            if args.app_id is not None or args.app_public_key_file is not None:
+                raise ConfigError(
+                    "--app-id: applies to the partner of --partner and the key options; "
+                    "give app_id and app_public_key_file in --partners-file instead"
+                )
             return from_file
     single = _single_partner(args)
     if any(p.partner == single.partner for p in from_file):
@@ -316,7 +350,22 @@ def _single_partner(args: argparse.Namespace) -> PartnerConfig:
         public_key = _read_text(
             args.merchant_public_key_file, "--merchant-public-key-file"
         ).encode()
-    single = PartnerConfig(partner=partner, md5_key=md5_key, merchant_public_key=public_key)
+    app_key = None
+    if args.app_public_key_file is not None:
+        app_key = _read_text(args.app_public_key_file, "--app-public-key-file").encode()
+        try:
+            load_public_key(app_key)
+        except KeyFormatError:
+            raise ConfigError("--app-public-key-file: not an RSA public key (PEM)") from None
+    if (args.app_id is None) != (app_key is None):
+        raise ConfigError("--app-id and --app-public-key-file go together: give both or neither")
+    single = PartnerConfig(
+        partner=partner,
+        md5_key=md5_key,
+        merchant_public_key=public_key,
+        app_id=args.app_id,
+        app_public_key=app_key,
+    )
     if not single.sign_types:
         raise ConfigError(
             "no merchant key: give --md5-key / --md5-key-file (or ALIPAY_MD5_KEY / "

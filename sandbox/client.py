@@ -164,9 +164,15 @@ class SandboxClient:
         refund_limit_mode: str | None = None,
         notify_verify_seconds: float | None = None,
         payment_password: str | None = None,
+        openapi_answer_shapes: str | None = None,
+        openapi_coupon_status: str | None = None,
     ) -> dict[str, Any]:
         """Change the run-time gateway rules given (not kept across a sandbox restart)."""
         body: dict[str, Any] = {}
+        if openapi_answer_shapes is not None:
+            body["openapi_answer_shapes"] = openapi_answer_shapes
+        if openapi_coupon_status is not None:
+            body["openapi_coupon_status"] = openapi_coupon_status
         if refund_limit_mode is not None:
             body["refund_limit_mode"] = refund_limit_mode
         if notify_verify_seconds is not None:
@@ -178,6 +184,42 @@ class SandboxClient:
     def set_refund_limit_mode(self, mode: str) -> dict[str, Any]:
         """`refuse` (the 100th refund of a trade fails) or `skip` (it is left out silently)."""
         return self.update_settings(refund_limit_mode=mode)
+
+    # -- OpenAPI ---------------------------------------------------------------
+
+    @property
+    def openapi_gateway_url(self) -> str:
+        """The OpenAPI gateway endpoint (`POST`, form body)."""
+        return f"{self.base_url}/openapi/gateway.do"
+
+    def create_openapi_trade(
+        self,
+        amount: str | Decimal,
+        *,
+        trade_no: str | None = None,
+        out_trade_no: str | None = None,
+        status: str = "paid",
+    ) -> dict[str, Any]:
+        """Create or change an OpenAPI trade (either number may be left out, not both)."""
+        body: dict[str, Any] = {"amount": _amount(amount), "status": status}
+        if trade_no is not None:
+            body["trade_no"] = trade_no
+        if out_trade_no is not None:
+            body["out_trade_no"] = out_trade_no
+        return self._call("POST", "/_sandbox/openapi/trades", json=body)
+
+    def create_envelope(
+        self, amount: str | Decimal, *, auth_no: str | None = None, status: str = "open"
+    ) -> dict[str, Any]:
+        """Create or change a red envelope (a new `auth_no` when None); answers it."""
+        body: dict[str, Any] = {"amount": _amount(amount), "status": status}
+        if auth_no is not None:
+            body["auth_no"] = auth_no
+        return self._call("POST", "/_sandbox/openapi/envelopes", json=body)
+
+    def openapi_ledger(self) -> dict[str, Any]:
+        """The OpenAPI books: trades, envelopes, trade and coupon refunds, notifications."""
+        return self._call("GET", "/_sandbox/openapi/ledger")
 
     def set_faults(self, faults: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the faults in force (see `sandbox.faults` for the names)."""

@@ -18,6 +18,10 @@ partner: its seller account's login (`PartnerConfig.seller_login`: the
 partner id) and the payment password typed on the cashier page
 (`PartnerConfig.payment_password`, else the sandbox-wide
 `SandboxConfig.payment_password`, default `sandbox-pay-123456`).
+
+The OpenAPI gateway (`sandbox.openapi`) serves a partner's app when it has
+one: `PartnerConfig.app_id` (8-32 digits, each app once) and
+`app_public_key` (the app's RSA public key, PEM, verifying its requests).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ MAX_PAYMENT_PASSWORD_CHARS = 128
 _MAX_VERIFY_SECONDS = 7 * 86400.0
 _PARTNER = re.compile(r"2088[0-9]{12}", re.ASCII)
 _LOGIN = re.compile(r"[\x21-\x7e]{1,100}", re.ASCII)
+_APP_ID = re.compile(r"[0-9]{8,32}", re.ASCII)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -128,10 +133,16 @@ class PartnerConfig:
     merchant_public_key: bytes | None = field(default=None, repr=False)
     seller_email: str | None = None
     payment_password: str | None = field(default=None, repr=False)
+    app_id: str | None = None
+    app_public_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _PARTNER.fullmatch(self.partner):
             raise ConfigError("partner must be 2088 followed by 12 digits")
+        if self.app_id is not None and not _APP_ID.fullmatch(self.app_id):
+            raise ConfigError("app_id must be 8 to 32 digits")
+        if (self.app_id is None) != (self.app_public_key is None):
+            raise ConfigError("app_id and app_public_key_file go together: give both or neither")
         if self.seller_email is not None:
             check_seller_email(self.seller_email)
         if self.payment_password is not None:
@@ -198,12 +209,17 @@ class SandboxConfig:
                 )
             object.__setattr__(self, "partners", (single,))
         seen: set[str] = set()
+        apps: set[str] = set()
         for entry in self.partners:
             if entry.partner in seen:
                 raise ConfigError(f"partner {entry.partner}: given more than once")
             if not entry.sign_types:
                 raise ConfigError(f"partner {entry.partner}: no merchant key")
+            if entry.app_id is not None and entry.app_id in apps:
+                raise ConfigError(f"partner {entry.partner}: app_id {entry.app_id} is another's")
             seen.add(entry.partner)
+            if entry.app_id is not None:
+                apps.add(entry.app_id)
         first = self.partners[0]
         object.__setattr__(self, "partner", first.partner)
         object.__setattr__(self, "md5_key", first.md5_key)
@@ -223,6 +239,10 @@ class SandboxConfig:
         check_notify_verify_seconds(self.notify_verify_seconds)
         check_refund_limit_mode(self.refund_limit_mode)
         check_payment_password(self.payment_password)
+
+    def app_partner(self, app_id: str | None) -> PartnerConfig | None:
+        """The partner whose OpenAPI app has that id, or None."""
+        return next((p for p in self.partners if app_id and p.app_id == app_id), None)
 
     def partner_config(self, partner: str | None) -> PartnerConfig | None:
         """The served partner of that id, or None when the sandbox does not serve it."""

@@ -36,6 +36,9 @@ from sandbox.faults import FaultBook, parse_fault_set
 from sandbox.keys import AlipayKeys
 from sandbox.ledger import TRADE_STATUSES
 from sandbox.notifier import Notifier
+from sandbox.openapi import control as openapi_control
+from sandbox.openapi.control import OPENAPI_SETTINGS, check_openapi_setting
+from sandbox.openapi.gateway import OpenApiGateway
 from sandbox.records import ClockRecord, TradeRecord
 from sandbox.reports import ledger_summary, ledger_view
 from worker.domain.errors import DetailDataError
@@ -46,7 +49,7 @@ __all__ = ["ControlAPI"]
 
 log = structlog.get_logger(__name__)
 
-_SETTINGS = ("refund_limit_mode", "notify_verify_seconds", "payment_password")
+_SETTINGS = ("refund_limit_mode", "notify_verify_seconds", "payment_password", *OPENAPI_SETTINGS)
 
 
 class ControlAPI:
@@ -60,7 +63,10 @@ class ControlAPI:
     refund_limit_mode: str
     notify_verify_seconds: float
     payment_password: str
+    openapi: OpenApiGateway
+    openapi_settings: dict[str, str]
     _keys: AlipayKeys
+    _openapi_keys: AlipayKeys
 
     def _at(self) -> str:
         return self.clock.stamp()
@@ -134,6 +140,7 @@ class ControlAPI:
             "refund_limit_mode": self.refund_limit_mode,
             "notify_verify_seconds": self.notify_verify_seconds,
             "payment_password_default": self.payment_password == DEFAULT_PAYMENT_PASSWORD,
+            **self.openapi_settings,
         }
 
     def update_settings(self, data: object) -> dict[str, Any]:
@@ -145,8 +152,14 @@ class ControlAPI:
         if not isinstance(data, dict) or not data or set(data) - set(_SETTINGS):
             raise ValueError(
                 'expected {"refund_limit_mode": "refuse"|"skip", "notify_verify_seconds": N, '
-                '"payment_password": TEXT} (any of the keys)'
+                '"payment_password": TEXT, "openapi_answer_shapes": "plain"|"vary", '
+                '"openapi_coupon_status": "SUCCESS"|"INIT"} (any of the keys)'
             )
+        openapi = {
+            name: check_openapi_setting(name, data[name])
+            for name in OPENAPI_SETTINGS
+            if name in data
+        }
         mode = check_refund_limit_mode(data.get("refund_limit_mode", self.refund_limit_mode))
         seconds = check_notify_verify_seconds(
             data.get("notify_verify_seconds", self.notify_verify_seconds)
@@ -156,8 +169,10 @@ class ControlAPI:
         with self.books.lock:
             self.refund_limit_mode, self.notify_verify_seconds = mode, seconds
             self.payment_password = password
+            self.openapi_settings.update(openapi)
         log.info(
             "sandbox.settings.set",
+            **openapi,
             refund_limit_mode=mode,
             notify_verify_seconds=seconds,
             payment_password_changed="payment_password" in data,
@@ -200,9 +215,28 @@ class ControlAPI:
         summary["faults_fired"] = self.faults.snapshot()["fired_total"]
         queued = self.notifier.queued()
         summary["notifications"]["queued"] = queued
+        openapi = openapi_control.openapi_summary(self.openapi)
+        summary["openapi"] = openapi
         # Idle: nothing left to deliver and no delivery (e.g. a duplicate) in flight.
-        summary["idle"] = summary["notifications"]["pending"] == 0 and queued == 0
+        summary["idle"] = (
+            summary["notifications"]["pending"] == 0
+            and queued == 0
+            and openapi["notifications"]["pending"] == 0
+            and openapi["notifications"]["queued"] == 0
+        )
         return summary
+
+    def openapi_trades(self, data: object) -> dict[str, Any]:
+        return openapi_control.create_trades(self.openapi, data, self._today_digits())
+
+    def openapi_envelopes(self, data: object) -> dict[str, Any]:
+        return openapi_control.create_envelopes(self.openapi, data, self._today_digits())
+
+    def openapi_ledger(self) -> dict[str, Any]:
+        return openapi_control.ledger(self.openapi)
+
+    def _today_digits(self) -> str:
+        return self.clock.today().strftime("%Y%m%d")
 
     def ledger_view(
         self, *, batch_no: str | None, trade_no: str | None, partner: str | None = None
@@ -228,6 +262,12 @@ class ControlAPI:
             "auto_trades": self.config.auto_trades,
             "auto_trade_amount": format_amount(self.config.auto_trade_amount),
             **self.settings(),
+            "openapi": openapi_control.openapi_info(
+                {p.app_id: p.partner for p in self.config.partners if p.app_id},
+                self._openapi_keys.public_pem,
+                str(self._openapi_keys.public_path),
+                self.openapi_settings,
+            ),
             "state_dir": str(self.config.state_dir),
             "pid": os.getpid(),
         }

@@ -61,6 +61,9 @@ refund and query requests that passed every check of
   e.g. `REFUND_CHARGE_ERROR_X`, a code the worker does not know), in the
   books as well, so the query reports the same code.
 
+The OpenAPI gateway's faults sit under the key `openapi` of the same set
+(`sandbox.openapi.fault_names`), named `openapi.<name>` in the book.
+
 The module is pure apart from its lock: `parse_fault_set` validates input,
 `FaultBook` owns the dice (one `random.Random`, seeded) and the counters.
 """
@@ -77,6 +80,8 @@ from typing import Any, Final
 
 import structlog
 
+from sandbox.openapi.fault_names import OPENAPI_OPTIONS, PREFIX
+from sandbox.openapi.fault_names import SERVICES as OPENAPI_SERVICES
 from worker.domain.errors import ConfigError
 
 __all__ = [
@@ -113,8 +118,9 @@ _OPTIONS: Final[dict[str, dict[str, Any]]] = {
     "notify_never": {},
     "result_shapes": {"odd_codes": ()},
     "garbage": {"service": "query", "accept": True, "body": "any"},
+    **OPENAPI_OPTIONS,
 }
-FAULT_NAMES: Final = tuple(_OPTIONS)
+FAULT_NAMES: Final = tuple(name for name in _OPTIONS if not name.startswith(PREFIX))
 
 
 @dataclass(frozen=True)
@@ -172,12 +178,28 @@ def parse_fault_set(spec: object) -> FaultSet:
                 raise ConfigError("faults: seed must be an integer")
             seed = settings
             continue
+        if name == "openapi":
+            faults.update(_parse_scope(settings))
+            continue
         if name not in _OPTIONS:
             raise ConfigError(
                 f"faults: unknown fault {str(name)[:40]!r} (known: {', '.join(FAULT_NAMES)})"
             )
         faults[name] = _parse_fault(name, settings)
     return FaultSet(faults=faults, seed=seed)
+
+
+def _parse_scope(spec: object) -> dict[str, Fault]:
+    """The `openapi` scope: {name: settings} of OpenAPI faults, named `openapi.<name>`."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError("faults: openapi must be an object of fault name -> settings")
+    known = ", ".join(name.removeprefix(PREFIX) for name in OPENAPI_OPTIONS)
+    faults: dict[str, Fault] = {}
+    for name, settings in spec.items():
+        if PREFIX + str(name) not in OPENAPI_OPTIONS:
+            raise ConfigError(f"faults: unknown openapi fault {str(name)[:40]!r} (known: {known})")
+        faults[PREFIX + name] = _parse_fault(PREFIX + name, settings)
+    return faults
 
 
 def _parse_fault(name: str, settings: object) -> Fault:
@@ -215,6 +237,8 @@ def _check_option(name: str, key: str, value: object) -> Any:
             raise ConfigError(f"{where} must be true or false")
         return value
     if key == "service":
+        if name.startswith(PREFIX) and value not in OPENAPI_SERVICES:
+            raise ConfigError(f"{where} must be one of {', '.join(OPENAPI_SERVICES)}")
         if value not in SERVICES:
             raise ConfigError(f"{where} must be one of {', '.join(SERVICES)}")
         return value

@@ -7,6 +7,10 @@ configuration stays valid across sandbox restarts:
 
 * `alipay_private_key.pem`: PKCS#8 PEM, mode 0600, never logged or served;
 * `alipay_public_key.pem`: SubjectPublicKeyInfo PEM, safe to share.
+
+The OpenAPI gateway has a pair of its own, made the same way
+(`ensure_openapi_keys`): `openapi_alipay_private_key.pem` signs its answers and
+coupon notifications, `openapi_alipay_public_key.pem` verifies them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from worker.domain.errors import ConfigError
 from worker.mapi.keys import KeyFormatError, load_private_key, private_key_pem, public_key_pem
 
-__all__ = ["PRIVATE_KEY_NAME", "PUBLIC_KEY_NAME", "AlipayKeys", "ensure_alipay_keys"]
+__all__ = [
+    "OPENAPI_PRIVATE_KEY_NAME",
+    "OPENAPI_PUBLIC_KEY_NAME",
+    "PRIVATE_KEY_NAME",
+    "PUBLIC_KEY_NAME",
+    "AlipayKeys",
+    "ensure_alipay_keys",
+    "ensure_openapi_keys",
+]
 
 PRIVATE_KEY_NAME = "alipay_private_key.pem"
 PUBLIC_KEY_NAME = "alipay_public_key.pem"
+# The pair standing in for Alipay's OpenAPI key (answers, coupon notifications).
+OPENAPI_PRIVATE_KEY_NAME = "openapi_alipay_private_key.pem"
+OPENAPI_PUBLIC_KEY_NAME = "openapi_alipay_public_key.pem"
 KEY_BITS = 2048
 
 
@@ -39,10 +54,22 @@ class AlipayKeys:
         return f"AlipayKeys(public_path={str(self.public_path)!r})"
 
 
-def ensure_alipay_keys(state_dir: Path) -> AlipayKeys:
+def ensure_openapi_keys(state_dir: Path) -> AlipayKeys:
+    """The OpenAPI gateway's pair (`openapi_alipay_*.pem`), made like the mapi one."""
+    return ensure_alipay_keys(
+        state_dir, private_name=OPENAPI_PRIVATE_KEY_NAME, public_name=OPENAPI_PUBLIC_KEY_NAME
+    )
+
+
+def ensure_alipay_keys(
+    state_dir: Path,
+    *,
+    private_name: str = PRIVATE_KEY_NAME,
+    public_name: str = PUBLIC_KEY_NAME,
+) -> AlipayKeys:
     """Load the key pair from `state_dir`, generating it first if it is not there."""
-    private_path = state_dir / PRIVATE_KEY_NAME
-    public_path = state_dir / PUBLIC_KEY_NAME
+    private_path = state_dir / private_name
+    public_path = state_dir / public_name
     state_dir.mkdir(parents=True, exist_ok=True)
     if not private_path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)

@@ -20,6 +20,9 @@ password refund service (`sandbox.cashier`): `seller_email`, the login of the
 partner's seller account (default `seller-<partner>@sandbox.test`; 1-100
 printable ASCII characters), and `payment_password`, the password its cashier
 page wants (default: the sandbox's `--payment-password`; never shown).
+For the OpenAPI gateway (`sandbox.openapi`), optional and together:
+`app_id`, the partner's OpenAPI app (8-32 digits, each app once), and
+`app_public_key_file`, the app's RSA public key (PEM) verifying its requests.
 Relative paths are relative to the directory of the partners file. Nothing
 else is allowed, at the top level or in an entry.
 
@@ -48,6 +51,8 @@ ENTRY_FIELDS: Final = (
     "merchant_public_key_file",
     "seller_email",
     "payment_password",
+    "app_id",
+    "app_public_key_file",
 )
 
 _Fail = Callable[[str, str], ConfigError]
@@ -136,7 +141,17 @@ def _entry(entry: object, index: int, *, base_dir: Path, where: str) -> PartnerC
         raise fail(
             "md5_key_file", "no key: give md5_key_file (or md5_key) and/or merchant_public_key_file"
         )
-    for field in ("seller_email", "payment_password"):
+    app_key: bytes | None = None
+    if "app_public_key_file" in entry:
+        field = "app_public_key_file"
+        app_key = _read(base_dir, entry[field], fail, field).encode("utf-8")
+        try:
+            load_public_key(app_key)
+        except KeyFormatError:
+            raise fail(field, "not an RSA public key (PEM)") from None
+    if ("app_id" in entry) != (app_key is not None):
+        raise fail("app_id", "app_id and app_public_key_file go together: give both or neither")
+    for field in ("seller_email", "payment_password", "app_id"):
         if field in entry:
             try:
                 PartnerConfig(str(partner_id), **{field: entry[field]})
@@ -148,6 +163,8 @@ def _entry(entry: object, index: int, *, base_dir: Path, where: str) -> PartnerC
         merchant_public_key=public_key,
         seller_email=entry.get("seller_email"),
         payment_password=entry.get("payment_password"),
+        app_id=entry.get("app_id"),
+        app_public_key=app_key,
     )
 
 

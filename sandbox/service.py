@@ -13,7 +13,11 @@ A refund request that passed the checks meets the gateway faults in this
 order: `http_5xx`, `hang` and `garbage` (each either before the batch is
 taken, or, with `accept`, after), then acceptance, then
 `reset_after_accept`, the late `garbage` / `http_5xx` / `hang` answers, and
-`slow`. `notify_verify` answers `true` for a genuine notify_id that is not
+`slow`. The OpenAPI gateway (`/openapi/gateway.do`) is `openapi.gateway.OpenApiGateway`,
+with books, key pair and coupon notifier of its own, sharing the clock, the
+fault book (its `openapi` scope) and the settings.
+
+`notify_verify` answers `true` for a genuine notify_id that is not
 yet acknowledged and was attempted recently enough, else `false`; `invalid`
 for a partner the sandbox does not serve, or a notify_id sent for another
 partner (`outbox.Outbox.verify`).
@@ -53,8 +57,10 @@ from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.control import ControlAPI
 from sandbox.faults import Fault, FaultBook, log_injected
-from sandbox.keys import AlipayKeys
+from sandbox.keys import AlipayKeys, ensure_openapi_keys
 from sandbox.notifier import Notifier
+from sandbox.openapi.control import OPENAPI_SETTINGS
+from sandbox.openapi.gateway import OpenApiGateway
 from sandbox.outbox import Outbox
 from sandbox.protocol import sync_answer
 from sandbox.query import QUERY_SERVICE, QueryDesk, RefundQuery, refusal_answer
@@ -94,6 +100,15 @@ class SandboxService(ControlAPI):
         self.cashier = Cashier(
             self.books, self.clock, accept=self._accept, password_for=self._payment_password
         )
+        self._openapi_keys = ensure_openapi_keys(config.state_dir)
+        self.openapi_settings = {name: values[0] for name, values in OPENAPI_SETTINGS.items()}
+        self.openapi = OpenApiGateway(
+            config,
+            self._openapi_keys.private_pem,
+            self.clock,
+            self.faults,
+            lambda: self.openapi_settings,
+        )
         log.info(
             "sandbox.state.loaded",
             journal=str(self.books.journal.path),
@@ -108,11 +123,13 @@ class SandboxService(ControlAPI):
     def start(self) -> None:
         """Start the senders and resume the notifications a previous run left pending."""
         self.notifier.start()
+        self.openapi.notifier.start()
         for notify_id, delay in self.outbox.resume():
             self.notifier.schedule(notify_id, delay)
 
     def stop(self) -> None:
         self.notifier.stop()
+        self.openapi.notifier.stop()
         self.books.close()
 
     # -- the gateway ----------------------------------------------------------
@@ -144,6 +161,10 @@ class SandboxService(ControlAPI):
         if verdict.service == PWD_SERVICE:
             return self.cashier.open(verdict)
         return self._refund(verdict)
+
+    def openapi_gateway(self, query: bytes, body: bytes, content_type: str) -> Answer:
+        """Answer one `POST /openapi/gateway.do` (`sandbox.openapi.gateway`)."""
+        return self.openapi.answer(query, body, content_type)
 
     def cashier_confirm(self, body: bytes, content_type: str) -> Answer:
         """Answer `POST /cashier/confirm`: the operator typed the payment password."""

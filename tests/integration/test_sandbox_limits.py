@@ -157,6 +157,8 @@ def test_the_mode_is_switched_through_the_settings(sb: RunningSandbox) -> None:
         "refund_limit_mode": "refuse",
         "notify_verify_seconds": 60.0,
         "payment_password_default": True,
+        "openapi_answer_shapes": "plain",
+        "openapi_coupon_status": "SUCCESS",
     }
     with pytest.raises(SandboxError, match="refund_limit_mode"):
         sb.client.set_refund_limit_mode("ignore")

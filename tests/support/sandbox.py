@@ -19,6 +19,12 @@ process: generating 2048-bit keys takes a moment).
 `query_params` / `query` / `query_items` sign, send and read the refund
 query `refund_fastpay_query` the way public integrations do.
 
+OpenAPI: `run_sandbox(app_id=APP_ID)` serves an OpenAPI app for the default
+partner (a key pair made once per process, `openapi_app_keys`);
+`RunningSandbox.openapi_app()` is the `worker.openapi.OpenApiApp` to build
+requests with, `openapi_public_key` the sandbox's OpenAPI key verifying its
+answers and notifications, `openapi_gateway_url` where to POST.
+
 `partners_toml` writes the text of a `--partners-file` (several partners in
 one sandbox); pass the file with `extra_args=["--partners-file", path]` and
 `rsa_merchant=False`, so that no single-partner option adds another one.
@@ -62,8 +68,10 @@ from worker.mapi import (
     make_batch_no,
     sign,
 )
+from worker.openapi import OpenApiApp
 
 __all__ = [
+    "APP_ID",
     "PARTNER",
     "QUERY_SERVICE",
     "NotifyReceiver",
@@ -72,6 +80,7 @@ __all__ = [
     "form_headers",
     "free_port",
     "merchant_rsa_keys",
+    "openapi_app_keys",
     "partners_toml",
     "query",
     "query_answer",
@@ -85,6 +94,7 @@ __all__ = [
 ]
 
 PARTNER = "2088000000000001"
+APP_ID = "2021000000000001"
 QUERY_SERVICE = "refund_fastpay_query"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -266,6 +276,21 @@ def merchant_rsa_keys() -> tuple[bytes, bytes]:
     return private, public
 
 
+@functools.lru_cache(maxsize=1)
+def openapi_app_keys() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of an OpenAPI app's key pair, made once per process."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
 def partners_toml(entries: Sequence[Mapping[str, str]]) -> str:
     """The text of a partners file: one `[[partners]]` table per entry, every value a string."""
     import json
@@ -289,10 +314,26 @@ class RunningSandbox:
     partner: str
     client: SandboxClient
     merchant_private_key: bytes | None
+    app_id: str | None = None
+    app_private_key: bytes | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openapi_gateway_url(self) -> str:
+        return f"{self.base_url}/openapi/gateway.do"
+
+    @property
+    def openapi_public_key(self) -> bytes:
+        """The sandbox's OpenAPI "Alipay" public key (verifies answers and notifications)."""
+        return (self.state_dir / "openapi_alipay_public_key.pem").read_bytes()
+
+    def openapi_app(self) -> OpenApiApp:
+        """The app `run_sandbox(app_id=...)` serves, as the worker's protocol knows it."""
+        assert self.app_id is not None and self.app_private_key is not None
+        return OpenApiApp(self.app_id, self.app_private_key, self.openapi_public_key)
 
     @property
     def gateway_url(self) -> str:
@@ -353,6 +394,7 @@ def run_sandbox(
     auto_trades: bool = True,
     notify_verify_seconds: float | None = None,
     refund_limit_mode: str | None = None,
+    app_id: str | None = None,
     extra_args: Sequence[str] = (),
     ready_timeout: float = 30.0,
 ) -> Iterator[RunningSandbox]:
@@ -397,6 +439,12 @@ def run_sandbox(
         public_path = root / "merchant_public_key.pem"
         public_path.write_bytes(public_pem)
         argv += ["--merchant-public-key-file", str(public_path)]
+    app_private: bytes | None = None
+    if app_id is not None:
+        app_private, app_public = openapi_app_keys()
+        app_path = root / "app_public_key.pem"
+        app_path.write_bytes(app_public)
+        argv += ["--app-id", app_id, "--app-public-key-file", str(app_path)]
     argv += list(extra_args)
     bound_port = int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
     env = dict(os.environ)
@@ -424,6 +472,8 @@ def run_sandbox(
         partner=partner,
         client=client,
         merchant_private_key=private_pem,
+        app_id=app_id,
+        app_private_key=app_private,
     )
     try:
         deadline = time.monotonic() + ready_timeout
