@@ -124,3 +124,37 @@ def notify_form(
         "success_num": str(sum(1 for r in results if r[2] == "SUCCESS")),
         "result_details": "#".join("^".join(r) for r in results),
     }
+
+
+def openapi_merchants() -> Merchants:
+    """The test merchant with an OpenAPI application (the keys of `tests.support.openapi`),
+    and a second merchant without one."""
+    from tests.support.openapi import alipay_keys, app_keys
+
+    return Merchants(
+        [
+            MerchantProfile(
+                id="shop-a",
+                gateway=Merchant(
+                    partner=PARTNER, charset="utf-8", sign_type="MD5", md5_key="k" * 32
+                ),
+                app_id=OPENAPI_APP_ID,
+                app_private_key_pem=app_keys()[0].decode(),
+                app_public_key_pem=alipay_keys()[1].decode(),
+            ),
+            MerchantProfile(
+                id="shop-b",
+                gateway=Merchant(
+                    partner=OTHER_PARTNER, charset="utf-8", sign_type="MD5", md5_key="m" * 32
+                ),
+            ),
+        ]
+    )
+
+
+OPENAPI_APP_ID = "2021000000000002"
+OTHER_PARTNER = "2088000000000002"
+
+
+def auth_no(n: int) -> str:
+    return f"20261122100020018{n:011d}"

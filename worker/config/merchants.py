@@ -61,6 +61,9 @@ SINGLE_MERCHANT_VARIABLES: Final = (
     "ALIPAY_REFUND_SERVICE",
     "ALIPAY_SELLER_USER_ID",
     "ALIPAY_SELLER_EMAIL",
+    "ALIPAY_APP_ID",
+    "ALIPAY_APP_PRIVATE_KEY_FILE",
+    "ALIPAY_APP_PUBLIC_KEY_FILE",
 )
 
 MAX_FILE_BYTES: Final = 1024 * 1024
@@ -84,7 +87,7 @@ FIELDS: Final[dict[str, _Check | None]] = {
     "seller_user_id": values.partner,
     "seller_email": values.seller_email,
     "max_in_flight": None,
-    "app_id": values.text,
+    "app_id": values.app_id,
     "app_private_key_file": secrets.private_key_file,
     "app_public_key_file": secrets.public_key_file,
 }
@@ -109,6 +112,9 @@ def single_merchant(settings: Settings) -> Merchants:
                 service=settings.refund_service,
                 seller_user_id=settings.seller_user_id,
                 seller_email=settings.seller_email,
+                app_id=settings.app_id,
+                app_private_key_pem=_reveal(settings.app_private_key_pem),
+                app_public_key_pem=settings.app_public_key_pem,
             )
         ]
     )
@@ -253,6 +259,9 @@ def _check_keys(
     app_key = "app_private_key_file" in parsed or entry.get("app_private_key_file") is not None
     if ("app_id" in parsed) != app_key:
         fail("app_id and app_private_key_file go together (OpenAPI)")
+    app_public = "app_public_key_file" in parsed or entry.get("app_public_key_file") is not None
+    if "app_id" in parsed and not app_public:
+        fail("app_public_key_file (Alipay's public key for the app) is required with app_id")
 
 
 def _label(index: int, entry: Mapping[str, Any]) -> str:

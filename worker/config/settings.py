@@ -64,6 +64,8 @@ LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 # Alipay caps notify_url and dback_notify_url at 200 characters (String(200)).
 _MAX_NOTIFY_URL: Final = 200
+# The OpenAPI gateway takes a notify_url of up to 256 characters (docs/openapi.md).
+_MAX_OPENAPI_NOTIFY_URL: Final = 256
 
 _T = TypeVar("_T")
 # How `describe` shows a value: as it is, as a URL with its password masked, or only
@@ -166,6 +168,24 @@ class Settings:
         86400.0, ("RECONCILE_RELEASE_AFTER_SECONDS", values.seconds(30 * 86400))
     )
     merchants_file: str | None = _env(None, ("ALIPAY_MERCHANTS_FILE", values.text))
+    # The OpenAPI channels `trade` and `coupon` (docs/openapi.md): the default merchant's
+    # application, when it has one, and where and how fast every application calls.
+    app_id: str | None = _env(None, ("ALIPAY_APP_ID", values.app_id))
+    app_private_key_pem: Secret | None = _env(  # noqa: RUF009 -- as above
+        None, ("ALIPAY_APP_PRIVATE_KEY_FILE", secrets.private_key_file), shown="set"
+    )
+    app_public_key_pem: str | None = _env(
+        None, ("ALIPAY_APP_PUBLIC_KEY_FILE", secrets.public_key_file), shown="set"
+    )
+    openapi_gateway_url: str = _env(
+        "http://127.0.0.1:8090/openapi/gateway.do",
+        ("ALIPAY_OPENAPI_GATEWAY_URL", values.http_url()),
+    )
+    openapi_notify_url: str = _env(
+        "http://127.0.0.1:8080/alipay/openapi-notify",
+        ("ALIPAY_OPENAPI_NOTIFY_URL", values.http_url(max_length=_MAX_OPENAPI_NOTIFY_URL)),
+    )
+    openapi_max_in_flight: int = _env(8, ("OPENAPI_MAX_IN_FLIGHT", values.whole(1, 256)))
     # The operator console (`refund-worker console`, worker/entrypoints/console).
     console_bind: str = _env("127.0.0.1:8091", ("CONSOLE_BIND", values.bind))
     console_secret_key: Secret | None = _env(  # noqa: RUF009 -- as above
@@ -273,6 +293,18 @@ def _check_sign_type(settings: Settings) -> None:
         raise ConfigError("ALIPAY_PUBLIC_KEY_FILE is required when ALIPAY_SIGN_TYPE=RSA")
 
 
+def _check_app(settings: Settings) -> None:
+    """An OpenAPI application needs its id and both key files, or none of them."""
+    given = {
+        "ALIPAY_APP_ID": settings.app_id is not None,
+        "ALIPAY_APP_PRIVATE_KEY_FILE": settings.app_private_key_pem is not None,
+        "ALIPAY_APP_PUBLIC_KEY_FILE": settings.app_public_key_pem is not None,
+    }
+    if any(given.values()) and not all(given.values()):
+        missing = ", ".join(name for name, set_ in given.items() if not set_)
+        raise ConfigError(f"{missing} required with the other OpenAPI application settings")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `environ` (default: `os.environ`).
 
@@ -289,6 +321,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     if settings.merchants_file is None:
         _check_sign_type(settings)
+        _check_app(settings)
         return replace(settings, merchant_book=single_merchant(settings))
 
     both = [name for name in SINGLE_MERCHANT_VARIABLES if (env.get(name) or "").strip()]

@@ -208,3 +208,15 @@ def bind(name: str, value: str) -> str:
     if not 1 <= port <= 65535:
         raise ConfigError(f"{name} port must be between 1 and 65535 (got {port})")
     return value
+
+
+_APP_ID = re.compile(r"[0-9]{8,32}", re.ASCII)
+
+
+def app_id(name: str, value: str) -> str:
+    """An OpenAPI application id: 8 to 32 digits."""
+    if not _APP_ID.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be an OpenAPI app id of 8 to 32 digits (got {shown(value)})"
+        )
+    return value

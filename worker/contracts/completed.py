@@ -22,6 +22,7 @@ from worker.domain.errors import EventValidationError
 
 __all__ = [
     "COMPLETED_EVENT_NAMESPACE",
+    "OPENAPI_ID_FIELDS",
     "build_refund_completed",
     "completed_event_id",
     "validate_refund_completed",
@@ -33,6 +34,15 @@ __all__ = [
 # event identity: never change it.
 COMPLETED_EVENT_NAMESPACE: Final = uuid.UUID("b3bdf6be-c59a-54ea-aa7c-d2c92e005903")
 
+# What an OpenAPI refund's event may carry beyond the batch fields, when known.
+OPENAPI_ID_FIELDS: Final = (
+    "out_request_no",
+    "out_trade_no",
+    "auth_no",
+    "operation_id",
+    "gmt_refund_pay",
+)
+
 
 def completed_event_id(refund_id: str) -> str:
     """The `event_id` of the `refund.completed` event of `refund_id`: the same on every call."""
@@ -42,7 +52,7 @@ def completed_event_id(refund_id: str) -> str:
 def build_refund_completed(
     *,
     refund_id: str,
-    trade_no: str,
+    trade_no: str | None,
     amount: Decimal,
     order_id: str | None,
     metadata: Mapping[str, Any] | None,
@@ -51,10 +61,17 @@ def build_refund_completed(
     batch_no: str | None,
     completed_at: datetime,
     merchant: str | None = None,
+    channel: str = "batch",
+    gateway_ids: Mapping[str, str | None] | None = None,
 ) -> dict[str, object]:
     """A schema-valid `refund.completed` event for one refund's final state.
 
-    `amount` is written with two decimals, `completed_at` in UTC (`...Z`).
+    `amount` is written with two decimals, `completed_at` in UTC (`...Z`). A batch
+    refund's event is what it was before channels existed (no `channel`, `trade_no`
+    always there); an OpenAPI refund's (`channel` `trade` or `coupon`) carries its
+    `channel` and, from `gateway_ids`, those of `OPENAPI_ID_FIELDS` that are known
+    (`out_request_no`, `out_trade_no`, `auth_no`, `operation_id`, `gmt_refund_pay`);
+    `trade_no` is left out when unknown.
     Raises ValueError for an amount with more than two decimals or a naive
     `completed_at`, and `EventValidationError` if the event breaks the schema.
     """
@@ -72,6 +89,14 @@ def build_refund_completed(
     }
     if merchant is not None:
         event["merchant"] = merchant
+    if channel != "batch":
+        event["channel"] = channel
+        if trade_no is None:
+            del event["trade_no"]
+        for name in OPENAPI_ID_FIELDS:
+            value = (gateway_ids or {}).get(name)
+            if value:
+                event[name] = value
     validate_refund_completed(event)
     return event
 

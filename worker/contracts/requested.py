@@ -5,7 +5,9 @@ strict decoding (`worker.contracts.decoding`), the schema file
 (`worker.contracts.validation`), then the rules the schema cannot state:
 `metadata` nests at most `MAX_METADATA_DEPTH` levels, and `amount` and
 `trade_amount` are greater than 0 and at most 100000000.00
-(`worker.contracts.amounts`).
+(`worker.contracts.amounts`). The schema states which fields each channel needs:
+`trade_no` on the batch channel (no `channel`, or `batch`), `trade_no` or
+`out_trade_no` on `trade`, `auth_no` (and no trade number) on `coupon`.
 
 It raises nothing but `EventValidationError`, whose `reason` is one of the
 `REASON_*` codes of `worker.contracts.reasons` (the dead-letter header) and
@@ -29,9 +31,26 @@ from worker.contracts.schema_files import REFUND_REQUESTED_SCHEMA
 from worker.contracts.validation import schema_problem
 from worker.domain.errors import EventValidationError
 
-__all__ = ["MAX_METADATA_DEPTH", "RefundRequest", "parse_refund_requested"]
+__all__ = [
+    "BATCH",
+    "CHANNELS",
+    "COUPON",
+    "MAX_METADATA_DEPTH",
+    "OPENAPI_CHANNELS",
+    "TRADE",
+    "RefundRequest",
+    "parse_refund_requested",
+]
 
 MAX_METADATA_DEPTH: Final = 32
+
+# The channels a refund can be made through (`docs/openapi.md`): the mapi batch service
+# (the default) and the two OpenAPI services, one refund per request.
+BATCH: Final = "batch"
+TRADE: Final = "trade"
+COUPON: Final = "coupon"
+CHANNELS: Final = (BATCH, TRADE, COUPON)
+OPENAPI_CHANNELS: Final = frozenset({TRADE, COUPON})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +64,7 @@ class RefundRequest:
 
     event_id: str
     refund_id: str
-    trade_no: str
+    trade_no: str | None  # always set on the batch channel
     amount: Decimal
     reason: str | None = None
     trade_amount: Decimal | None = None
@@ -53,6 +72,25 @@ class RefundRequest:
     metadata: dict[str, Any] | None = None
     requested_at: datetime | None = None
     merchant: str | None = None  # as the request names it; resolved by intake
+    channel: str = BATCH  # batch, trade or coupon (`CHANNELS`)
+    out_trade_no: str | None = None  # channel trade only
+    auth_no: str | None = None  # channel coupon only (and required there)
+
+    @property
+    def is_openapi(self) -> bool:
+        """Whether the refund is made by one OpenAPI request (channel trade or coupon)."""
+        return self.channel in OPENAPI_CHANNELS
+
+    @property
+    def payment_key(self) -> str:
+        """What identifies the payment refunded: the trade number, else the merchant's
+        order number (channel trade), else the red envelope's fund order (channel coupon).
+        Intake serialises requests of one payment on it."""
+        if self.trade_no:
+            return self.trade_no
+        if self.out_trade_no:
+            return f"out_trade_no:{self.out_trade_no}"
+        return f"auth_no:{self.auth_no}"
 
     def content(self) -> dict[str, Any]:
         """What makes two requests "the same refund" (the duplicate rule of README, "Events").
@@ -65,8 +103,12 @@ class RefundRequest:
         money (``"12.5"`` equals ``"12.50"``), metadata by value (key order
         does not matter). The merchant is compared by intake, once the name the
         request gives it is resolved to a partner id (`worker/services/intake.py`).
+
+        A refund of an OpenAPI channel also counts its `channel`, `out_trade_no` and
+        `auth_no`; a batch refund's content is exactly what it was before channels
+        existed, so hashes stored then still match their re-deliveries.
         """
-        return {
+        content: dict[str, Any] = {
             "refund_id": self.refund_id,
             "trade_no": self.trade_no,
             "amount": money_text(self.amount),
@@ -75,6 +117,11 @@ class RefundRequest:
             "order_id": self.order_id,
             "metadata": self.metadata,
         }
+        if self.is_openapi:
+            content["channel"] = self.channel
+            content["out_trade_no"] = self.out_trade_no
+            content["auth_no"] = self.auth_no
+        return content
 
     def content_hash(self) -> str:
         """SHA-256 (hex) of `content()` as canonical JSON (sorted keys, no spaces, UTF-8).
@@ -136,7 +183,7 @@ def parse_refund_requested(body: bytes) -> RefundRequest:
     return RefundRequest(
         event_id=document["event_id"],
         refund_id=document["refund_id"],
-        trade_no=document["trade_no"],
+        trade_no=document.get("trade_no"),
         amount=amount_in_range("amount", document["amount"]),
         reason=document.get("reason"),
         trade_amount=None
@@ -146,4 +193,7 @@ def parse_refund_requested(body: bytes) -> RefundRequest:
         metadata=metadata,
         requested_at=None if requested_at is None else parse_rfc3339(requested_at),
         merchant=document.get("merchant"),
+        channel=document.get("channel") or BATCH,
+        out_trade_no=document.get("out_trade_no"),
+        auth_no=document.get("auth_no"),
     )

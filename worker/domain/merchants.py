@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from worker.mapi import Merchant
+from worker.openapi import OpenApiApp
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "MerchantProfile", "Merchants"]
 
@@ -49,6 +50,13 @@ class MerchantProfile:
     def needs_approval(self) -> bool:
         """True on the password service: a person approves each batch in a browser."""
         return self.service == "pwd"
+
+    @property
+    def openapi_app(self) -> OpenApiApp | None:
+        """The merchant's OpenAPI application (channels `trade` and `coupon`), if it has one."""
+        if not (self.app_id and self.app_private_key_pem and self.app_public_key_pem):
+            return None
+        return OpenApiApp(self.app_id, self.app_private_key_pem, self.app_public_key_pem)
 
     def seller(self) -> tuple[str | None, str | None]:
         """(seller_user_id, seller_email) sent with a password-service request: the

@@ -5,7 +5,9 @@
 - `process_notify(kind, form, received_at, partner)`: store, then apply, one verified
   notification (`worker.services.notifications`);
 - `reconcile_batch(batch_no)`: ask the gateway about one batch and apply what it
-  proves (`worker.services.reconciler`).
+  proves (`worker.services.reconciler`);
+- `submit_openapi_refund(refund_id)`: one OpenAPI refund's next call, a send or a
+  query (`worker.services.openapi_submission`).
 
 Declared on the broker by `worker.adapters.dramatiq.jobs` (`BODIES`).
 """
@@ -59,8 +61,26 @@ def reconcile_batch(batch_no: str) -> None:
     )
 
 
+def submit_openapi_refund(refund_id: str) -> None:
+    """Actor body: make one OpenAPI refund's next call and apply its answer."""
+    from worker.services.openapi_submission import submit_openapi_refund as submit
+
+    rt = runtime.current()
+    submit(
+        rt.db,
+        rt.openapi_client,
+        rt.merchants,
+        refund_id,
+        clock=rt.clock,
+        notify_url=rt.settings.openapi_notify_url,
+        lease_seconds=rt.submit_lease_seconds,
+        max_in_flight=rt.settings.openapi_max_in_flight,
+    )
+
+
 BODIES = jobs.ActorBodies(
     submit_batch=submit_batch,
     process_notify=process_notify,
     reconcile_batch=reconcile_batch,
+    submit_openapi_refund=submit_openapi_refund,
 )

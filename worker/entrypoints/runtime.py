@@ -23,6 +23,7 @@ from worker.domain.merchants import MerchantProfile, Merchants
 from worker.mapi import Merchant
 
 if TYPE_CHECKING:
+    from worker.adapters.gateway.openapi import OpenApiClient
     from worker.adapters.gateway.query import RefundQueryClient
 
 Clock = Callable[[], datetime]
@@ -132,6 +133,7 @@ class Runtime:
     _db: Database | None = field(default=None, repr=False)
     _gateways: dict[str, GatewayClient] = field(default_factory=dict, repr=False)
     _refund_queries: dict[str, RefundQueryClient] = field(default_factory=dict, repr=False)
+    _openapi: OpenApiClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -184,6 +186,21 @@ class Runtime:
         merchant = self.merchants.get(partner)
         return None if merchant is None else self.refund_query_for(merchant)
 
+    @property
+    def openapi_client(self) -> OpenApiClient:
+        """The client of the OpenAPI gateway (every application shares it)."""
+        with self._lock:
+            if self._openapi is None:
+                from worker.adapters.gateway.openapi import OpenApiClient
+
+                s = self.settings
+                self._openapi = OpenApiClient(
+                    s.openapi_gateway_url,
+                    connect_timeout=s.gateway_connect_timeout,
+                    read_timeout=s.gateway_read_timeout,
+                )
+            return self._openapi
+
     def merchant(self) -> Merchant:
         """The default merchant's gateway identity."""
         return self.merchants.default.gateway
@@ -202,6 +219,9 @@ class Runtime:
             for client in self._refund_queries.values():
                 client.close()
             self._refund_queries.clear()
+            if self._openapi is not None:
+                self._openapi.close()
+                self._openapi = None
 
 
 _current: Runtime | None = None

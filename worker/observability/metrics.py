@@ -49,6 +49,16 @@ NOTIFICATIONS = Counter(
     "Notifications applied, by merchant (partner id; unknown before it is known) and outcome",
     ["merchant", "outcome"],
 )
+OPENAPI_CALLS = Counter(
+    "refund_openapi_calls_total",
+    "OpenAPI refund calls (sends and queries), by merchant, channel, outcome and decision",
+    ["merchant", "channel", "outcome", "action"],
+)
+OPENAPI_NOTIFICATIONS = Counter(
+    "refund_openapi_notifications_total",
+    "OpenAPI notifications received, by merchant (unknown before it is known) and outcome",
+    ["merchant", "outcome"],
+)
 EVENTS_PUBLISHED = Counter("refund_completed_published_total", "refund.completed events published")
 
 

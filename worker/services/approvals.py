@@ -297,9 +297,7 @@ def _sign_and_mark(
     return params, len(items)
 
 
-def reject_batch(
-    db: Database, batch_no: str, *, operator: str, reason: str, clock: Clock
-) -> int:
+def reject_batch(db: Database, batch_no: str, *, operator: str, reason: str, clock: Clock) -> int:
     """Reject a batch awaiting approval: its refunds end rejected (OPERATOR_REJECTED) with
     their events. Returns how many refunds ended. Raises ApprovalRefused."""
     operator, reason = operator.strip(), reason.strip()

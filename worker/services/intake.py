@@ -21,9 +21,10 @@ from worker.adapters.postgres.pool import Database
 from worker.contracts.events import RefundRequest, parse_refund_requested
 from worker.domain.errors import EventValidationError
 from worker.domain.merchants import Merchants
-from worker.domain.rules import check_refund
+from worker.domain.rules import TradeTally, check_refund
 from worker.domain.states import RefundState
 from worker.observability.metrics import INTAKE_MESSAGES
+from worker.openapi import out_request_no
 from worker.services.outcomes import record_completions
 from worker.services.ports import DeadLetter, Delivery
 
@@ -31,6 +32,7 @@ log = structlog.get_logger("worker.intake")
 
 CONFLICTING_DUPLICATE = "conflicting_duplicate"
 UNKNOWN_MERCHANT = "unknown_merchant"
+CHANNEL_NOT_CONFIGURED = "channel_not_configured"
 
 
 @dataclass(slots=True)
@@ -83,6 +85,23 @@ def _unknown_merchant(delivery: Delivery, request: RefundRequest) -> DeadLetter:
     )
 
 
+def _channel_not_configured(delivery: Delivery, request: RefundRequest, partner: str) -> DeadLetter:
+    log.warning(
+        "refund.invalid",
+        reason=CHANNEL_NOT_CONFIGURED,
+        refund_id=request.refund_id,
+        merchant=partner,
+        channel=request.channel,
+        message_id=delivery.message_id,
+    )
+    return DeadLetter(
+        delivery,
+        CHANNEL_NOT_CONFIGURED,
+        f"channel: {request.channel!r} needs an OpenAPI application (app_id and its keys),"
+        f" and merchant {partner} has none",
+    )
+
+
 def handle_deliveries(
     db: Database, deliveries: Sequence[Delivery], merchants: Merchants
 ) -> list[DeadLetter]:
@@ -104,6 +123,9 @@ def handle_deliveries(
         merchant = merchants.resolve(request.merchant)
         if merchant is None:
             dead.append(_unknown_merchant(delivery, request))
+            continue
+        if request.is_openapi and merchant.openapi_app is None:
+            dead.append(_channel_not_configured(delivery, request, merchant.partner))
             continue
         candidates.append(_Candidate(delivery, request, request.content_hash(), merchant.partner))
 
@@ -135,7 +157,7 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
         # Trade locks first, then everything read inside them: a refund another replica
         # stored meanwhile is then seen as stored (a repeat), never counted a second time
         # in its trade's tally.
-        ledger.lock_trades(conn, [c.request.trade_no for c in candidates])
+        ledger.lock_trades(conn, [c.request.payment_key for c in candidates])
         known = ledger.existing_hashes(conn, sorted({c.request.refund_id for c in candidates}))
         fresh: list[_Candidate] = []
         repeats: list[_Candidate] = []  # later deliveries of a refund_id first seen in this batch
@@ -152,11 +174,15 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
         if not fresh:
             return dead
 
-        tallies = ledger.trade_tallies(conn, [c.request.trade_no for c in fresh])
+        tallies = ledger.trade_tallies(
+            conn, [c.request.trade_no for c in fresh if c.request.trade_no is not None]
+        )
         rows: list[ledger.NewRefund] = []
         for c in fresh:
             r = c.request
-            code = check_refund(tallies[r.trade_no], r.amount, r.trade_amount)
+            # A refund by out_trade_no or of a red envelope has no trade tally to count in.
+            tally = tallies[r.trade_no] if r.trade_no is not None else TradeTally()
+            code = check_refund(tally, r.amount, r.trade_amount)
             rows.append(
                 ledger.NewRefund(
                     refund_id=r.refund_id,
@@ -172,6 +198,10 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
                     state=RefundState.REJECTED if code else RefundState.PENDING,
                     code=code,
                     partner=c.partner,
+                    channel=r.channel,
+                    out_trade_no=r.out_trade_no,
+                    auth_no=r.auth_no,
+                    out_request_no=out_request_no(r.refund_id) if r.is_openapi else None,
                 )
             )
         inserted = ledger.insert_refunds(conn, rows)
@@ -202,6 +232,8 @@ def _store(db: Database, candidates: list[_Candidate]) -> list[DeadLetter]:
                 refund_id=row.refund_id,
                 trade_no=row.trade_no,
                 merchant=row.partner,
+                channel=row.channel,
+                out_request_no=row.out_request_no,
                 amount=str(row.amount),
                 state=row.state,
                 code=row.code,

@@ -28,6 +28,8 @@ def completion_rows(completions: Sequence[ledger.Completion]) -> list[tuple[str,
             batch_no=c.batch_no,
             completed_at=c.completed_at,
             merchant=c.partner,
+            channel=c.channel,
+            gateway_ids=c.gateway_ids,
         )
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         rows.append((str(event["event_id"]), ledger.COMPLETED_ROUTING_KEY, body))
@@ -44,6 +46,7 @@ def record_completions(conn: Connection, completions: Sequence[ledger.Completion
             trade_no=c.trade_no,
             batch_no=c.batch_no,
             merchant=c.partner,
+            channel=c.channel,
             status=c.status,
             code=c.code,
         )

@@ -11,7 +11,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-__all__ = ["DeadLetter", "Delivery", "OutMessage", "QueriedItem", "QueryResult", "RefundQuery"]
+from worker.domain.policy.openapi import SendOutcome
+from worker.openapi import Classification
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "OpenApiGateway",
+    "OpenApiReply",
+    "OutMessage",
+    "QueriedItem",
+    "QueryResult",
+    "RefundQuery",
+]
 
 
 # --- the bus (built and consumed by worker.adapters.rabbitmq) -----------------------
@@ -106,3 +118,26 @@ class RefundQuery(Protocol):
 
 # The query client of a merchant, by partner id; None for a merchant not served any more.
 RefundQueries = Callable[[str], RefundQuery | None]
+
+
+# --- the OpenAPI gateway (built by worker.adapters.gateway.openapi) ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenApiReply:
+    """What one OpenAPI call did: the outcome, the raw answer (when answered), its class.
+
+    `classification` is set exactly when `outcome` is ANSWERED (an unverifiable answer is
+    classified UNKNOWN); `reason` names what went wrong otherwise, for logs.
+    """
+
+    outcome: SendOutcome
+    raw: str | None = None
+    classification: Classification | None = None
+    reason: str = ""
+
+
+class OpenApiGateway(Protocol):
+    def call(
+        self, params: Mapping[str, str], *, public_key_pem: str | bytes, partner: str
+    ) -> OpenApiReply: ...

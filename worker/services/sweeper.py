@@ -63,15 +63,20 @@ def resume_submission(
     db: Database, partner: str | None = None, *, operator: str | None = None
 ) -> list[str]:
     """Operator action after fixing a configuration error: clear the merchant's halt (every
-    merchant's when `partner` is None) and retry its held batches, same batch_nos.
+    merchant's when `partner` is None) and retry its held batches, same batch_nos; the
+    halt of its OpenAPI channels is cleared too and their waiting refunds are due again.
     `operator` (who asked, from the console) goes into the log line."""
+    from worker.adapters.postgres import openapi
+
     with db.transaction() as conn:
         cleared = ledger.clear_submission_halt(conn, partner)
         batches = ledger.resume_held(conn, partner)
+        openapi_cleared = openapi.clear_openapi_halt(conn, partner)
     log.warning(
         "submission.resumed",
         merchant=partner,
         cleared=cleared,
+        openapi_cleared=openapi_cleared,
         batches=len(batches),
         operator=operator,
     )

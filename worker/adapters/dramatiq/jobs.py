@@ -35,6 +35,7 @@ SUBMIT_ACTOR = "submit_batch"
 NOTIFY_MAX_RETRIES = 10_000_000
 NOTIFY_ACTOR = "process_notify"
 RECONCILE_ACTOR = "reconcile_batch"
+OPENAPI_ACTOR = "submit_openapi_refund"
 
 
 def queue_prefix(exchange: str) -> str:
@@ -53,9 +54,18 @@ def reconcile_queue(exchange: str) -> str:
     return f"{queue_prefix(exchange)}.reconcile_batch"
 
 
+def openapi_queue(exchange: str) -> str:
+    return f"{queue_prefix(exchange)}.submit_openapi_refund"
+
+
 def job_queues(exchange: str) -> tuple[str, ...]:
     """Every job queue of a deployment (dramatiq adds `.DQ` and `.XQ` to each)."""
-    return (submit_queue(exchange), notify_queue(exchange), reconcile_queue(exchange))
+    return (
+        submit_queue(exchange),
+        notify_queue(exchange),
+        reconcile_queue(exchange),
+        openapi_queue(exchange),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class ActorBodies:
     # carry no partner, so the body's last parameter has a default.
     process_notify: Callable[..., None]
     reconcile_batch: Callable[[str], None]
+    submit_openapi_refund: Callable[[str], None] | None = None
 
 
 def register_actors(broker: RabbitmqBroker, settings: Settings, bodies: ActorBodies) -> None:
@@ -103,6 +114,17 @@ def register_actors(broker: RabbitmqBroker, settings: Settings, bodies: ActorBod
         min_backoff=1_000,
         max_backoff=10_000,
     )(bodies.reconcile_batch)
+    if bodies.submit_openapi_refund is not None:
+        dramatiq.actor(
+            broker=broker,
+            actor_name=OPENAPI_ACTOR,
+            queue_name=openapi_queue(exchange),
+            # Attempts are scheduled in PostgreSQL and re-driven by the scheduler's sweep;
+            # these retries only cover a crash of the job itself.
+            max_retries=5,
+            min_backoff=500,
+            max_backoff=10_000,
+        )(bodies.submit_openapi_refund)
 
 
 class _BeatingConsumer(dramatiq.Consumer):
@@ -172,6 +194,11 @@ def enqueue_submit(settings: Settings, batch_no: str) -> None:
 def enqueue_reconcile(settings: Settings, batch_no: str) -> None:
     """Hand a batch to the reconciliation queue (confirmed by the broker)."""
     _enqueue(settings, reconcile_queue(settings.refund_exchange), RECONCILE_ACTOR, (batch_no,))
+
+
+def enqueue_openapi(settings: Settings, refund_id: str) -> None:
+    """Hand an OpenAPI refund to its submission queue (confirmed by the broker)."""
+    _enqueue(settings, openapi_queue(settings.refund_exchange), OPENAPI_ACTOR, (refund_id,))
 
 
 def enqueue_notification(settings: Settings, kind: str, form: dict[str, str], partner: str) -> None:

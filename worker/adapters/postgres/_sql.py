@@ -38,12 +38,21 @@ def _completion(row: Sequence[Any]) -> Completion:
         batch_no=row[7],
         completed_at=row[8],
         partner=row[9],
+        channel=row[10] or "batch",
+        gateway_ids={
+            "out_trade_no": row[11],
+            "auth_no": row[12],
+            "out_request_no": row[13],
+            "operation_id": row[14],
+            "gmt_refund_pay": row[15],
+        },
     )
 
 
 _COMPLETION_COLUMNS = (
     "f.refund_id, f.trade_no, f.amount, f.order_id, f.metadata, f.state, f.code,"
-    " f.batch_no, f.completed_at, f.partner"
+    " f.batch_no, f.completed_at, f.partner, f.channel, f.out_trade_no, f.auth_no,"
+    " f.out_request_no, f.operation_id, f.gmt_refund_pay"
 )
 
 

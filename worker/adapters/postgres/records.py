@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 class NewRefund:
     refund_id: str
     event_id: str
-    trade_no: str
+    trade_no: str | None
     amount: Decimal
     reason: str | None
     trade_amount: Decimal | None
@@ -24,6 +24,10 @@ class NewRefund:
     state: str  # 'pending' or 'rejected'
     code: str | None
     partner: str
+    channel: str = "batch"
+    out_trade_no: str | None = None
+    auth_no: str | None = None
+    out_request_no: str | None = None  # the OpenAPI channels only, derived from refund_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,7 @@ class Completion:
     """A refund that reached a final state, with what its refund.completed event needs."""
 
     refund_id: str
-    trade_no: str
+    trade_no: str | None
     amount: Decimal
     order_id: str | None
     metadata: Mapping[str, Any] | None
@@ -74,6 +78,10 @@ class Completion:
     batch_no: str | None
     completed_at: datetime
     partner: str | None = None
+    channel: str = "batch"
+    # The OpenAPI channels: `out_trade_no`, `auth_no`, `out_request_no`, `operation_id`,
+    # `gmt_refund_pay` (None when unknown).
+    gateway_ids: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

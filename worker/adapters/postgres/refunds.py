@@ -94,6 +94,10 @@ def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
                 "state": r.state,
                 "code": r.code,
                 "partner": r.partner,
+                "channel": r.channel,
+                "out_trade_no": r.out_trade_no,
+                "auth_no": r.auth_no,
+                "out_request_no": r.out_request_no,
             }
             for r in refunds
         ],
@@ -104,15 +108,21 @@ def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
         """
         INSERT INTO refunds (refund_id, event_id, trade_no, amount, reason, trade_amount,
                              order_id, metadata, requested_at, content_hash, state, code,
-                             completed_at, partner)
+                             completed_at, partner, channel, out_trade_no, auth_no,
+                             out_request_no, next_step, next_attempt_at)
         SELECT r.refund_id, r.event_id, r.trade_no, r.amount, r.reason, r.trade_amount,
                r.order_id, r.metadata, r.requested_at, r.content_hash, r.state, r.code,
-               CASE WHEN r.state = 'rejected' THEN clock_timestamp() END, r.partner
+               CASE WHEN r.state = 'rejected' THEN clock_timestamp() END, r.partner,
+               r.channel, r.out_trade_no, r.auth_no, r.out_request_no,
+               CASE WHEN r.channel <> 'batch' AND r.state = 'pending' THEN 'send' END,
+               CASE WHEN r.channel <> 'batch' AND r.state = 'pending'
+                    THEN clock_timestamp() END
         FROM json_to_recordset(%s::json)
              AS r(refund_id text, event_id text, trade_no text, amount numeric, reason text,
                   trade_amount numeric, order_id text, metadata jsonb,
                   requested_at timestamptz, content_hash text, state text, code text,
-                  partner text)
+                  partner text, channel text, out_trade_no text, auth_no text,
+                  out_request_no text)
         ON CONFLICT (refund_id) DO NOTHING
         RETURNING refund_id
         """,
@@ -126,9 +136,8 @@ def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Complet
     if not refund_ids:
         return []
     rows = conn.execute(
-        "SELECT refund_id, trade_no, amount, order_id, metadata, state, code, batch_no,"
-        " completed_at, partner FROM refunds WHERE refund_id = ANY(%s)"
-        " AND state IN ('succeeded', 'failed', 'rejected')",
+        f"SELECT {_COMPLETION_COLUMNS} FROM refunds AS f WHERE f.refund_id = ANY(%s)"
+        " AND f.state IN ('succeeded', 'failed', 'rejected')",
         (list(refund_ids),),
     ).fetchall()
     return [_completion(r) for r in rows]
@@ -140,11 +149,12 @@ def completions_for(conn: Connection, refund_ids: Sequence[str]) -> list[Complet
 def pending_refunds(
     conn: Connection, limit: int, partners: Sequence[str] | None = None
 ) -> list[PendingRefund]:
-    """The oldest pending refunds, locked; only those of `partners` when given (a merchant
-    not served any more must not fill the look-ahead of the ones that are)."""
+    """The oldest pending refunds of the batch channel, locked; only those of `partners`
+    when given (a merchant not served any more must not fill the look-ahead of the ones
+    that are). Refunds of the OpenAPI channels are never read here."""
     rows = conn.execute(
         "SELECT refund_id, trade_no, amount, reason, received_at, batch_attempts, partner"
-        " FROM refunds WHERE state = 'pending'"
+        " FROM refunds WHERE state = 'pending' AND channel = 'batch'"
         " AND (%(partners)s::text[] IS NULL OR partner = ANY(%(partners)s::text[]))"
         " ORDER BY received_at, refund_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
         {"partners": None if partners is None else list(partners), "limit": limit},
@@ -286,7 +296,7 @@ def apply_results(
         (source, reported, batch_no),
         prepare=False,
     ).fetchall()
-    return [_completion(r) for r in rows if r[10]]
+    return [_completion(r) for r in rows if r[-1]]
 
 
 # Refund states of a refund that is in a batch and not final.

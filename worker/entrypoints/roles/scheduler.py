@@ -23,6 +23,7 @@ from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, run_loop, stop_on_signals
 from worker.services.approvals import expire_unapproved, waiting_report
 from worker.services.notifications import sweep_unapplied
+from worker.services.openapi_submission import due_openapi
 from worker.services.packing import pack_pending
 from worker.services.reconciler import claim_due
 from worker.services.sweeper import sweep
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     last_report = 0.0
     handoff = Handoff(lambda batch_no: jobs.enqueue_submit(settings, batch_no))
     reconcile = Handoff(lambda batch_no: jobs.enqueue_reconcile(settings, batch_no))
+    openapi = Handoff(lambda refund_id: jobs.enqueue_openapi(settings, refund_id))
 
     def step() -> float:
         nonlocal last_sweep, last_report
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             clock=rt.clock,
         )
         handoff.send(batch_nos)
+        # OpenAPI refunds: new ones, retries after their backoff, queries due, lost jobs.
+        openapi.send(due_openapi(rt.db, lease_seconds=rt.submit_lease_seconds))
         now = time.monotonic()
         if now - last_sweep >= args.sweep_every:
             last_sweep = now
