@@ -419,22 +419,31 @@ def test_attempt_journal_migration_applies_on_a_populated_ledger() -> None:
         _migrate_before(url, "0006")
         db = Database(url, max_size=2)
         try:
-            handle_deliveries(db, [delivery(request(f"m-{i}", trade(i))) for i in range(3)])
-            batch_nos = pack_pending(
-                db,
-                max_items=2,
-                max_wait=0,
-                merchants=MERCHANTS,
-                clock=now_utc,
-                force=True,
-            )
-            assert len(batch_nos) == 2
-            tried, untried = batch_nos
+            # The ledger as the code of that time wrote it (today's services write columns
+            # of later migrations): two batches, one attempted twice, of three refunds.
+            tried, untried = "20261122000000000001", "20261122000000000002"
             with db.transaction() as conn:
+                for n, (batch_no, state) in enumerate(((tried, "unknown"), (untried, "ready"))):
+                    conn.execute(
+                        "INSERT INTO batches (batch_no, batch_day, state, item_count, partner)"
+                        " VALUES (%s, '2026-11-22', %s, 1, '2088000000000001')",
+                        (batch_no, state),
+                    )
+                    conn.execute(
+                        "INSERT INTO refunds (refund_id, event_id, trade_no, amount,"
+                        " content_hash, state, batch_no, partner) VALUES"
+                        " (%s, %s, %s, 1.00, 'h', 'batched', %s, '2088000000000001')",
+                        (f"m-{n}", f"e-{n}", trade(n), batch_no),
+                    )
+                    conn.execute(
+                        "INSERT INTO batch_items (batch_no, refund_id, trade_no, amount,"
+                        " reason_sent, position) VALUES (%s, %s, %s, 1.00, 'r', 0)",
+                        (batch_no, f"m-{n}", trade(n)),
+                    )
                 conn.execute(
                     "UPDATE batches SET attempts = 2, last_code = 'SYSTEM_ERROR',"
                     " last_error = repeat('e', 900), last_attempt_at = clock_timestamp(),"
-                    " state = 'unknown', maybe_sent = true WHERE batch_no = %s",
+                    " maybe_sent = true WHERE batch_no = %s",
                     (tried,),
                 )
             assert migrate(url, default_partner="2088000000000001") == [
