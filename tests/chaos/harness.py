@@ -42,6 +42,7 @@ from sandbox.client import SandboxClient
 from tests.chaos import infra
 from tests.chaos.checks import FinalState, Result, check
 from tests.chaos.load import Load
+from tests.chaos.openapi_books import gather
 from tests.chaos.traffic import EventCollector, LoadPublisher, drain_queue
 
 log = structlog.get_logger("chaos")
@@ -403,6 +404,7 @@ def _final_state(run: Run) -> FinalState:
     events, observer_redeliveries = run.collector.events()
     if observer_redeliveries:
         run.notes["observer_redeliveries"] = observer_redeliveries
+    summary = run.sandbox.summary()
     return FinalState(
         refunds=refunds,
         batches=batches,
@@ -412,12 +414,18 @@ def _final_state(run: Run) -> FinalState:
         dead_letters=dead,
         queue_depths=depths,
         executions=executions,
-        sandbox_summary=run.sandbox.summary(),
+        sandbox_summary=summary,
         publish_attempts=run.publisher.attempts,
+        openapi=gather(run.query, run.sandbox.openapi_ledger(), summary),
     )
 
 
-ALARMS = ("notify.for_released_batch", "submission.halted")
+ALARMS = (
+    "notify.for_released_batch",
+    "submission.halted",
+    "openapi.channel_halted",
+    "openapi.held",
+)
 
 
 def _log_alarms(stack: Stack) -> list[str]:
