@@ -3,7 +3,8 @@
 - `submit_batch(batch_no)`: submit one batch (`worker.services.submission`) and
   enqueue the batches it was split into;
 - `process_notify(kind, form, received_at, partner)`: store, then apply, one verified
-  notification (`worker.services.notifications`);
+  notification (`worker.services.notifications`; kind `openapi`:
+  `worker.services.openapi_notifications`);
 - `reconcile_batch(batch_no)`: ask the gateway about one batch and apply what it
   proves (`worker.services.reconciler`);
 - `submit_openapi_refund(refund_id)`: one OpenAPI refund's next call, a send or a
@@ -18,6 +19,9 @@ from datetime import datetime
 
 from worker.adapters.dramatiq import jobs
 from worker.entrypoints import runtime
+
+# The notification kind of the receiver's OpenAPI route (`jobs.enqueue_notification`).
+OPENAPI_NOTIFY_KIND = "openapi"
 
 
 def submit_batch(batch_no: str) -> None:
@@ -44,6 +48,14 @@ def process_notify(
     from worker.services.notifications import process_notification
 
     rt = runtime.current()
+    if kind == OPENAPI_NOTIFY_KIND:
+        from worker.services.openapi_notifications import process_openapi_notification
+
+        assert partner is not None, "an OpenAPI notification is queued with its merchant"
+        process_openapi_notification(
+            rt.db, rt.merchants, form, datetime.fromisoformat(received_at), partner
+        )
+        return
     process_notification(rt.db, kind, form, datetime.fromisoformat(received_at), partner)
 
 

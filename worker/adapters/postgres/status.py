@@ -8,6 +8,10 @@ from typing import Any
 from worker.adapters.postgres.approvals import queue_gauges
 from worker.adapters.postgres.evidence import batch_history
 from worker.adapters.postgres.notifications import refund_dback_results
+from worker.adapters.postgres.openapi_notifications import (
+    openapi_calls_of,
+    openapi_notifications_of,
+)
 from worker.adapters.postgres.pool import Connection
 from worker.domain.states import CLOSED_BATCH_FLAGS
 
@@ -19,13 +23,22 @@ def _rows(conn: Connection, sql: str, *params: object) -> list[dict[str, Any]]:
 
 
 def refund_status(conn: Connection, refund_id: str) -> dict[str, Any]:
-    """A refund, the batches it went through, and its bank-card return results."""
+    """A refund, the batches it went through, and its bank-card return results; for an
+    OpenAPI refund (channel `trade` or `coupon`) its calls and notifications instead."""
     refund = _rows(
         conn,
-        "SELECT refund_id, trade_no, amount, state, code, batch_no, batch_attempts,"
-        " result_source, received_at, completed_at FROM refunds WHERE refund_id = %s",
+        "SELECT refund_id, channel, trade_no, out_trade_no, auth_no, out_request_no, amount,"
+        " state, code, batch_no, batch_attempts, openapi_attempts, maybe_sent, next_step,"
+        " next_attempt_at, held_reason, operation_id, gmt_refund_pay, result_source,"
+        " received_at, completed_at FROM refunds WHERE refund_id = %s",
         refund_id,
     )
+    if refund and refund[0]["channel"] != "batch":
+        return {
+            "refund": refund[0],
+            "openapi_calls": openapi_calls_of(conn, refund_id),
+            "openapi_notifications": openapi_notifications_of(conn, refund_id),
+        }
     batches = _rows(
         conn,
         "SELECT b.batch_no, b.state, b.attempts, b.last_code, b.operator_flag"

@@ -7,6 +7,9 @@ Routes:
 * `POST /alipay/notify/<merchant>` and `/alipay/dback-notify/<merchant>`: the same for
   one merchant (its id or partner id), for deployments that give each merchant its own
   notify URL; an unknown merchant is 404;
+* `POST /alipay/openapi-notify` and `/alipay/openapi-notify/<merchant>`: Alipay's OpenAPI
+  notifications (coupon refunds), signature only, no `notify_verify`
+  (`worker.adapters.wsgi.openapi_notify`); 404 when the deployment has no OpenAPI app;
 * `GET /healthz`: the process answers (200 `ok`);
 * `GET /readyz`: 200 only when `ready()` says broker and gateway are reachable;
 * `GET /metrics`: prometheus-client exposition.
@@ -55,8 +58,14 @@ __all__ = [
     "BATCH_REFUND_REQUIRED_FIELDS",
     "DBACK_REQUIRED_FIELDS",
     "NOTIFY_REQUESTS",
+    "OPENAPI_NOTIFY_PATH",
     "NotifyKind",
+    "Rejected",
+    "declared_charset",
     "make_app",
+    "normalize_charset",
+    "openapi_route",
+    "read_body",
 ]
 
 log = structlog.get_logger(__name__)
@@ -107,6 +116,17 @@ def notify_route(path: str) -> tuple[NotifyKind, str | None] | None:
     return kind, name
 
 
+OPENAPI_NOTIFY_PATH = "/alipay/openapi-notify"
+
+
+def openapi_route(path: str) -> str | None:
+    """The merchant named by an OpenAPI notification route ("" for none), else None."""
+    if path == OPENAPI_NOTIFY_PATH:
+        return ""
+    base, _, name = path.rpartition("/")
+    return name if base == OPENAPI_NOTIFY_PATH and name else None
+
+
 # Charsets a notification may be declared in, by codecs' canonical name.
 # GB2312 is a subset of GBK; GBK decoding reads it identically and also
 # accepts the GBK-only characters that mislabelled GB2312 text contains.
@@ -118,7 +138,7 @@ _LOG_VALUE_MAX = 64
 _Headers = list[tuple[str, str]]
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
     """A notification is refused: answer `status` with `fail`, log `reason`."""
 
     def __init__(self, status: int, reason: str, **details: Any) -> None:
@@ -160,12 +180,12 @@ def read_body(environ: WSGIEnvironment, max_body_bytes: int) -> bytes:
     """
     raw = str(environ.get("CONTENT_LENGTH") or "").strip()
     if not raw:
-        raise _Rejected(411, "length_required")
+        raise Rejected(411, "length_required")
     if not (raw.isascii() and raw.isdigit()):
-        raise _Rejected(400, "bad_content_length")
+        raise Rejected(400, "bad_content_length")
     length = int(raw)
     if length > max_body_bytes:
-        raise _Rejected(413, "body_too_large", content_length=length)
+        raise Rejected(413, "body_too_large", content_length=length)
     stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     remaining = length
@@ -173,9 +193,9 @@ def read_body(environ: WSGIEnvironment, max_body_bytes: int) -> bytes:
         try:
             chunk = stream.read(min(remaining, 65536))
         except (OSError, ValueError) as exc:
-            raise _Rejected(400, "body_read_error", error=type(exc).__name__) from exc
+            raise Rejected(400, "body_read_error", error=type(exc).__name__) from exc
         if not chunk:
-            raise _Rejected(400, "truncated_body", content_length=length)
+            raise Rejected(400, "truncated_body", content_length=length)
         chunks.append(chunk[:remaining])
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -191,12 +211,12 @@ def _check_fields(kind: NotifyKind, form: Mapping[str, str]) -> None:
     required = BATCH_REFUND_REQUIRED_FIELDS if kind == "batch_refund" else DBACK_REQUIRED_FIELDS
     missing = [name for name in required if not form.get(name)]
     if missing:
-        raise _Rejected(400, "missing_field", fields=missing)
+        raise Rejected(400, "missing_field", fields=missing)
     notify_id = form.get("notify_id")
     if notify_id and not is_valid_notify_id(notify_id):
-        raise _Rejected(400, "bad_notify_id")
+        raise Rejected(400, "bad_notify_id")
     if kind == "batch_refund" and form["notify_type"] != BATCH_REFUND_NOTIFY_TYPE:
-        raise _Rejected(400, "wrong_notify_type", notify_type=_loggable(form["notify_type"]))
+        raise Rejected(400, "wrong_notify_type", notify_type=_loggable(form["notify_type"]))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -212,6 +232,7 @@ def make_app(
     notify_verify: Callable[[str, str], str],
     enqueue: Callable[[str, dict[str, str], str], None],
     ready: Callable[[], bool],
+    openapi: Callable[[WSGIEnvironment, str | None], tuple[int, bytes]] | None = None,
 ) -> WSGIApplication:
     """Build the receiver around its collaborators.
 
@@ -225,7 +246,8 @@ def make_app(
     (`"true"` authenticates; `"false"`/`"invalid"` refute; anything else, or raising,
     means "cannot tell now"); `enqueue(kind, form, partner)` returns only once the
     broker confirmed the message; `ready` tells whether the broker and the gateway
-    are reachable.
+    are reachable; `openapi(environ, name)` answers the OpenAPI route
+    (`worker.adapters.wsgi.openapi_notify.make_openapi_handler`; None: no such route).
     """
     default_charset = normalize_charset(charset)
     if default_charset is None:
@@ -234,13 +256,13 @@ def make_app(
         raise ValueError("max_body_bytes must be positive")
 
     def authenticate(form: Mapping[str, str], form_charset: str, partners: Sequence[str]) -> str:
-        """The partner id the notification is genuinely for, or _Rejected."""
+        """The partner id the notification is genuinely for, or Rejected."""
         try:
             signed = [p for p in partners if verify_signature(form, form_charset, p)]
         except Exception as exc:
-            raise _Rejected(503, "signature_check_failed", error=_error_text(exc)) from exc
+            raise Rejected(503, "signature_check_failed", error=_error_text(exc)) from exc
         if not signed:
-            raise _Rejected(403, "bad_signature", sign_type=_loggable(form.get("sign_type")))
+            raise Rejected(403, "bad_signature", sign_type=_loggable(form.get("sign_type")))
         notify_id = form.get("notify_id")
         if not notify_id:
             return signed[0]  # only a dback notification gets here without one
@@ -249,15 +271,15 @@ def make_app(
             try:
                 answer = notify_verify(notify_id, partner)
             except Exception as exc:
-                raise _Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
+                raise Rejected(503, "notify_verify_unavailable", error=_error_text(exc)) from exc
             if answer == "true":
                 return partner
             if answer not in ("false", "invalid"):
-                raise _Rejected(503, "notify_verify_unknown")
+                raise Rejected(503, "notify_verify_unknown")
             # Refuted for this partner only (the gateway answers `invalid`, or `false`, for
             # another partner's notify_id): ask for the next merchant that signed.
             refuted = "false" if answer == "false" else refuted
-        raise _Rejected(403, f"notify_verify_{refuted}")
+        raise Rejected(403, f"notify_verify_{refuted}")
 
     def handle_notify(
         environ: WSGIEnvironment, kind: NotifyKind, name: str | None
@@ -266,16 +288,16 @@ def make_app(
         try:
             partners = candidates(name)
             if partners is None:
-                raise _Rejected(404, "unknown_merchant", merchant=_loggable(name))
+                raise Rejected(404, "unknown_merchant", merchant=_loggable(name))
             body = read_body(environ, max_body_bytes)
             label = declared_charset(str(environ.get("CONTENT_TYPE") or ""))
             form_charset = default_charset if label is None else normalize_charset(label)
             if form_charset is None:
-                raise _Rejected(400, "unsupported_charset", charset=_loggable(label))
+                raise Rejected(400, "unsupported_charset", charset=_loggable(label))
             try:
                 form = decode_form(body, form_charset)
             except NotifyFormatError as exc:
-                raise _Rejected(400, "malformed_form", error=str(exc)[:200]) from exc
+                raise Rejected(400, "malformed_form", error=str(exc)[:200]) from exc
             batch_no = form.get("batch_no") or form.get("refund_batch_no")
             bound = bound.bind(
                 notify_id=_loggable(form.get("notify_id")), batch_no=_loggable(batch_no)
@@ -287,8 +309,8 @@ def make_app(
             try:
                 enqueue(kind, dict(form), partner)
             except Exception as exc:
-                raise _Rejected(503, "enqueue_failed", error=_error_text(exc)) from exc
-        except _Rejected as rejected:
+                raise Rejected(503, "enqueue_failed", error=_error_text(exc)) from exc
+        except Rejected as rejected:
             NOTIFY_REQUESTS.labels(kind=kind, outcome=rejected.reason).inc()
             emit = bound.error if rejected.status >= 500 else bound.warning
             emit(
@@ -319,6 +341,16 @@ def make_app(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO") or "/")
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()
+        openapi_name = openapi_route(path)
+        if openapi_name is not None and openapi is not None:
+            if method != "POST":
+                NOTIFY_REQUESTS.labels(kind="openapi", outcome="method_not_allowed").inc()
+                log.warning(
+                    "openapi_notify.rejected", reason="method_not_allowed", method=method[:16]
+                )
+                return _respond(start_response, 405, FAIL_BODY, [("Allow", "POST")])
+            status, body = openapi(environ, openapi_name or None)
+            return _respond(start_response, status, body)
         route = notify_route(path)
         if route is not None:
             kind, name = route

@@ -50,13 +50,17 @@ this refund so far, queries included); WAIT_NOTIFY waits `NOTIFY_WAIT_SECONDS` f
 notification before querying. Once `attempts` reaches `MAX_UNSETTLED_ATTEMPTS` a refund
 that is still unsettled is put on HOLD for an operator instead of being tried again.
 
-`decide_coupon_notification` is the rule for a verified coupon refund notification.
+`decide_coupon_notification` is the rule for a verified coupon refund notification;
+`coupon_notification_mismatch` says why one does not belong to the refund found by its
+`out_request_no` (another channel, another `auth_no`, another amount), so that it
+changes nothing.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from decimal import Decimal
 
 from worker.domain.backoff import backoff_delay
 from worker.openapi import Classification, CouponNotification, Settlement, Verdict
@@ -71,6 +75,7 @@ __all__ = [
     "OpenApiAction",
     "OpenApiDecision",
     "SendOutcome",
+    "coupon_notification_mismatch",
     "decide_coupon_notification",
     "decide_openapi",
 ]
@@ -178,6 +183,27 @@ def decide_coupon_notification(notification: CouponNotification) -> OpenApiDecis
         code=notification.status,
         delay_seconds=0.0,
     )
+
+
+def coupon_notification_mismatch(
+    notification: CouponNotification,
+    *,
+    channel: Channel,
+    auth_no: str | None,
+    amount: Decimal,
+) -> str | None:
+    """Why the notification is not about this refund (found by its out_request_no), or None.
+
+    It must be a coupon refund of the same red envelope (`auth_no`) for the same amount:
+    a notification that differs in any of them proves nothing about the refund.
+    """
+    if channel is not Channel.COUPON_REFUND:
+        return f"the refund is a {channel.value}, not a coupon refund"
+    if notification.auth_no != auth_no:
+        return "auth_no differs from the refund's"
+    if notification.amount != amount:
+        return f"amount {notification.amount} differs from the refund's {amount}"
+    return None
 
 
 def _with_delay(decision: OpenApiDecision, delay: float) -> OpenApiDecision:

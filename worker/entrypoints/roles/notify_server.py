@@ -52,9 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=positive_int, default=1, help="worker processes (default 1)"
     )
-    add_server_arguments(
-        parser, threads=DEFAULT_THREADS, graceful_timeout=DEFAULT_GRACEFUL_TIMEOUT
-    )
+    add_server_arguments(parser, threads=DEFAULT_THREADS, graceful_timeout=DEFAULT_GRACEFUL_TIMEOUT)
     parser.add_argument(
         "--body-timeout",
         type=_positive_float,
@@ -132,6 +130,7 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
         Database(settings.database_url, max_size=1, name="refund-worker-metrics"),
         [m.partner for m in merchants],
     )
+    openapi = openapi_handler(settings, merchants, pool_size=pool_size)
     app = make_app(
         charset=merchants.default.charset,
         max_body_bytes=settings.notify_max_body_bytes,
@@ -140,8 +139,68 @@ def build_app(settings: Settings, *, pool_size: int, body_timeout: float) -> WSG
         notify_verify=gateway.notify_verify,
         enqueue=enqueue,
         ready=ready,
+        openapi=openapi,
     )
     return bounded_socket_reads(app, body_timeout)
+
+
+def openapi_handler(
+    settings: Settings, merchants: Merchants, *, pool_size: int
+) -> Callable[[WSGIEnvironment, str | None], tuple[int, bytes]] | None:
+    """The OpenAPI route: verified notifications stored in PostgreSQL, then queued as
+    kind `openapi`; None when no merchant has an OpenAPI application."""
+    if not any(m.openapi_app is not None for m in merchants):
+        return None
+    from datetime import UTC, datetime
+
+    from worker.adapters.postgres.pool import Database
+    from worker.adapters.wsgi.openapi_notify import make_openapi_handler
+    from worker.services.openapi_notifications import receive_openapi_notification
+
+    db = Database(settings.database_url, max_size=pool_size, name="refund-worker-notify")
+
+    def store(form: dict[str, str], partner: str) -> None:
+        receive_openapi_notification(db, form, partner, datetime.now(tz=UTC))
+
+    def enqueue(form: dict[str, str], partner: str) -> None:
+        from worker.adapters.dramatiq.jobs import enqueue_notification
+
+        enqueue_notification(settings, "openapi", form, partner)
+
+    return make_openapi_handler(
+        max_body_bytes=settings.notify_max_body_bytes,
+        candidates=openapi_candidates(merchants),
+        verify=openapi_signature_checker(merchants),
+        store=store,
+        enqueue=enqueue,
+    )
+
+
+def openapi_candidates(merchants: Merchants) -> Callable[[str | None], Sequence[str] | None]:
+    """The partner ids of the merchants with an OpenAPI app a notification may be for."""
+    with_app = tuple(m.partner for m in merchants if m.openapi_app is not None)
+
+    def candidates(name: str | None) -> Sequence[str] | None:
+        if name is None:
+            return with_app
+        merchant = merchants.resolve(name)
+        if merchant is None or merchant.openapi_app is None:
+            return None
+        return (merchant.partner,)
+
+    return candidates
+
+
+def openapi_signature_checker(merchants: Merchants) -> Callable[[Mapping[str, str], str], bool]:
+    """Whether the Alipay public key of the merchant's app verifies a notification."""
+    from worker.openapi import verify_notification
+
+    def check(form: Mapping[str, str], partner: str) -> bool:
+        merchant = merchants.get(partner)
+        app = merchant.openapi_app if merchant is not None else None
+        return app is not None and verify_notification(form, app.alipay_public_key_pem)
+
+    return check
 
 
 def candidate_partners(merchants: Merchants) -> Callable[[str | None], Sequence[str] | None]:
@@ -271,7 +330,6 @@ def bounded_socket_reads(app: WSGIApplication, seconds: float) -> WSGIApplicatio
         return app(environ, start_response)
 
     return wrapped
-
 
 
 def _positive_float(text: str) -> float:

@@ -3,7 +3,7 @@
 Every tick it cuts the batches that are due and hands them to the submission
 queue; every sweep interval it re-drives batches whose next attempt is due,
 flags batches whose notification is overdue, hands batches whose query is due
-to the reconciliation queue, applies stored notifications left unapplied, and
+to the reconciliation queue, applies stored notifications (mapi and OpenAPI) left unapplied, and
 reports waiting refunds.
 Several replicas may run: the packer takes an advisory lock, the sweeps are
 single UPDATE statements. A batch the broker could not take (it was away) is
@@ -23,6 +23,7 @@ from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, run_loop, stop_on_signals
 from worker.services.approvals import expire_unapproved, waiting_report
 from worker.services.notifications import sweep_unapplied
+from worker.services.openapi_notifications import sweep_unapplied_openapi
 from worker.services.openapi_submission import due_openapi
 from worker.services.packing import pack_pending
 from worker.services.reconciler import claim_due
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             handoff.send(report.due)
             reconcile.send(claim_due(rt.db, reconcile_after=settings.reconcile_after_seconds))
             sweep_unapplied(rt.db)
+            sweep_unapplied_openapi(rt.db, rt.merchants)
             expire_unapproved(rt.db, clock=rt.clock)
             if report.waiting and now - last_report >= 30:
                 last_report = now
