@@ -348,7 +348,8 @@ def _quiet(run: Run) -> int | None:
     """None while anything is in flight; else the dead-letter count.
 
     In flight: refunds or batches open in the ledger, outbox rows, notifications the
-    gateway still has to deliver, messages ready in any queue, events still arriving.
+    gateway still has to deliver (mapi and OpenAPI), messages ready in any queue, events
+    still arriving.
     """
     assert run.collector is not None
     try:
@@ -362,7 +363,8 @@ def _quiet(run: Run) -> int | None:
         )[0]
         if any(open_rows):
             return None
-        if run.sandbox.summary()["notifications"]["pending"]:
+        summary = run.sandbox.summary()
+        if summary["notifications"]["pending"] or summary["openapi"]["notifications"]["pending"]:
             return None
         depths = run.vhost.queue_depths()
     except Exception:  # a server still coming back: not quiet yet

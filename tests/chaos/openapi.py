@@ -6,7 +6,8 @@ than) what is refunded from them. While they flow, workers and schedulers are SI
 at moments when OpenAPI calls are in flight (a claimed refund whose answer nobody will
 read, a hand-over half done), and the OpenAPI gateway's faults switch between the set
 that makes the refund and then fails the answer (a hang past the read timeout, a reset,
-a 5xx page, `20000` `isp.unknow-error`) and the set that fails without making it.
+a 5xx page, `20000` `isp.unknow-error`; a coupon refund answered `INIT` and finished
+by its notification) and the set that fails without making it.
 The same three witnesses as every scenario: the ledger, the gateway's books (mapi and
 OpenAPI, `tests.chaos.openapi_books`), the events on the bus.
 """
@@ -32,6 +33,8 @@ TAKEN: dict[str, Any] = {
     "http_5xx": {"rate": 0.03, "status": 502, "accept": True},
     "unknown_error": {"rate": 0.03, "accept": True},
     "slow": {"rate": 0.25, "seconds": 0.4},
+    # A coupon refund answered INIT, finished and notified later.
+    "coupon_init": {"rate": 0.05},
 }
 # The same faults, failing before anything is made (a proxy failing first).
 NOT_TAKEN: dict[str, Any] = {
