@@ -446,3 +446,29 @@ def test_status_shows_an_openapi_refunds_calls_and_notifications(stack: Stack) -
     assert shown["refund"]["channel"] == "coupon" and shown["refund"]["state"] == "succeeded"
     assert [call["kind"] for call in shown["openapi_calls"]] == ["send"]
     assert [n["outcome"] for n in shown["openapi_notifications"]] == ["already_final"]
+
+
+def test_a_notification_stored_but_never_queued_is_applied_by_the_sweep(stack: Stack) -> None:
+    from worker.services.openapi_notifications import (
+        receive_openapi_notification,
+        sweep_unapplied_openapi,
+    )
+
+    stack.sb.client.update_settings(openapi_coupon_status="INIT")
+    c = f"c-{_tag()}"
+    body = coupon_refund(c)
+    store_refunds(stack, [body])
+    nowhere = "http://127.0.0.1:9/alipay/openapi-notify"
+    stack.drive([c], notify_url=nowhere, fast_forward=False, until_final=False)
+    form = _sandbox_signed(stack, _notification(out_request_no(c), body["auth_no"], "3.00"))
+    # The receiver stored it, then the broker went away: no job was queued.
+    assert receive_openapi_notification(stack.db, form, PARTNER, datetime.now(UTC))
+    assert not receive_openapi_notification(stack.db, form, PARTNER, datetime.now(UTC))
+    assert stack.states([c]) == {c: "submitted"}
+    # (Notifications of earlier tests whose jobs were dropped are swept up too.)
+    assert form["notify_id"] in sweep_unapplied_openapi(
+        stack.db, merchants(stack.sb), older_than=0.0
+    )
+    assert stack.states([c]) == {c: "succeeded"}
+    assert sweep_unapplied_openapi(stack.db, merchants(stack.sb), older_than=0.0) == []
+    assert len(events_of(stack, [c])[c]) == 1
