@@ -435,16 +435,7 @@ def _all() -> tuple[Scenario, ...]:
     from tests.chaos.openapi import OpenApi
     from tests.chaos.reconcile import Reconcile
 
-    return (
-        Kill(),
-        Broker(),
-        Database(),
-        Gateway(),
-        Rollover(),
-        BadInput(),
-        Reconcile(),
-        OpenApi(),
-    )
+    return (Kill(), Broker(), Database(), Gateway(), Rollover(), BadInput(), Reconcile(), OpenApi())
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _all()}
