@@ -3,8 +3,11 @@
 Starts the sandbox and every role with a fresh database and bus names, publishes a
 few hundred sample refund requests (a trade refunded twice, a reason full of the
 gateway's separator characters, a duplicate message, a conflicting duplicate, an
-invalid message, a refund above its trade amount, a refund of a closed trade),
-waits for every `refund.completed`, prints a summary and removes what it created.
+invalid message, a refund above its trade amount, a refund of a closed trade) and a
+few OpenAPI ones (`trade`: `alipay.trade.refund`, a trade refunded twice, once named by
+its order number, and a closed trade; `coupon`: `alipay.fund.coupon.order.refund`, a red
+envelope refunded twice), waits for every `refund.completed`, prints a summary by channel
+and removes what it created.
 
 `--mode pwd` runs the password service instead (`refund_fastpay_by_platform_pwd`): the
 operator console runs too, the demo prints its address, an operator name and a password
@@ -23,11 +26,15 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.devstack import ROLES, Stack, StackConfig
+
+if TYPE_CHECKING:
+    from sandbox.client import SandboxClient
 
 DEMO_OPERATOR = "demo"
 # The sandbox's default payment password (`refund-worker sandbox --help`).
@@ -104,6 +111,56 @@ def sample_requests(count: int, rng: random.Random) -> tuple[list[Any], set[str]
     return messages, expected, closed
 
 
+@dataclass
+class OpenApiSamples:
+    """The OpenAPI refund requests and the trades and red envelopes they refund."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[tuple[str, str, str, str]] = field(default_factory=list)  # no, out, paid, status
+    envelopes: list[tuple[str, str]] = field(default_factory=list)  # auth_no, amount
+
+    def create_books(self, sandbox: SandboxClient) -> None:
+        for number, out, paid, status in self.trades:
+            sandbox.create_openapi_trade(paid, trade_no=number, out_trade_no=out, status=status)
+        for auth_no, amount in self.envelopes:
+            sandbox.create_envelope(amount, auth_no=auth_no)
+
+
+def openapi_requests() -> OpenApiSamples:
+    """A few `trade` and `coupon` refunds: every amount fits, one trade is closed."""
+    samples = OpenApiSamples()
+    twice, once, closed = trade_no(910001), trade_no(910002), trade_no(910003)
+    samples.trades += [
+        (twice, "demo-order-910001", "50.00", "paid"),
+        (once, "demo-order-910002", "9.99", "paid"),
+        (closed, "demo-order-910003", "5.00", "closed"),
+    ]
+    envelope, small = "2026112210002001000000001", "2026112210002001000000002"
+    samples.envelopes += [(envelope, "10.00"), (small, "2.50")]
+
+    def refund(refund_id: str, amount: str, channel: str, **names: str) -> None:
+        samples.messages.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "refund_id": refund_id,
+                "channel": channel,
+                "amount": amount,
+                "order_id": f"order-{refund_id}",
+                "reason": "客户退货" if channel == "trade" else "红包未领取部分退回",
+                **names,
+            }
+        )
+
+    refund("demo-trade-1", "30.00", "trade", trade_no=twice)
+    refund("demo-trade-2", "20.00", "trade", out_trade_no="demo-order-910001")
+    refund("demo-trade-3", "9.99", "trade", trade_no=once, out_trade_no="demo-order-910002")
+    refund("demo-trade-closed", "1.00", "trade", trade_no=closed)
+    refund("demo-coupon-1", "6.00", "coupon", auth_no=envelope)
+    refund("demo-coupon-2", "4.00", "coupon", auth_no=envelope)
+    refund("demo-coupon-3", "2.50", "coupon", auth_no=small)
+    return samples
+
+
 def run(args: argparse.Namespace) -> int:
     from sandbox.client import SandboxClient
     from worker.observability.logging import configure_logging
@@ -111,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("WARNING", "console", stream=sys.stderr)
     rng = random.Random(args.seed)
     messages, expected, closed = sample_requests(args.refunds, rng)
+    openapi = openapi_requests()
+    messages += openapi.messages
+    expected |= {str(m["refund_id"]) for m in openapi.messages}
     workdir = Path(args.workdir) / time.strftime("%Y%m%d-%H%M%S")
     print(f"demo: starting sandbox gateway and every role (logs in {workdir}/logs)")
     started = time.monotonic()
@@ -126,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with Stack(config) as stack:
         SandboxClient(stack.sandbox_url).create_trade(closed, "100.00", status="closed")
+        openapi.create_books(SandboxClient(stack.sandbox_url))
         if pwd:
             password = secrets.token_urlsafe(12)
             stack.add_operator(DEMO_OPERATOR, password)
@@ -149,18 +210,27 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
 
     missing = sorted(expected - set(completed))
-    counts = Counter((e[0]["status"], e[0]["code"]) for e in completed.values())
+    channels = ("batch", "trade", "coupon")
+    counts = Counter(
+        (channels.index(e[0].get("channel", "batch")), e[0]["status"], e[0]["code"])
+        for e in completed.values()
+    )
     print()
-    print(f"{'status':<10} {'code':<36} {'refunds':>7}")
-    print(f"{'-' * 10} {'-' * 36} {'-' * 7}")
-    for (status, code), n in sorted(counts.items()):
-        print(f"{status:<10} {code:<36} {n:>7}")
+    print(f"{'channel':<7} {'status':<10} {'code':<36} {'refunds':>7}")
+    print(f"{'-' * 7} {'-' * 10} {'-' * 36} {'-' * 7}")
+    for (channel, status, code), n in sorted(counts.items()):
+        print(f"{channels[channel]:<7} {status:<10} {code:<36} {n:>7}")
     reasons = Counter(str(d.headers.get("x-refund-dead-letter-reason")) for d in dead)
     print()
     by_reason = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     print(f"dead-lettered messages: {len(dead)} ({by_reason})")
     print(
         f"batches submitted: {batches}; gateway double executions: {summary.get('double_executed')}"
+    )
+    books = summary.get("openapi", {})
+    print(
+        f"OpenAPI refunds made: {books.get('refunds_executed')};"
+        f" OpenAPI double executions: {books.get('double_executed')}"
     )
     print(f"refunds completed: {len(completed)}/{len(expected)}; elapsed {elapsed:.1f} s")
     story = "demo-separators"

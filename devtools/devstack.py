@@ -4,6 +4,10 @@ and every role as its own process.
 Used by `refund-worker demo`, the end-to-end and fault tests and the benchmarks,
 so all of them run the same processes a deployment runs. Everything it creates is
 named with a random run id and removed on exit.
+
+A single-merchant stack has an OpenAPI application too (`openapi_app_id`, None for
+none; `devtools.openapi_app`): the sandbox serves it, and the roles, started after the
+sandbox, get its settings with the sandbox's OpenAPI public key.
 """
 
 from __future__ import annotations
@@ -13,21 +17,21 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 
+from devtools.openapi_app import DEFAULT_APP_ID, StackApp
+from devtools.processes import RoleProcess, free_port, signal_group, stop_process
 from worker.adapters.dramatiq import jobs
 from worker.adapters.postgres.pool import migrate
 from worker.adapters.rabbitmq import (
@@ -43,13 +47,6 @@ from worker.services.ports import Delivery, OutMessage
 ROLES = ("intake", "worker", "notify-server", "relay", "scheduler")
 DEFAULT_ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _with_db(url: str, name: str) -> str:
@@ -75,14 +72,10 @@ class StackConfig:
     # the sandbox is then started with `sandbox_args` that serve those merchants.
     merchants_file: Path | None = None
     default_partner: str = "2088000000000001"
-
-
-@dataclass
-class RoleProcess:
-    role: str
-    index: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
+    # The OpenAPI app of a single-merchant stack (None: none); its RSA2 private key
+    # (PEM), a new pair per run when not given.
+    openapi_app_id: str | None = DEFAULT_APP_ID
+    openapi_app_private_key: bytes | None = field(default=None, repr=False)
 
 
 class Stack:
@@ -106,6 +99,11 @@ class Stack:
         self._observer: BusConnection | None = None
         self._observer_channel: Any = None
         self.completed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.app: StackApp | None = None
+        if config.openapi_app_id is not None and config.merchants_file is None:
+            self.app = StackApp(
+                config.workdir / "openapi", config.openapi_app_id, config.openapi_app_private_key
+            )
 
     # --- configuration --------------------------------------------------------------
 
@@ -116,6 +114,10 @@ class Stack:
     @property
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def openapi_gateway_url(self) -> str:
+        return f"{self.sandbox_url}/openapi/gateway.do"
 
     @property
     def console_url(self) -> str:
@@ -153,6 +155,13 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.app is not None:
+            env.update(
+                self.app.env(
+                    gateway_url=self.openapi_gateway_url,
+                    notify_url=f"http://127.0.0.1:{self.notify_port}/alipay/openapi-notify",
+                )
+            )
         env.update(self.config.extra_env)
         return env
 
@@ -205,14 +214,22 @@ class Stack:
             str(self.config.workdir / "sandbox"),
             "--time-factor",
             str(self.config.time_factor),
+            *(self.app.sandbox_args() if self.app is not None else ()),
             *self.config.sandbox_args,
         ]
+        if self.app is not None and not self.app.private_key_file.exists():
+            self.app.write_keys()
         self.sandbox_process = self._spawn("sandbox-0", argv)
         self._wait_http(f"{self.sandbox_url}/_sandbox/summary", "sandbox")
+        if self.app is not None:  # the roles start after this: they get the sandbox's key
+            from sandbox.client import SandboxClient
+
+            with SandboxClient(self.sandbox_url) as client:
+                self.app.take_alipay_key(client.info())
 
     def stop_sandbox(self, sig: int = signal.SIGTERM) -> None:
         if self.sandbox_process is not None:
-            _stop(self.sandbox_process, sig)
+            stop_process(self.sandbox_process, sig)
             self.sandbox_process = None
 
     def start_role(self, role: str, index: int = 0) -> RoleProcess:
@@ -229,8 +246,15 @@ class Stack:
     def add_operator(self, name: str, password: str) -> None:
         """`refund-worker operators add NAME --password-stdin`, as an operator would."""
         subprocess.run(
-            [sys.executable, "-m", "worker.entrypoints.cli", "operators", "add", name,
-             "--password-stdin"],
+            [
+                sys.executable,
+                "-m",
+                "worker.entrypoints.cli",
+                "operators",
+                "add",
+                name,
+                "--password-stdin",
+            ],
             input=f"{password}\n".encode(),
             env=self.env(),
             check=True,
@@ -241,7 +265,7 @@ class Stack:
     def kill_role(self, role: str, index: int = 0, sig: int = signal.SIGKILL) -> None:
         proc = self.processes.pop((role, index), None)
         if proc is not None:
-            _stop(proc, sig)
+            stop_process(proc, sig)
 
     def _wait_http(self, url: str, what: str, timeout: float = 30.0) -> None:
         import requests
@@ -276,9 +300,9 @@ class Stack:
 
     def stop(self) -> None:
         for proc in list(self.processes.values()):
-            _signal(proc, signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
         for proc in list(self.processes.values()):
-            _stop(proc, signal.SIGTERM)
+            stop_process(proc, signal.SIGTERM)
         self.processes.clear()
         self.stop_sandbox()
         if self._observer is not None:
@@ -302,6 +326,7 @@ class Stack:
         with psycopg.connect(self.config.admin_db_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         shutil.rmtree(self.config.workdir / "sandbox", ignore_errors=True)
+        shutil.rmtree(self.config.workdir / "openapi", ignore_errors=True)
 
     # --- traffic --------------------------------------------------------------------------
 
@@ -369,19 +394,3 @@ class Stack:
                 except ValueError:
                     lines.append({"event": "unparsed", "raw": raw, "file": path.name})
         return lines
-
-
-def _signal(proc: RoleProcess, sig: int) -> None:
-    if proc.process.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.process.pid, sig)
-
-
-def _stop(proc: RoleProcess, sig: int, grace: float = 20.0) -> None:
-    _signal(proc, sig)
-    try:
-        proc.process.wait(grace)
-    except subprocess.TimeoutExpired:
-        _signal(proc, signal.SIGKILL)
-        proc.process.wait()
-    proc.log.close()

@@ -1,8 +1,9 @@
 """What must hold after a chaos scenario (README, "Fault-injection suite"), and the result line.
 
 The checks read three independent witnesses: the refund ledger in PostgreSQL,
-the sandbox gateway's own books (what was actually paid), and the refund.completed
-events a consumer saw on the bus. Every breach becomes a human-readable violation;
+the sandbox gateway's own books (what was actually paid, by mapi batches and by the
+OpenAPI channels: `tests.chaos.openapi_books`), and the refund.completed events a
+consumer saw on the bus. Every breach becomes a human-readable violation;
 the counts go into the result line.
 """
 
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.chaos.load import Load
+from tests.chaos.openapi_books import OpenApiState, check_openapi_payments
 from worker.adapters.rabbitmq import HEADER_REASON
 from worker.contracts.events import completed_event_id
 from worker.services.ports import Delivery
@@ -40,6 +42,7 @@ class FinalState:
     executions: dict[str, list[tuple[str, Decimal]]]  # trade_no -> (batch_no, amount)
     sandbox_summary: dict[str, Any]
     publish_attempts: Counter[str]
+    openapi: OpenApiState = field(default_factory=OpenApiState)
 
 
 @dataclass
@@ -87,6 +90,7 @@ def check(
     silent = _events(result, load, final)
     result.lost = len(unfinished | silent)
     _payments(result, final)
+    check_openapi_payments(result, final.openapi)
     _batches(result, final)
     _dead_letters(result, load, final)
     _leftovers(result, final)

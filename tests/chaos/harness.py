@@ -42,6 +42,7 @@ from sandbox.client import SandboxClient
 from tests.chaos import infra
 from tests.chaos.checks import FinalState, Result, check
 from tests.chaos.load import Load
+from tests.chaos.openapi_books import gather
 from tests.chaos.traffic import EventCollector, LoadPublisher, drain_queue
 
 log = structlog.get_logger("chaos")
@@ -347,7 +348,8 @@ def _quiet(run: Run) -> int | None:
     """None while anything is in flight; else the dead-letter count.
 
     In flight: refunds or batches open in the ledger, outbox rows, notifications the
-    gateway still has to deliver, messages ready in any queue, events still arriving.
+    gateway still has to deliver (mapi and OpenAPI), messages ready in any queue, events
+    still arriving.
     """
     assert run.collector is not None
     try:
@@ -361,7 +363,8 @@ def _quiet(run: Run) -> int | None:
         )[0]
         if any(open_rows):
             return None
-        if run.sandbox.summary()["notifications"]["pending"]:
+        summary = run.sandbox.summary()
+        if summary["notifications"]["pending"] or summary["openapi"]["notifications"]["pending"]:
             return None
         depths = run.vhost.queue_depths()
     except Exception:  # a server still coming back: not quiet yet
@@ -403,6 +406,7 @@ def _final_state(run: Run) -> FinalState:
     events, observer_redeliveries = run.collector.events()
     if observer_redeliveries:
         run.notes["observer_redeliveries"] = observer_redeliveries
+    summary = run.sandbox.summary()
     return FinalState(
         refunds=refunds,
         batches=batches,
@@ -412,12 +416,18 @@ def _final_state(run: Run) -> FinalState:
         dead_letters=dead,
         queue_depths=depths,
         executions=executions,
-        sandbox_summary=run.sandbox.summary(),
+        sandbox_summary=summary,
         publish_attempts=run.publisher.attempts,
+        openapi=gather(run.query, run.sandbox.openapi_ledger(), summary),
     )
 
 
-ALARMS = ("notify.for_released_batch", "submission.halted")
+ALARMS = (
+    "notify.for_released_batch",
+    "submission.halted",
+    "openapi.channel_halted",
+    "openapi.held",
+)
 
 
 def _log_alarms(stack: Stack) -> list[str]:

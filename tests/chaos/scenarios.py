@@ -432,9 +432,10 @@ def _post_probes(run: Run, probes: list[NotifyProbe]) -> list[tuple[int, bytes]]
 
 
 def _all() -> tuple[Scenario, ...]:
+    from tests.chaos.openapi import OpenApi
     from tests.chaos.reconcile import Reconcile
 
-    return (Kill(), Broker(), Database(), Gateway(), Rollover(), BadInput(), Reconcile())
+    return (Kill(), Broker(), Database(), Gateway(), Rollover(), BadInput(), Reconcile(), OpenApi())
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _all()}

@@ -39,6 +39,16 @@ def test_demo_completes_every_refund_and_its_logs_hold_no_secret(tmp_path: Path)
     assert re.search(r"refunds completed: (\d+)/\1", run.stdout), run.stdout
     assert "succeeded  SUCCESS" in run.stdout
     assert "conflicting_duplicate 1" in run.stdout
+    # The OpenAPI channels, by channel in the summary, and paid once each.
+    rows = {
+        tuple(m.group(1, 2, 3)): int(m.group(4))
+        for m in re.finditer(r"^(\w+) +(\w+) +(\S+) +(\d+)$", run.stdout, re.MULTILINE)
+    }
+    assert rows[("trade", "succeeded", "SUCCESS")] == 3, run.stdout
+    assert rows[("trade", "failed", "ACQ.TRADE_STATUS_ERROR")] == 1, run.stdout
+    assert rows[("coupon", "succeeded", "SUCCESS")] == 3, run.stdout
+    assert rows[("batch", "failed", "TRADE_HAS_CLOSED")] == 1, run.stdout
+    assert "OpenAPI refunds made: 6; OpenAPI double executions: []" in run.stdout
 
     (logs,) = tmp_path.glob("*/logs")
     raw = "".join(p.read_text(encoding="utf-8") for p in sorted(logs.glob("*.log")))
@@ -58,5 +68,8 @@ def test_demo_completes_every_refund_and_its_logs_hold_no_secret(tmp_path: Path)
         "batch.submitted",
         "notify.applied",
     } <= batch_events
+    for refund_id in ("demo-trade-2", "demo-coupon-1"):
+        steps = {line["event"] for line in lines if line.get("refund_id") == refund_id}
+        assert {"refund.received", "openapi.call", "openapi.settled", "refund.completed"} <= steps
     for line in lines:
         assert line.get("sign") in (None, "[redacted]")
