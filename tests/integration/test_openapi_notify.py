@@ -47,15 +47,18 @@ OTHER = "2088000000000002"
 OPEN = ("pending", "submitted")
 
 
-def merchants(sb: RunningSandbox, *, other_key: bytes | None = None) -> Merchants:
+def merchants(
+    sb: RunningSandbox, *, other_key: bytes | None = None, other_app: str = APP_ID
+) -> Merchants:
     """The sandbox's partner with its app; a second merchant on the same app, whose private
-    key is `other_key` (a wrong one makes its calls a configuration error)."""
+    key is `other_key` (a wrong one makes its calls a configuration error), or on the app
+    `other_app` (one the gateway does not know: an unsigned setup refusal)."""
 
-    def profile(id_: str, partner: str, private: bytes) -> MerchantProfile:
+    def profile(id_: str, partner: str, private: bytes, app_id: str = APP_ID) -> MerchantProfile:
         return MerchantProfile(
             id=id_,
             gateway=Merchant(partner=partner, charset="utf-8", sign_type="MD5", md5_key=sb.md5_key),
-            app_id=APP_ID,
+            app_id=app_id,
             app_private_key_pem=private.decode(),
             app_public_key_pem=sb.openapi_public_key.decode(),
         )
@@ -63,7 +66,7 @@ def merchants(sb: RunningSandbox, *, other_key: bytes | None = None) -> Merchant
     return Merchants(
         [
             profile("shop-a", PARTNER, openapi_app_keys()[0]),
-            profile("shop-b", OTHER, other_key or openapi_app_keys()[0]),
+            profile("shop-b", OTHER, other_key or openapi_app_keys()[0], other_app),
         ]
     )
 
@@ -431,6 +434,22 @@ def test_a_configuration_error_halts_only_that_merchants_channel_until_resume(
     # Fixed (the right key) and resumed: the same refund goes on, same out_request_no.
     resume_submission(stack.db, OTHER)
     assert stack.drive([b]) == {b: "succeeded"}
+    assert len(events_of(stack, [b])[b]) == 1
+    assert_sandbox_books_clean(stack)
+
+
+def test_an_unknown_app_id_halts_that_merchants_channel_not_retried_forever(
+    stack: Stack,
+) -> None:
+    unknown = merchants(stack.sb, other_app="2021009999999999")
+    b = f"t-{_tag()}"
+    store_refunds(stack, [trade_refund(b, merchant="shop-b")], unknown)
+    assert stack.drive([b], merchants_=unknown, until_final=False) == {b: "submitted"}
+    (halt,) = rows(stack.db, "SELECT value FROM control WHERE name = %s", f"openapi_halted:{OTHER}")
+    assert "isv.invalid-app-id" in halt[0]
+    assert rows(stack.db, "SELECT count(*) FROM openapi_calls WHERE refund_id = %s", b) == [(1,)]
+    resume_submission(stack.db, OTHER)
+    assert stack.drive([b]) == {b: "succeeded"}  # the right app now: same out_request_no
     assert len(events_of(stack, [b])[b]) == 1
     assert_sandbox_books_clean(stack)
 

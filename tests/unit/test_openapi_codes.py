@@ -217,3 +217,36 @@ def test_end_to_end_from_a_signed_body() -> None:
     )
     result = classify(read)
     assert (result.verdict, result.code) == (Verdict.REFUSED, "ACQ.TRADE_HAS_FINISHED")
+
+
+@pytest.mark.parametrize(
+    ("code", "sub_code"),
+    [
+        ("40002", "isv.invalid-app-id"),
+        ("40001", "isv.missing-signature"),
+        ("40006", "isv.insufficient-isv-permissions"),
+        ("20001", "aop.invalid-auth-token"),
+    ],
+)
+def test_an_unsigned_gateway_refusal_of_the_setup_is_a_configuration_error(
+    code: str, sub_code: str
+) -> None:
+    # The gateway refuses an unknown app (and other setup errors) before any business is
+    # done, without a signature: it proves nothing was refunded, so it halts the channel
+    # (refunds kept) instead of being retried as an unknown outcome forever.
+    member = f'{{"code":"{code}","msg":"Invalid Arguments","sub_code":"{sub_code}"}}'
+    for sign in ('"sign":""', None):
+        raw = f'{{"error_response":{member}' + (f",{sign}}}" if sign else "}")
+        read = read_answer(raw, TRADE_REFUND, ALIPAY_PUBLIC)
+        assert isinstance(read, Unverifiable)
+        assert classify(read).verdict is Verdict.CONFIG_ERROR
+
+
+def test_an_unsigned_answer_is_never_a_refusal_or_a_success() -> None:
+    for member, name in (
+        ('{"code":"40004","sub_code":"ACQ.TRADE_NOT_EXIST"}', "error_response"),
+        ('{"code":"40002","sub_code":"isv.invalid-app-id"}', "alipay_trade_refund_response"),
+        ('{"code":"10000","fund_change":"Y"}', "alipay_trade_refund_response"),
+    ):
+        read = read_answer(f'{{"{name}":{member},"sign":""}}', TRADE_REFUND, ALIPAY_PUBLIC)
+        assert classify(read).verdict is Verdict.UNKNOWN

@@ -107,13 +107,16 @@ class Unverifiable:
     """No answer the worker may rely on: the outcome of the call is unknown.
 
     `reason` is a short sentence for logs (it never holds the body or the signature);
-    `code`/`sub_code` are what an unsigned member claimed, for logs only.
+    `code`/`sub_code` are what an unsigned member claimed, for logs, and `unsigned` says
+    the member came with an empty or no `sign` (see `worker/openapi/codes.py` for the one
+    use of an unsigned claim: a setup refusal).
     """
 
     reason: str
     member: MemberKind | None = None
     code: str | None = None
     sub_code: str | None = None
+    unsigned: bool = False
 
 
 def read_body(method: str, fields: Mapping[str, str]) -> AnswerBody | None:

@@ -26,7 +26,12 @@
 
 An `error_response` member is classified like the method's member when it is signed
 and verifies (it then proves what its code says); one with an empty or no signature
-is `Unverifiable` and so `UNKNOWN`, never a refusal.
+is `Unverifiable` and so `UNKNOWN`, never a refusal, with one exception: an unsigned
+`error_response` with a setup code (`40001`, `40002`, `40006`, `20001`: the gateway
+answers an unknown app id this way) is `CONFIG_ERROR`. The gateway refused the call at
+its door, so nothing was refunded, and the consequence is only a halt of the channel
+with every refund kept: a forged one costs a halt and an operator's `resume`, never
+money; treated as unknown it would be retried without end.
 """
 
 from __future__ import annotations
@@ -108,6 +113,12 @@ class Classification:
 def classify(answer: Answer | Unverifiable) -> Classification:
     """What `answer` establishes about the refund (rules in the module docstring)."""
     if isinstance(answer, Unverifiable):
+        if answer.unsigned and answer.member is MemberKind.ERROR and answer.code in CONFIG_CODES:
+            return Classification(
+                Verdict.CONFIG_ERROR,
+                f"unsigned setup refusal {answer.code}/{answer.sub_code}",
+                answer.sub_code or answer.code,
+            )
         return Classification(Verdict.UNKNOWN, f"no usable answer: {answer.reason}")
     code, sub_code = answer.code, answer.sub_code
     if sub_code in UNKNOWN_SUB_CODES:

@@ -132,7 +132,9 @@ def read_answer(raw: str, method: str, public_key_pem: str | bytes) -> Answer | 
     code, sub_code = _text(member.get("code")), _text(member.get("sub_code"))
     if not part.sign:
         missing = "an empty sign" if part.sign == "" else "no sign"
-        return Unverifiable(f"{part.name} with {missing}", part.kind, code, sub_code)
+        return Unverifiable(
+            f"{part.name} with {missing}", part.kind, code, sub_code, unsigned=True
+        )
     if not verify_rsa2(part.content, part.sign, public_key_pem):
         return Unverifiable(
             f"the signature of {part.name} does not verify", part.kind, code, sub_code
