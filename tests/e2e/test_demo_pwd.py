@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -95,8 +96,13 @@ def test_the_password_demo_completes_once_a_person_approves(tmp_path: Path) -> N
         output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # SIGINT lets the demo take its stack down (sandbox, roles, database, queues).
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     assert process.returncode == 0, output
     assert paid >= 1
     assert re.search(r"refunds completed: (\d+)/\1", output), output
