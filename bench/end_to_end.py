@@ -16,14 +16,13 @@ from bench.common import (
     Context,
     Observer,
     Row,
-    RssSampler,
     bare_consume,
     declare_twin_queue,
     delete_queue,
     fmt_rate,
     publish_refunds,
-    role_pids,
 )
+from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
 

@@ -19,14 +19,13 @@ from bench.common import (
     AMQP_URL,
     Context,
     Row,
-    RssSampler,
     bare_consume,
     declare_twin_queue,
     delete_queue,
     fmt_rate,
     publish_refunds,
-    role_pids,
 )
+from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from worker.adapters.rabbitmq import BusConnection, default_connection_name
 

@@ -16,7 +16,8 @@ import statistics
 import time
 import uuid
 
-from bench.common import Context, Row, RssSampler, publish_refunds, role_pids
+from bench.common import Context, Row, publish_refunds
+from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 
 LIMIT_MB = 150.0

@@ -5,7 +5,7 @@ It answers the four refund methods of `docs/openapi.md` (`alipay.trade.refund`,
 `alipay.fund.coupon.operation.query`) for the apps of the partners served, in
 the same process as the mapi gateway. Modules:
 
-* `fault_names` -- the `openapi` scope of the fault set (imported by `sandbox.faults`).
+* `fault_names` -- the `openapi` scope of the fault set (imported by `sandbox.fault_spec`).
 * `checks`      -- the gateway's checks of a call: common parameters, app, signature,
   `biz_content` (pure).
 * `writer`      -- writing and signing the JSON answers, in varied legal shapes (pure).

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tests.chaos.checks import FinalState, Result
-from tests.chaos.harness import Profile, Run, Scenario
+from tests.chaos.harness import ITEM_FAILURE, Profile, Run, Scenario
 from tests.chaos.load import Load, good_load
 
 ODD_CODE = "REFUND_CHARGE_ERROR_X"
-ITEM_FAILURE = "SELLER_BALANCE_NOT_ENOUGH"
 
 # A role holds reconciliation work while batches wait for a query.
 RECONCILING = (

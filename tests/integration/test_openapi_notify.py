@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.test_notify_server import (
+from tests.support.db import fresh_database
+from tests.support.ledger import auth_no, delivery, outbox_events, request, rows
+from tests.support.notify_server import (
     Server,
     delete_queues,
     queued_messages,
     start_server,
 )
-from tests.support.db import fresh_database
-from tests.support.ledger import auth_no, delivery, outbox_events, request, rows
 from tests.support.openapi import app_keys, by_hand_signature
 from tests.support.sandbox import APP_ID, PARTNER, RunningSandbox, openapi_app_keys, run_sandbox
 from worker.adapters.gateway.openapi import OpenApiClient

@@ -25,6 +25,11 @@ partner (a key pair made once per process, `openapi_app_keys`);
 requests with, `openapi_public_key` the sandbox's OpenAPI key verifying its
 answers and notifications, `openapi_gateway_url` where to POST.
 
+The request helpers (`trade_no`, `refund_params`, `resign`, `submit`,
+`query_params`, `query`, `query_answer`, `query_items`) live in
+`tests.support.mapi_requests`, the receiver in `tests.support.notify_receiver`;
+both are re-exported here.
+
 `partners_toml` writes the text of a `--partners-file` (several partners in
 one sandbox); pass the file with `extra_args=["--partners-file", path]` and
 `rsa_merchant=False`, so that no single-partner option adds another one.
@@ -40,34 +45,32 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.client import SandboxClient
-from tests.support.net import free_port
-from worker.mapi import (
-    SERVICE_NOPWD,
-    Merchant,
-    RefundItem,
-    build_refund_request,
-    decode_form,
-    encode_form,
-    gateway_url_with_charset,
-    make_batch_no,
-    sign,
+from tests.support.mapi_requests import (
+    PARTNER,
+    QUERY_SERVICE,
+    form_headers,
+    query,
+    query_answer,
+    query_items,
+    query_params,
+    refund_params,
+    resign,
+    submit,
+    trade_no,
 )
+from tests.support.net import free_port
+from tests.support.notify_receiver import NotifyReceiver, ReceivedNotify
 from worker.openapi import OpenApiApp
 
 __all__ = [
@@ -93,172 +96,8 @@ __all__ = [
     "trade_no",
 ]
 
-PARTNER = "2088000000000001"
 APP_ID = "2021000000000001"
-QUERY_SERVICE = "refund_fastpay_query"
 REPO = Path(__file__).resolve().parents[2]
-
-
-_serials = iter(range(1, 10**9))
-_serial_lock = threading.Lock()
-_RUN = secrets.randbelow(10**6)
-
-
-def trade_no(index: int | None = None) -> str:
-    """A valid 28-digit Alipay trade number, unique within the test run unless `index` given."""
-    if index is None:
-        with _serial_lock:
-            index = next(_serials)
-    return f"2016{_RUN:06d}{index:018d}"
-
-
-def refund_params(
-    *,
-    md5_key: str | None = None,
-    private_key: bytes | None = None,
-    sign_type: str = "MD5",
-    charset: str = "utf-8",
-    items: Sequence[RefundItem] | None = None,
-    notify_url: str | None = None,
-    now: datetime | None = None,
-    serial: int | str | None = None,
-    service: str = SERVICE_NOPWD,
-    partner: str = PARTNER,
-    **extra: Any,
-) -> dict[str, str]:
-    """A signed refund request built by `worker.mapi` (one item of a fresh trade by default)."""
-    when = now or datetime.now(UTC)
-    if serial is None:
-        with _serial_lock:
-            serial = f"{_RUN:06d}{next(_serials):09d}"
-    merchant = Merchant(
-        partner=partner,
-        charset=charset,
-        sign_type=sign_type,
-        md5_key=md5_key,
-        private_key_pem=private_key,
-        notify_url=notify_url,
-    )
-    return build_refund_request(
-        merchant,
-        batch_no=make_batch_no(when, serial),
-        items=list(items)
-        if items is not None
-        else [RefundItem(trade_no(), Decimal("1.00"), "协商退款")],
-        now=when,
-        service=service,
-        **extra,
-    )
-
-
-def resign(
-    params: Mapping[str, str],
-    *,
-    md5_key: str | None = None,
-    private_key: bytes | None = None,
-    charset: str | None = None,
-) -> dict[str, str]:
-    """`params` with a fresh signature over its current values (after a test changed some).
-
-    A missing or unknown `sign_type` is left as it is; the signature is then MD5
-    (or RSA when only `private_key` is given), so only the sign type is wrong.
-    """
-    out = {k: v for k, v in params.items() if k != "sign"}
-    sign_type = out.get("sign_type")
-    if sign_type not in ("MD5", "RSA"):
-        sign_type = "RSA" if private_key and not md5_key else "MD5"
-    out["sign"] = sign(
-        out,
-        sign_type=sign_type,
-        charset=charset or out.get("_input_charset") or "utf-8",
-        md5_key=md5_key,
-        private_key_pem=private_key,
-    )
-    return out
-
-
-def submit(
-    sandbox: RunningSandbox,
-    params: Mapping[str, str],
-    *,
-    charset: str | None = None,
-    timeout: float = 10.0,
-    session: requests.Session | None = None,
-) -> requests.Response:
-    """POST a refund request the way the worker does: form body, charset in the URL."""
-    charset = charset or params.get("_input_charset") or "utf-8"
-    return (session or requests).post(
-        gateway_url_with_charset(sandbox.gateway_url, charset),
-        data=encode_form(params, charset),
-        headers=form_headers(charset),
-        timeout=timeout,
-    )
-
-
-def query_params(
-    *,
-    md5_key: str | None = None,
-    private_key: bytes | None = None,
-    batch_no: str | None = None,
-    trade_no: str | None = None,
-    sign_type: str = "MD5",
-    charset: str = "utf-8",
-    partner: str = PARTNER,
-) -> dict[str, str]:
-    """A signed `refund_fastpay_query` request for a batch_no and/or a trade_no."""
-    params = {"service": QUERY_SERVICE, "partner": partner, "_input_charset": charset}
-    if batch_no is not None:
-        params["batch_no"] = batch_no
-    if trade_no is not None:
-        params["trade_no"] = trade_no
-    params["sign"] = sign(
-        params,
-        sign_type=sign_type,
-        charset=charset,
-        md5_key=md5_key,
-        private_key_pem=private_key,
-    )
-    params["sign_type"] = sign_type
-    return params
-
-
-def query(
-    sandbox: RunningSandbox,
-    params: Mapping[str, str],
-    *,
-    method: str = "POST",
-    timeout: float = 10.0,
-) -> requests.Response:
-    """Send a query: POST form with the charset in the URL, or GET with everything in the URL."""
-    charset = params.get("_input_charset") or "utf-8"
-    if method == "GET":
-        url = f"{sandbox.gateway_url}?{encode_form(params, charset).decode('ascii')}"
-        return requests.get(url, timeout=timeout)
-    return requests.post(
-        gateway_url_with_charset(sandbox.gateway_url, charset),
-        data=encode_form(params, charset),
-        headers=form_headers(charset),
-        timeout=timeout,
-    )
-
-
-def query_answer(response: requests.Response, charset: str = "utf-8") -> dict[str, str]:
-    """The answer's fields, split on `&` and `=` and URL-decoded (as `parse_str` reads it)."""
-    return decode_form(response.content, charset)
-
-
-def query_items(answer: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
-    """(batch_no, trade_no, amount, code) of each entry; extra `^` fields after the code dropped."""
-    entries = [entry for entry in answer.get("result_details", "").split("#") if entry]
-    return [(b, t, a, c) for b, t, a, c, *_ in (entry.split("^") for entry in entries)]
-
-
-def form_headers(charset: str) -> dict[str, str]:
-    return {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
-
-
-def form_body(params: Mapping[str, str], charset: str) -> bytes:
-    return encode_form(params, charset)
 
 
 @functools.lru_cache(maxsize=1)
@@ -488,97 +327,3 @@ def run_sandbox(
         client.close()  # first: gunicorn lingers up to 2 s on open keep-alive connections
         running.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------
-# A stand-in for the merchant's notify_url
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReceivedNotify:
-    """One POST the receiver got: raw body, decoded form (None if undecodable), when."""
-
-    body: bytes
-    content_type: str
-    form: dict[str, str] | None
-    at: float
-
-
-@dataclass
-class NotifyReceiver:
-    """A threaded HTTP server recording notifications; `answer` decides each reply body.
-
-    `answer(received, index)` returns the body to send (default: `success`);
-    `index` counts POSTs so far (0-based). Use as a context manager.
-    """
-
-    charset: str = "utf-8"
-    answer: Callable[[ReceivedNotify, int], bytes] = lambda _r, _i: b"success"
-    received: list[ReceivedNotify] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/alipay/notify"
-
-    def __enter__(self) -> NotifyReceiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                content_type = self.headers.get("Content-Type", "")
-                try:
-                    form: dict[str, str] | None = decode_form(body, receiver.charset)
-                except Exception:
-                    form = None
-                got = ReceivedNotify(body, content_type, form, time.monotonic())
-                with receiver._lock:
-                    index = len(receiver.received)
-                    receiver.received.append(got)
-                reply = receiver.answer(got, index)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def snapshot(self) -> list[ReceivedNotify]:
-        with self._lock:
-            return list(self.received)
-
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[ReceivedNotify]:
-        """Wait until at least `count` POSTs arrived; returns them (AssertionError on timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.snapshot()
-            if len(got) >= count:
-                return got
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} notifications, got {len(got)}")
-            time.sleep(0.01)

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.broken import BREAKERS, add_bad_input
 from tests.chaos.checks import FinalState, Result, check
-from tests.chaos.load import (
-    BREAKERS,
-    Load,
-    add_bad_input,
-    add_conflicts,
-    good_load,
-)
+from tests.chaos.load import Load, add_conflicts, good_load
 from worker.adapters.rabbitmq import HEADER_REASON
 from worker.contracts.events import completed_event_id, parse_refund_requested
 from worker.domain.errors import EventValidationError

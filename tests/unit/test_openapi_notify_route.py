@@ -12,10 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.support.openapi import alipay_keys, app_keys, by_hand_signature
-from tests.unit.test_receiver import Fakes, call
+from tests.support.receiver import Fakes, call, post_form
 from worker.adapters.wsgi.openapi_notify import make_openapi_handler
 from worker.domain.policy.openapi import Channel, coupon_notification_mismatch
-from worker.mapi import encode_form
 from worker.openapi import parse_coupon_notification, verify_notification
 
 PARTNER = "2088000000000001"
@@ -84,7 +83,7 @@ class Route:
 def post(app: WSGIApplication, form: Mapping[str, str], **kwargs: Any) -> Any:
     kwargs.setdefault("path", PATH)
     kwargs.setdefault("content_type", FORM_TYPE)
-    return call(app, body=encode_form(form, "utf-8"), **kwargs)
+    return post_form(app, form, **kwargs)
 
 
 def test_a_verified_notification_is_stored_queued_and_answered_success() -> None:
