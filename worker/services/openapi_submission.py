@@ -256,7 +256,7 @@ def submit_openapi_refund(
                 detail=f"settled meanwhile ({current.state})",
                 answer=reply.raw,
             )
-            conn.execute("UPDATE refunds SET claimed_at = NULL WHERE refund_id = %s", (refund_id,))
+            store.release_claim(conn, refund_id)
             bound.info("openapi.superseded", state=current.state)
             return OpenApiResult("superseded", current.state)
         if problem is not None:

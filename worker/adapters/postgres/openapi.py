@@ -135,6 +135,11 @@ def claim_call(conn: Connection, refund_id: str, *, sending: bool) -> int:
     return int(row[0])
 
 
+def release_claim(conn: Connection, refund_id: str) -> None:
+    """The call is over: the refund no longer counts toward its app's in-flight limit."""
+    conn.execute("UPDATE refunds SET claimed_at = NULL WHERE refund_id = %s", (refund_id,))
+
+
 def schedule_next(
     conn: Connection,
     refund_id: str,
