@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import structlog
@@ -10,6 +9,7 @@ import structlog
 from worker.adapters.postgres import ledger
 from worker.adapters.postgres.pool import Connection
 from worker.contracts.events import build_refund_completed
+from worker.contracts.json_text import compact
 
 log = structlog.get_logger("worker.refund")
 
@@ -31,7 +31,7 @@ def completion_rows(completions: Sequence[ledger.Completion]) -> list[tuple[str,
             channel=c.channel,
             gateway_ids=c.gateway_ids,
         )
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        body = compact(event)
         rows.append((str(event["event_id"]), ledger.COMPLETED_ROUTING_KEY, body))
     return rows
 

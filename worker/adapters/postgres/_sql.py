@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from worker.adapters.postgres.records import Completion
+from worker.contracts.json_text import compact
 
 # --- intake -----------------------------------------------------------------
 
 
 def _json_list(values: Iterable[str | int]) -> str:
     """A list parameter as one JSON text (see `_TEXTS`): C to build, no per-element adapting."""
-    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    return compact(list(values))
 
 
 # A text[] built server-side from a `_json_list` parameter, once per statement (an InitPlan),
@@ -57,11 +57,7 @@ _COMPLETION_COLUMNS = (
 
 
 def _outcomes_json(outcomes: Sequence[tuple[str, str, str]]) -> str:
-    return json.dumps(
-        [{"refund_id": o[0], "state": o[1], "code": o[2]} for o in outcomes],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return compact([{"refund_id": o[0], "state": o[1], "code": o[2]} for o in outcomes])
 
 
 _BATCH_VIEW = (

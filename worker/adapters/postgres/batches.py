@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from worker.adapters.postgres._sql import _BATCH_VIEW
 from worker.adapters.postgres.pool import Connection, lock_key
 from worker.adapters.postgres.records import Batch, BatchItem, BatchView
+from worker.contracts.json_text import compact
 from worker.domain.errors import LedgerInvariantError
 from worker.domain.states import CLOSED_BATCH_FLAGS
 
@@ -49,11 +49,7 @@ def create_batch(
         ),
     )
     ids = [i.refund_id for i in items]
-    rows = json.dumps(
-        [[i.refund_id, i.trade_no, str(i.amount), i.reason_sent] for i in items],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    rows = compact([[i.refund_id, i.trade_no, str(i.amount), i.reason_sent] for i in items])
     conn.execute(
         "INSERT INTO batch_items (batch_no, refund_id, trade_no, amount, reason_sent, position)"
         " SELECT %s, r->>0, r->>1, (r->>2)::numeric, r->>3, (n - 1)::int"

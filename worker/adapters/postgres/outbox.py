@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from worker.adapters.postgres.pool import Connection
+from worker.contracts.json_text import compact
 
 COMPLETED_ROUTING_KEY = "refund.completed"
 
@@ -18,7 +18,7 @@ def insert_outbox(conn: Connection, events: Sequence[tuple[str, str, str]]) -> N
         "INSERT INTO outbox (event_id, routing_key, body)"
         " SELECT e->>0, e->>1, e->>2 FROM json_array_elements(%s::json) AS e"
         " ON CONFLICT (event_id) DO NOTHING",
-        (json.dumps(events, ensure_ascii=False, separators=(",", ":")),),
+        (compact(events),),
     )
     conn.execute("NOTIFY refund_outbox")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
@@ -16,6 +15,7 @@ from worker.adapters.postgres._sql import (
 )
 from worker.adapters.postgres.pool import Connection, lock_key
 from worker.adapters.postgres.records import BatchMember, Completion, NewRefund, PendingRefund
+from worker.contracts.json_text import compact
 from worker.domain.rules import TradeTally
 
 
@@ -72,13 +72,14 @@ def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, Trade
 def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
     """Insert refunds that are not there yet; returns the refund_ids actually inserted.
 
-    The rows travel as one JSON parameter expanded by `json_to_recordset`: `json.dumps`
-    is C, where adapting twelve arrays element by element is Python. Amounts go as
+    The rows travel as one JSON parameter expanded by `json_to_recordset`: `compact`
+    (`worker/contracts/json_text.py`) is C, where adapting twelve arrays element by
+    element is Python. Amounts go as
     decimal strings (exact), times as ISO 8601 with their offset.
     """
     if not refunds:
         return set()
-    payload = json.dumps(
+    payload = compact(
         [
             {
                 "refund_id": r.refund_id,
@@ -100,9 +101,7 @@ def insert_refunds(conn: Connection, refunds: Sequence[NewRefund]) -> set[str]:
                 "out_request_no": r.out_request_no,
             }
             for r in refunds
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
+        ]
     )
     rows = conn.execute(
         """
@@ -273,11 +272,7 @@ def apply_results(
     The outcomes travel as one JSON object keyed by refund_id, looked up per row: no join
     for the planner to turn into a loop over the 1000 outcomes for each of 1000 refunds.
     """
-    reported = json.dumps(
-        {refund_id: [state, code] for refund_id, state, code in outcomes},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    reported = compact({refund_id: [state, code] for refund_id, state, code in outcomes})
     rows = conn.execute(
         f"""
         UPDATE refunds AS f
