@@ -3,6 +3,7 @@
     python -m bench                 # everything, full sizes (about 10 minutes on 2 cores)
     python -m bench --quick         # small sizes, to try things out
     python -m bench --only intake   # one measurement (repeatable: --only intake --only notify)
+    python -m bench --only intake --profile intake   # and where the intake role's time goes
 
 A full run writes `bench/results/latest.md` (quoted by the README); a quick or
 partial run writes `bench/results/partial.tmp` unless `--output` says otherwise.
@@ -19,9 +20,12 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from bench.common import Context, Row
+from bench.profile import Profiler
 from bench.report import machine, markdown, plain_table
 from worker.observability.logging import configure_logging
 
@@ -51,6 +55,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, for trying things")
     parser.add_argument("--output", type=Path, help="where to write the Markdown table")
     parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="sample this role with py-spy while the rows run (bench/results/profile-ROLE.txt)",
+    )
+    parser.add_argument(
         "--keep-workdir", action="store_true", help="keep the logs of every stack (printed path)"
     )
     return parser.parse_args(argv)
@@ -68,24 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     print(" | ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     rows: list[Row] = []
     started = time.monotonic()
+    profiler: AbstractContextManager[Any] = (
+        Profiler(args.profile, workdir, RESULTS) if args.profile else nullcontext()
+    )
     try:
-        for name in chosen:
-            print(f"[{time.monotonic() - started:6.1f} s] {name} ...", flush=True)
-            try:
-                module = importlib.import_module(MEASUREMENTS[name])
-                rows.extend(module.measure(ctx))
-            except Exception as exc:
-                traceback.print_exc()
-                rows.append(
-                    Row(
-                        measure=f"{name}: failed",
-                        figure=f"{type(exc).__name__}: {str(exc)[:120]}",
-                        anchor="-",
-                        ratio=None,
-                        target="-",
-                        met=None,
-                    )
-                )
+        with profiler:
+            _run(chosen, ctx, rows, started)
     finally:
         if args.keep_workdir:
             print(f"logs kept in {workdir}")
@@ -102,6 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(markdown(rows, info, ctx.notes, command.strip()), encoding="utf-8")
     print(f"\nwritten to {output} ({elapsed / 60:.1f} min)")
     return 0
+
+
+def _run(chosen: list[str], ctx: Context, rows: list[Row], started: float) -> None:
+    """Run each chosen measurement; one that fails is a row saying so."""
+    for name in chosen:
+        print(f"[{time.monotonic() - started:6.1f} s] {name} ...", flush=True)
+        try:
+            module = importlib.import_module(MEASUREMENTS[name])
+            rows.extend(module.measure(ctx))
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(
+                Row(
+                    measure=f"{name}: failed",
+                    figure=f"{type(exc).__name__}: {str(exc)[:120]}",
+                    anchor="-",
+                    ratio=None,
+                    target="-",
+                    met=None,
+                )
+            )
 
 
 if __name__ == "__main__":
