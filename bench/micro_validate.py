@@ -8,7 +8,8 @@ hands them over) with the fast path that `worker/contracts/` compiled from the
 schema file until it moved to `jsonschema_rs`, kept here only to be measured, and
 with `worker.contracts.validation.schema_problem`; prints both, the ratio and, for
 scale, whole `parse_refund_requested` calls and plain `jsonschema`. The same for
-`refund.completed`, which `build_refund_completed` still validates. Both paths must
+`refund.completed`, which the tests validate (`build_refund_completed` no longer does
+at run time). Both paths must
 give the same verdict on every message, or the script stops.
 """
 

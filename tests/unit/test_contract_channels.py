@@ -108,6 +108,7 @@ def test_a_coupon_completion_carries_its_channel_and_the_gateway_ids() -> None:
     assert event["operation_id"] == "20240501000000012345"
     assert "trade_no" not in event and "out_trade_no" not in event
     assert event["batch_no"] is None
+    validate_refund_completed(event)
 
 
 def test_a_trade_completion_keeps_the_trade_no_when_known() -> None:
@@ -117,15 +118,18 @@ def test_a_trade_completion_keeps_the_trade_no_when_known() -> None:
         gateway_ids={"out_request_no": "R_1", "gmt_refund_pay": "2024-05-01 10:19:58"},
     )
     assert event["trade_no"] == TRADE_NO and event["gmt_refund_pay"] == "2024-05-01 10:19:58"
+    validate_refund_completed(event)
+    no_trade_number = _completed(channel="trade", gateway_ids={"out_request_no": "R_1"})
     with pytest.raises(EventValidationError):
-        _completed(channel="trade", gateway_ids={"out_request_no": "R_1"})  # no trade number
+        validate_refund_completed(no_trade_number)
 
 
 def test_a_batch_completion_is_unchanged() -> None:
     event = _completed(trade_no=TRADE_NO, batch_no="20240501000000000001")
     assert "channel" not in event and event["trade_no"] == TRADE_NO
+    validate_refund_completed(event)
     with pytest.raises(EventValidationError):
-        _completed(trade_no=TRADE_NO)  # succeeded without its batch
+        validate_refund_completed(_completed(trade_no=TRADE_NO))  # succeeded without its batch
 
 
 def test_an_openapi_completion_needs_its_out_request_no_and_no_batch() -> None:

@@ -1,9 +1,18 @@
 """The outbox relay: publish `refund.completed` rows, delete them once confirmed.
 
-Rows are taken with `DELETE ... RETURNING` over `FOR UPDATE SKIP LOCKED`, so
-replicas never publish the same row at the same time, and the delete commits only
-after the broker confirmed; a crash in between republishes the same event_id
-(at-least-once, deduplicable by consumers).
+One round, in one database transaction:
+
+1. take the rows: `DELETE ... RETURNING` over `FOR UPDATE SKIP LOCKED`, so replicas
+   never publish the same row at the same time (the rows stay locked, deleted but not
+   committed);
+2. publish them as one batch (`BatchPublisher.publish_batch`), which returns only once
+   the broker has confirmed every message (publisher confirms) and raises otherwise;
+3. commit the delete.
+
+If publishing raises (a nack, an unroutable message, no confirm in time, the bus lost)
+the transaction rolls back and every row of the batch is there again. A crash at any
+point before the commit does the same; rows whose messages the broker already had are
+then published again with the same event_id (at-least-once, deduplicable by consumers).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ def relay_once(db: Database, publisher: BatchPublisher, *, limit: int = 1000) ->
     """Publish up to `limit` outbox rows; returns how many were published."""
     with db.transaction() as conn:
         # Deleted inside this transaction: if publishing fails, the rollback keeps them.
+        # The commit (leaving the block) comes only after the broker confirmed them all.
         rows = ledger.take_outbox(conn, limit)
         if not rows:
             return 0

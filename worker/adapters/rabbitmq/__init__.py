@@ -13,7 +13,8 @@ One job per module:
 * `wire`: pika frames to and from the plain types, dead-letter headers;
 * `connection`: connection parameters, error translation, `BusConnection` and the
   declarations;
-* `publisher`: durable batch publishing and dead-lettering, one transaction each;
+* `publisher`: durable batch publishing and dead-lettering, each batch confirmed
+  by the broker (publisher confirms);
 * `consumer`: the micro-batch consumer and its retry rules (`run_consumer`);
 * `admin`: readiness ping, draining and deleting queues (tests, tools, operators);
 * `dead_letters`: peeking at the dead-letter queue and moving it back (operators).

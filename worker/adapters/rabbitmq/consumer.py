@@ -5,7 +5,7 @@ micro-batches and takes back the ones to dead-letter as `DeadLetter` (the plain 
 of `worker.services.ports`). The rules it keeps, and why:
 
 * Nothing is acked before its effect is stored or dead-lettered. The handler commits
-  its effects, the dead letters are published in one AMQP transaction, and only then
+  its effects, the dead letters are published and confirmed by the broker, and only then
   is the whole micro-batch acked with one `basic.ack(multiple=True)`. A crash at any
   point leaves the messages unacked, so the broker redelivers them (the handler is
   idempotent).

@@ -1,4 +1,8 @@
-"""`refund-worker relay`: publish outbox rows to the bus with one AMQP transaction per batch.
+"""`refund-worker relay`: publish outbox rows to the bus, one confirmed batch at a time.
+
+Each round takes (deletes) up to `--batch` rows in a database transaction, publishes
+them, waits for the broker's publisher confirms and only then commits
+(`worker.services.relay`).
 
 It wakes on PostgreSQL `NOTIFY refund_outbox` (sent by the transactions that add
 rows) and polls at least every `--idle` seconds in case a wake-up was missed.
