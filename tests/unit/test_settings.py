@@ -55,6 +55,7 @@ VARIABLES = [
     "INTAKE_QUEUE_TYPE",
     "INTAKE_DELIVERY_LIMIT",
     "METRICS_PORT",
+    "LEDGER_RETENTION_DAYS",
 ]
 
 
@@ -212,6 +213,11 @@ def test_every_variable_is_read() -> None:
     assert s.metrics_port == 9102
 
 
+def test_ledger_retention_defaults_to_400_days_and_is_read() -> None:
+    assert load_settings(BASE).ledger_retention_days == 400
+    assert load_settings({**BASE, "LEDGER_RETENTION_DAYS": "730"}).ledger_retention_days == 730
+
+
 def test_blank_values_count_as_unset() -> None:
     s = load_settings({**BASE, "REFUND_EXCHANGE": "", "METRICS_PORT": "  ", "LOG_LEVEL": ""})
     assert (s.refund_exchange, s.metrics_port, s.log_level) == ("refunds", None, "INFO")
@@ -298,6 +304,7 @@ def test_get_settings_loads_once(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INTAKE_QUEUE_TYPE", "stream", "INTAKE_QUEUE_TYPE must be one of quorum, classic"),
         ("INTAKE_DELIVERY_LIMIT", "0", "INTAKE_DELIVERY_LIMIT must be between 1 and 1000"),
         ("METRICS_PORT", "http", "METRICS_PORT must be a whole number"),
+        ("LEDGER_RETENTION_DAYS", "7", "LEDGER_RETENTION_DAYS must be between 30 and 36500"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, expected: str) -> None:

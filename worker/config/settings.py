@@ -168,6 +168,10 @@ class Settings:
         86400.0, ("RECONCILE_RELEASE_AFTER_SECONDS", values.seconds(30 * 86400))
     )
     merchants_file: str | None = _env(None, ("ALIPAY_MERCHANTS_FILE", values.text))
+    # Final refunds completed longer ago than this move to the archive tables (migration
+    # 0009, worker/services/archiver.py); at least 30 days, so a mistyped value cannot
+    # empty the hot ledger of what is still being reconciled.
+    ledger_retention_days: int = _env(400, ("LEDGER_RETENTION_DAYS", values.whole(30, 36500)))
     # The OpenAPI channels `trade` and `coupon` (docs/openapi.md): the default merchant's
     # application, when it has one, and where and how fast every application calls.
     app_id: str | None = _env(None, ("ALIPAY_APP_ID", values.app_id))

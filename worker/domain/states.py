@@ -45,6 +45,8 @@ class BatchState(enum.StrEnum):
     REJECTED = "rejected"
 
 
+# Refunds whose outcome is known and will not change.
+FINAL_REFUNDS = frozenset({RefundState.SUCCEEDED, RefundState.FAILED, RefundState.REJECTED})
 # Refunds not final yet.
 OPEN_REFUNDS = frozenset({RefundState.PENDING, RefundState.BATCHED, RefundState.SUBMITTED})
 # Batches whose refunds went back to pending: the gateway never took them.
@@ -64,3 +66,6 @@ OPERATOR_REJECTED = "OPERATOR_REJECTED"
 SUBMITTABLE_BATCHES = frozenset(
     {BatchState.READY, BatchState.RETRY, BatchState.UNKNOWN, BatchState.SUBMITTING}
 )
+# Batches that nothing will move any more: the archive may take their final refunds
+# (a batch with an operator flag stays until the flag is cleared).
+CLOSED_BATCHES = ENDED_BATCHES | {BatchState.COMPLETED}

@@ -20,10 +20,15 @@ from worker.domain.rules import TradeTally
 
 
 def existing_hashes(conn: Connection, refund_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """refund_id -> (content_hash, partner) of those stored; read it after `lock_trades`."""
+    """refund_id -> (content_hash, partner) of those stored, archived ones too (migration
+    0009: one statement, one snapshot, so a refund moving to the archive meanwhile is seen
+    in exactly one of the two); read it after `lock_trades`."""
+    ids = _json_list(refund_ids)
     rows = conn.execute(
-        f"SELECT refund_id, content_hash, partner FROM refunds WHERE refund_id = ANY({_TEXTS})",
-        (_json_list(refund_ids),),
+        f"SELECT refund_id, content_hash, partner FROM refunds WHERE refund_id = ANY({_TEXTS})"
+        " UNION ALL SELECT refund_id, content_hash, partner FROM refunds_archive"
+        f" WHERE refund_id = ANY({_TEXTS})",
+        (ids, ids),
     ).fetchall()
     return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
@@ -47,21 +52,26 @@ def lock_trades(conn: Connection, trade_nos: Iterable[str]) -> None:
 def trade_tallies(conn: Connection, trade_nos: Sequence[str]) -> dict[str, TradeTally]:
     """What counts against each trade's limits, with the trades locked.
 
-    Every refund of this worker but rejected and failed ones, plus the refunds the
+    Every refund of this worker but rejected and failed ones, archived ones included
+    (`refunds_archive`, migration 0009), plus the refunds the
     gateway reported for the trade under batch numbers this worker never used
     (`trade_gateway_refunds`: the merchant console, another system), which count
     toward the 99 refunds and the paid amount at Alipay too. The one place a
     trade's tally is computed.
     """
+    trades = _json_list(set(trade_nos))
     rows = conn.execute(
         "SELECT trade_no, sum(n), coalesce(sum(total), 0) FROM ("
         " SELECT trade_no, count(*) AS n, sum(amount) AS total FROM refunds"
         f" WHERE trade_no = ANY({_TEXTS}) AND state NOT IN ('rejected', 'failed')"
         " GROUP BY trade_no"
+        " UNION ALL SELECT trade_no, count(*), sum(amount) FROM refunds_archive"
+        f" WHERE trade_no = ANY({_TEXTS}) AND state NOT IN ('rejected', 'failed')"
+        " GROUP BY trade_no"
         " UNION ALL SELECT trade_no, count(*), sum(amount) FROM trade_gateway_refunds"
         f" WHERE trade_no = ANY({_TEXTS}) GROUP BY trade_no"
         ") AS t GROUP BY trade_no",
-        (_json_list(set(trade_nos)), _json_list(set(trade_nos))),
+        (trades, trades, trades),
     ).fetchall()
     tallies = {t: TradeTally() for t in trade_nos}
     for trade_no, count, total in rows:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.adapters.postgres.approvals import queue_gauges
+from worker.adapters.postgres.archive import archived_batches_of, archived_refund
 from worker.adapters.postgres.evidence import batch_history
 from worker.adapters.postgres.notifications import refund_dback_results
 from worker.adapters.postgres.openapi_notifications import (
@@ -22,17 +23,28 @@ def _rows(conn: Connection, sql: str, *params: object) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+_REFUND_COLUMNS = (
+    "refund_id, channel, trade_no, out_trade_no, auth_no, out_request_no, amount,"
+    " state, code, batch_no, batch_attempts, openapi_attempts, maybe_sent, next_step,"
+    " next_attempt_at, held_reason, operation_id, gmt_refund_pay, result_source,"
+    " received_at, completed_at"
+)
+
+
 def refund_status(conn: Connection, refund_id: str) -> dict[str, Any]:
     """A refund, the batches it went through, and its bank-card return results; for an
-    OpenAPI refund (channel `trade` or `coupon`) its calls and notifications instead."""
-    refund = _rows(
-        conn,
-        "SELECT refund_id, channel, trade_no, out_trade_no, auth_no, out_request_no, amount,"
-        " state, code, batch_no, batch_attempts, openapi_attempts, maybe_sent, next_step,"
-        " next_attempt_at, held_reason, operation_id, gmt_refund_pay, result_source,"
-        " received_at, completed_at FROM refunds WHERE refund_id = %s",
-        refund_id,
-    )
+    OpenAPI refund (channel `trade` or `coupon`) its calls and notifications instead.
+    A refund moved to the archive (migration 0009) is read from there, marked `archived`."""
+    refund = _rows(conn, f"SELECT {_REFUND_COLUMNS} FROM refunds WHERE refund_id = %s", refund_id)
+    if not refund:
+        archived = archived_refund(conn, _REFUND_COLUMNS, refund_id)
+        if archived is not None:
+            return {
+                "refund": archived,
+                "archived": True,
+                "batches": archived_batches_of(conn, refund_id),
+                "bank_card_returns": refund_dback_results(conn, refund_id),
+            }
     if refund and refund[0]["channel"] != "batch":
         return {
             "refund": refund[0],
@@ -54,12 +66,18 @@ def refund_status(conn: Connection, refund_id: str) -> dict[str, Any]:
 
 
 def batch_status(conn: Connection, batch_no: str) -> dict[str, Any]:
-    """A batch, its items, notifications, query answers and operator decisions."""
+    """A batch, its items (archived ones too), notifications, query answers and operator
+    decisions."""
     batch = _rows(conn, "SELECT * FROM batches WHERE batch_no = %s", batch_no)
     items = _rows(
         conn,
-        "SELECT i.refund_id, i.trade_no, i.amount, r.state, r.code FROM batch_items i"
-        " JOIN refunds r USING (refund_id) WHERE i.batch_no = %s ORDER BY i.position",
+        "SELECT refund_id, trade_no, amount, state, code FROM ("
+        " SELECT i.refund_id, i.trade_no, i.amount, r.state, r.code, i.position"
+        " FROM batch_items i JOIN refunds r USING (refund_id) WHERE i.batch_no = %s"
+        " UNION ALL SELECT i.refund_id, i.trade_no, i.amount, r.state, r.code, i.position"
+        " FROM batch_items_archive i JOIN refunds_archive r USING (refund_id)"
+        " WHERE i.batch_no = %s) AS items ORDER BY position",
+        batch_no,
         batch_no,
     )
     notes = _rows(

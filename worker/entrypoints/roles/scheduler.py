@@ -3,8 +3,9 @@
 Every tick it cuts the batches that are due and hands them to the submission
 queue; every sweep interval it re-drives batches whose next attempt is due,
 flags batches whose notification is overdue, hands batches whose query is due
-to the reconciliation queue, applies stored notifications (mapi and OpenAPI) left unapplied, and
-reports waiting refunds.
+to the reconciliation queue, applies stored notifications (mapi and OpenAPI) left unapplied,
+moves final refunds older than `LEDGER_RETENTION_DAYS` to the archive, and reports waiting
+refunds.
 Several replicas may run: the packer takes an advisory lock, the sweeps are
 single UPDATE statements. A batch the broker could not take (it was away) is
 kept and handed over again on the next tick, not left to the next re-drive.
@@ -22,6 +23,7 @@ from worker.adapters.dramatiq import jobs
 from worker.entrypoints import runtime
 from worker.entrypoints.roles._common import boot, run_loop, stop_on_signals
 from worker.services.approvals import expire_unapproved, waiting_report
+from worker.services.archiver import ARCHIVE_CHUNK, ARCHIVE_EVERY_SECONDS, archive_round
 from worker.services.notifications import sweep_unapplied
 from worker.services.openapi_notifications import sweep_unapplied_openapi
 from worker.services.openapi_submission import due_openapi
@@ -74,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     last_sweep = 0.0
     last_report = 0.0
+    last_archive = 0.0
+    archive_full = False  # the last round moved a whole chunk: more are waiting
     handoff = Handoff(lambda batch_no: jobs.enqueue_submit(settings, batch_no))
     reconcile = Handoff(lambda batch_no: jobs.enqueue_reconcile(settings, batch_no))
     openapi = Handoff(lambda refund_id: jobs.enqueue_openapi(settings, refund_id))
 
     def step() -> float:
-        nonlocal last_sweep, last_report
+        nonlocal last_sweep, last_report, last_archive, archive_full
         batch_nos = pack_pending(
             rt.db,
             max_items=settings.batch_max_items,
@@ -99,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
             sweep_unapplied(rt.db)
             sweep_unapplied_openapi(rt.db, rt.merchants)
             expire_unapproved(rt.db, clock=rt.clock)
+            if archive_full or now - last_archive >= ARCHIVE_EVERY_SECONDS:
+                last_archive = now
+                moved = archive_round(
+                    rt.db, retention_days=settings.ledger_retention_days, clock=rt.clock
+                )
+                archive_full = moved >= ARCHIVE_CHUNK
             if report.waiting and now - last_report >= 30:
                 last_report = now
                 log.info(
