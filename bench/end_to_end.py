@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from bench.common import (
     Context,
@@ -22,6 +24,7 @@ from bench.common import (
     fmt_rate,
     publish_refunds,
 )
+from bench.cpu import CpuMeter, split_note, stack_roots
 from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
@@ -46,49 +49,83 @@ def anchor_rate(ctx: Context) -> float:
     return ctx.anchor_rate
 
 
+@dataclass
+class Run:
+    """One end-to-end pass through a running stack."""
+
+    count: int
+    seconds: float
+    published: float
+    duplicates: int
+    summary: dict[str, Any]
+    cpu: CpuMeter
+    rss_peaks: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def note(self) -> str:
+        paid_once = not self.summary["double_executed"] and not self.summary["over_refunded"]
+        return (
+            f"publishing took {self.published:.1f} s; {self.duplicates} duplicate "
+            f"refund.completed; sandbox executed {self.summary['refunds_executed']:,} refunds "
+            f"in {self.summary['batches_accepted']:,} batches, "
+            + ("none twice" if paid_once else "SOME TWICE OR OVER THE TRADE AMOUNT")
+            + "; "
+            + split_note(self.cpu, self.count)
+        )
+
+
+def stack_config(ctx: Context, name: str, **overrides: Any) -> StackConfig:
+    """Every role once, the sandbox answering and notifying with no delay."""
+    return StackConfig(
+        workdir=ctx.workdir / name, sandbox_args=["--process-delay", "0"], **overrides
+    )
+
+
+def drive(ctx: Context, stack: Stack, count: int) -> Run:
+    """Publish `count` refunds into a running stack and wait for every refund.completed."""
+    tag = f"e2e{uuid.uuid4().hex[:6]}"
+    observer = Observer(stack.observer_queue).start()
+    expected = {f"{tag}-{i}" for i in range(count)}
+    cpu = CpuMeter(stack_roots(stack))
+    with RssSampler(lambda: role_pids(stack)) as rss, cpu:
+        started = time.time()
+        publish_refunds(stack.exchange, tag, count, refunds_per_trade=REFUNDS_PER_TRADE)
+        published = time.time() - started
+        done = observer.wait(expected, timeout=ctx.size(900, 240))
+    observer.stop()
+    if not done:
+        missing = len(expected - observer.arrivals.keys())
+        raise TimeoutError(f"{missing:,} of {count:,} refunds never completed")
+    finished = max(observer.arrivals[r] for r in expected)
+    summary = SandboxClient(stack.sandbox_url).summary()
+    return Run(
+        count, finished - started, published, observer.duplicates, summary, cpu, dict(rss.peaks)
+    )
+
+
 def measure(ctx: Context) -> list[Row]:
     anchor = anchor_rate(ctx)
     count = ctx.size(100_000, 10_000)
-    trades = count // REFUNDS_PER_TRADE
-    tag = f"e2e{uuid.uuid4().hex[:6]}"
-    config = StackConfig(workdir=ctx.workdir / "e2e", sandbox_args=["--process-delay", "0"])
-    with Stack(config) as stack:
-        observer = Observer(stack.observer_queue).start()
-        expected = {f"{tag}-{i}" for i in range(count)}
-        with RssSampler(lambda: role_pids(stack)) as rss:
-            started = time.time()
-            publish_refunds(stack.exchange, tag, count, refunds_per_trade=REFUNDS_PER_TRADE)
-            published = time.time() - started
-            done = observer.wait(expected, timeout=ctx.size(900, 240))
-        observer.stop()
-        if not done:
-            missing = len(expected - observer.arrivals.keys())
-            raise TimeoutError(f"{missing:,} of {count:,} refunds never completed")
-        finished = max(observer.arrivals[r] for r in expected)
-        summary = SandboxClient(stack.sandbox_url).summary()
-    ctx.rss_peaks["(2) end to end"] = dict(rss.peaks)
-    seconds = finished - started
-    rate = count / seconds
-    ctx.e2e_rate = rate
-    ratio = rate / anchor
-    paid_once = not summary["double_executed"] and not summary["over_refunded"]
-    print(f"  end to end: {rate:,.0f} refunds/s ({seconds:.1f} s)", flush=True)
+    with Stack(stack_config(ctx, "e2e")) as stack:
+        run = drive(ctx, stack, count)
+    ctx.rss_peaks["(2) end to end"] = run.rss_peaks
+    ctx.e2e_rate = run.rate
+    ratio = run.rate / anchor
+    print(f"  end to end: {run.rate:,.0f} refunds/s ({run.seconds:.1f} s)", flush=True)
     return [
         Row(
             measure=(
-                f"(2) end to end: {count:,} refunds over {trades:,} trades, "
+                f"(2) end to end: {count:,} refunds over {count // REFUNDS_PER_TRADE:,} trades, "
                 "first publish to last refund.completed"
             ),
-            figure=f"{fmt_rate(rate, ' refunds/s')} ({seconds:.1f} s)",
+            figure=f"{fmt_rate(run.rate, ' refunds/s')} ({run.seconds:.1f} s)",
             anchor=f"bare pika consumer {fmt_rate(anchor, ' msg/s')}",
             ratio=ratio,
             target=f">= {TARGET} x anchor",
             met=ratio >= TARGET,
-            note=(
-                f"publishing took {published:.1f} s; {observer.duplicates} duplicate "
-                f"refund.completed; sandbox executed {summary['refunds_executed']:,} refunds in "
-                f"{summary['batches_accepted']:,} batches, "
-                + ("none twice" if paid_once else "SOME TWICE OR OVER THE TRADE AMOUNT")
-            ),
+            note=run.note(),
         )
     ]

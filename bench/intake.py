@@ -25,6 +25,7 @@ from bench.common import (
     fmt_rate,
     publish_refunds,
 )
+from bench.cpu import CpuMeter, split_note, stack_roots
 from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from worker.adapters.rabbitmq import BusConnection, default_connection_name
@@ -66,7 +67,8 @@ def measure(ctx: Context) -> list[Row]:
         try:
             seconds = publish_refunds(stack.exchange, tag, count, refunds_per_trade=5)
             print(f"  published {count:,} messages (to 2 queues) in {seconds:.1f} s", flush=True)
-            anchor = bare_consume(twin, count)
+            with CpuMeter(stack_roots(stack)) as anchor_cpu:
+                anchor = bare_consume(twin, count)
             ctx.anchor_rate = anchor
             print(f"  anchor: bare pika consumer {anchor:,.0f} msg/s", flush=True)
 
@@ -76,7 +78,9 @@ def measure(ctx: Context) -> list[Row]:
             ):
                 stack.start_role("intake")
                 first = _wait_first_delivery(bus, stack.topology.intake_queue, count, 60)
-                last = _wait_stored(stack.database_url, count, 600)
+                # From the first delivery: the role's start-up is not part of the drain.
+                with CpuMeter(stack_roots(stack)) as cpu:
+                    last = _wait_stored(stack.database_url, count, 600)
             rate = count / (last - first)
             ctx.rss_peaks["(1) intake"] = dict(rss.peaks)
             print(f"  intake: {rate:,.0f} msg/s", flush=True)
@@ -91,5 +95,9 @@ def measure(ctx: Context) -> list[Row]:
             ratio=ratio,
             target=f">= {TARGET} x anchor",
             met=ratio >= TARGET,
+            note=(
+                f"intake: {split_note(cpu, count, 'message')}; bare consumer "
+                f"(its pika process is `bench`): {split_note(anchor_cpu, count, 'message')}"
+            ),
         )
     ]

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["RssSampler", "role_pids", "rss_mb", "tree"]
+__all__ = ["RssSampler", "children_map", "role_pids", "rss_mb", "tree"]
 
 
-def _children_map() -> dict[int, list[int]]:
+def children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -82,7 +82,7 @@ class RssSampler:
         self.sample()
 
     def sample(self) -> None:
-        children = _children_map()
+        children = children_map()
         now = time.monotonic() - self._started
         for name, pid in self._pids().items():
             total = sum(rss_mb(p) for p in tree(pid, children))
