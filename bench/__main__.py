@@ -34,6 +34,8 @@ from worker.observability.logging import configure_logging
 MEASUREMENTS = {
     "intake": "bench.intake",
     "end_to_end": "bench.end_to_end",
+    "growth": "bench.growth",
+    "peer": "bench.peer_row",
     "latency": "bench.latency",
     "notify": "bench.notify",
     "sandbox": "bench.sandbox_row",

@@ -232,11 +232,16 @@ class Stack:
             stop_process(self.sandbox_process, sig)
             self.sandbox_process = None
 
+    def start_process(self, name: str, argv: list[str], index: int = 0) -> RoleProcess:
+        """Start a command with the stack's environment; it is stopped with the roles."""
+        proc = self._spawn(f"{name}-{index}", argv)
+        self.processes[(name, index)] = proc
+        return proc
+
     def start_role(self, role: str, index: int = 0) -> RoleProcess:
-        proc = self._spawn(
-            f"{role}-{index}", [sys.executable, "-m", "worker.entrypoints.cli", role]
+        proc = self.start_process(
+            role, [sys.executable, "-m", "worker.entrypoints.cli", role], index
         )
-        self.processes[(role, index)] = proc
         if role == "notify-server" and index == 0:
             self._wait_http(f"http://127.0.0.1:{self.notify_port}/healthz", "notify-server")
         if role == "console" and index == 0:
