@@ -39,6 +39,7 @@ MEASUREMENTS = {
     "latency": "bench.latency",
     "notify": "bench.notify",
     "sandbox": "bench.sandbox_row",
+    "scaling": "bench.scaling",
     "memory": "bench.memory",
 }
 RESULTS = Path(__file__).resolve().parent / "results"

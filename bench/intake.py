@@ -33,7 +33,7 @@ from worker.adapters.rabbitmq import BusConnection, default_connection_name
 TARGET = 0.6
 
 
-def _wait_first_delivery(bus: BusConnection, queue: str, count: int, timeout: float) -> float:
+def wait_first_delivery(bus: BusConnection, queue: str, count: int, timeout: float) -> float:
     """Wall-clock time at which the queue first held fewer than `count` ready messages."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -43,7 +43,7 @@ def _wait_first_delivery(bus: BusConnection, queue: str, count: int, timeout: fl
     raise TimeoutError(f"nobody consumed {queue} within {timeout} s")
 
 
-def _wait_stored(database_url: str, count: int, timeout: float) -> float:
+def wait_stored(database_url: str, count: int, timeout: float) -> float:
     """Wait until `count` refunds are stored; the wall-clock time of the last insert."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -77,10 +77,10 @@ def measure(ctx: Context) -> list[Row]:
                 RssSampler(lambda: role_pids(stack)) as rss,
             ):
                 stack.start_role("intake")
-                first = _wait_first_delivery(bus, stack.topology.intake_queue, count, 60)
+                first = wait_first_delivery(bus, stack.topology.intake_queue, count, 60)
                 # From the first delivery: the role's start-up is not part of the drain.
                 with CpuMeter(stack_roots(stack)) as cpu:
-                    last = _wait_stored(stack.database_url, count, 600)
+                    last = wait_stored(stack.database_url, count, 600)
             rate = count / (last - first)
             ctx.rss_peaks["(1) intake"] = dict(rss.peaks)
             print(f"  intake: {rate:,.0f} msg/s", flush=True)
