@@ -1,6 +1,6 @@
 """`python -m bench`: run every measurement, print the table, write bench/results/latest.md.
 
-    python -m bench                 # everything, full sizes (about 10 minutes on 2 cores)
+    python -m bench                 # everything, full sizes (about 14 minutes on 2 cores)
     python -m bench --quick         # small sizes, to try things out
     python -m bench --only intake   # one measurement (repeatable: --only intake --only notify)
     python -m bench --only intake --profile intake   # and where the intake role's time goes

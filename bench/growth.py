@@ -130,4 +130,3 @@ def _empty_ledger_rate(ctx: Context, count: int) -> float:
         run: Run = drive(ctx, stack, count)
     ctx.e2e_rate = run.rate
     return run.rate
-
