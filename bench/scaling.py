@@ -19,6 +19,7 @@ shared with PostgreSQL, RabbitMQ and the benchmark, the machine is usually full.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -45,6 +46,25 @@ class Pass:
     replicas: int
     rates: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    meters: dict[str, CpuMeter] = field(default_factory=dict)
+
+
+def stopped_by(meter: CpuMeter, cores: int | None = None) -> str:
+    """What a second replica ran into, read from the two-replica stage's CPU split."""
+    cores = cores or os.cpu_count() or 1
+    busy = meter.machine_busy / meter.wall if meter.wall else 0.0
+    by_role: dict[str, float] = {}
+    for name, seconds in meter.seconds.items():  # worker and worker-1 are one role
+        base, _, index = name.rpartition("-")
+        role = base if index.isdigit() and base else name
+        by_role[role] = by_role.get(role, 0.0) + seconds
+    top = max(by_role.items(), key=lambda kv: kv[1], default=("nothing", 0.0))
+    share = top[1] / sum(by_role.values()) if sum(by_role.values()) else 0.0
+    where = "CPU" if busy >= 0.85 * cores else "not CPU"
+    return (
+        f"stopped by {where}: {busy:.1f} of {cores} cores busy, the largest share "
+        f"{top[0]} ({share:.0%})"
+    )
 
 
 def middle_rate(stamps: list[float], weights: list[int] | None = None) -> float:
@@ -102,6 +122,7 @@ def one_pass(ctx: Context, replicas: int, count: int) -> Pass:
         stored = _stamps(url, "SELECT extract(epoch FROM received_at), 1 FROM refunds")
         result.rates["intake"] = middle_rate([t for t, _ in stored])
         result.notes["intake"] = split_note(cpu, count)
+        result.meters["intake"] = cpu
         # 2. submission: batches cut with no worker, then the workers send them.
         _start(stack, "scheduler", 1)
         stack.start_role("notify-server")
@@ -129,6 +150,7 @@ def one_pass(ctx: Context, replicas: int, count: int) -> Pass:
         )
         result.rates["worker"] = middle_rate([t for t, _ in accepted], [n for _, n in accepted])
         result.notes["worker"] = split_note(cpu, count)
+        result.meters["worker"] = cpu
         # 3. relay: every refund.completed waits in the outbox first.
         _until(
             url,
@@ -145,6 +167,7 @@ def one_pass(ctx: Context, replicas: int, count: int) -> Pass:
             raise TimeoutError("the relays did not publish every refund.completed")
         result.rates["relay"] = middle_rate([observer.arrivals[r] for r in expected])
         result.notes["relay"] = split_note(cpu, count)
+        result.meters["relay"] = cpu
     return result
 
 
@@ -168,7 +191,10 @@ def measure(ctx: Context) -> list[Row]:
                 ratio=ratio,
                 target=f">= {TARGET} x anchor, or the resource named",
                 met=ratio >= TARGET,
-                note=f"1 replica: {one.notes[stage]}; 2 replicas: {two.notes[stage]}",
+                note=(
+                    ("" if ratio >= TARGET else stopped_by(two.meters[stage]) + "; ")
+                    + f"1 replica: {one.notes[stage]}; 2 replicas: {two.notes[stage]}"
+                ),
             )
         )
     return rows
