@@ -1,7 +1,8 @@
 """An overall deadline for one HTTP request made through requests and urllib3.
 
-The read timeout bounds each socket read only. `Deadline` is a watchdog timer: when it
-passes, it shuts down the connection the request is using, so a blocked read ends at
+The read timeout bounds each socket read only. `Deadline` is a watchdog timer (one
+thread per process watches every deadline, `_Watchdog`): when it passes, it shuts down
+the connection the request is using, so a blocked read ends at
 once (urllib3 then raises as for any connection lost). The request's connections are
 the ones the pool hands out in the thread while the deadline is active
 (`DeadlineAdapter` installs pools that report them); a connection is forgotten as soon
@@ -10,6 +11,9 @@ as it goes back to the pool, so one that another request takes next is never tou
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -38,24 +42,23 @@ class Deadline:
     _active = threading.local()
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.expires = time.monotonic() + seconds
         self.fired = False
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
         self._done = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> Deadline:
         Deadline._active.current = self
-        self._timer.start()
+        self.expires = time.monotonic() + self.seconds
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._done = True
             self._connections.clear()
-        self._timer.cancel()
         Deadline._active.current = None
 
     def passed(self) -> bool:
@@ -88,6 +91,54 @@ class Deadline:
                     # the end of the stream and raises inside urllib3 as usual.
                     with suppress(OSError):
                         socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process that fires every deadline when it passes.
+
+    A timer thread per request (`threading.Timer`) cost the notify receiver about a
+    tenth of its time in starting threads (`bench/micro_deadline.py`). A finished
+    deadline stays in the heap until its time, then is dropped unfired (`_fire` sees it
+    done); at most the requests of one deadline's length are held. After a fork the
+    child starts with an empty heap and its own thread (gunicorn forks its workers).
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.expires, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="gateway-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._cond.notify()  # earlier than what the thread sleeps for
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                expires, _, deadline = self._heap[0]
+                delay = expires - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            deadline._fire()
+
+
+_WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG._reset)
 
 
 class _DeadlinePool(HTTPConnectionPool):
