@@ -8,10 +8,19 @@ from typing import Any
 
 import pytest
 
-from tests.support.ledger import delivery, handle_deliveries, pack, request, rows, trade
+from tests.support.ledger import (
+    delivery,
+    handle_deliveries,
+    openapi_merchants,
+    pack,
+    request,
+    rows,
+    trade,
+)
 from worker.adapters.postgres import status
 from worker.adapters.postgres.pool import Database
 from worker.domain.rules import REFUND_TOTAL_EXCEEDS_TRADE_AMOUNT
+from worker.services import intake
 from worker.services.archiver import archive_round
 
 pytestmark = pytest.mark.integration
@@ -125,6 +134,33 @@ def test_status_finds_an_archived_refund_and_its_batch(db: Database) -> None:
         ("s-0", "succeeded"),
         ("s-1", "succeeded"),
     ]
+
+
+def test_status_shows_an_archived_openapi_refund_s_calls_and_notifications(
+    db: Database,
+) -> None:
+    stored = request("o-1", trade(7), "3.00", channel="trade")
+    assert intake.handle_deliveries(db, [delivery(stored)], openapi_merchants()) == []
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE refunds SET state = 'succeeded', code = '10000',"
+            " completed_at = now() - make_interval(days => %s) WHERE refund_id = 'o-1'",
+            (RETENTION + 1,),
+        )
+        conn.execute(
+            "INSERT INTO openapi_calls (refund_id, attempt, kind, method, started_at, outcome)"
+            " VALUES ('o-1', 1, 'send', 'alipay.trade.refund', now(), 'answered')"
+        )
+        conn.execute(
+            "INSERT INTO openapi_notifications (notify_id, partner, notify_type, refund_id,"
+            " form, received_at, outcome) VALUES ('n-o', 'p', 't', 'o-1', '{}', now(), 'applied')"
+        )
+    assert archive_round(db, retention_days=RETENTION, clock=now) == 1
+    with db.transaction() as conn:
+        found: dict[str, Any] = status.refund_status(conn, "o-1")
+    assert found["archived"] is True and found["refund"]["channel"] == "trade"
+    assert [c["method"] for c in found["openapi_calls"]] == ["alipay.trade.refund"]
+    assert [n["notify_id"] for n in found["openapi_notifications"]] == ["n-o"]
 
 
 def test_intake_sees_archived_refunds_as_stored(db: Database) -> None:

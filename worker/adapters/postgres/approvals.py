@@ -57,8 +57,17 @@ def approval_queue(conn: Connection, batch_no: str | None = None) -> list[Queued
     ).fetchall()
     return [
         QueuedBatch(
-            str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), Decimal(r[5]), r[6], r[7], r[8],
-            r[9], float(r[10] or 0),
+            str(r[0]),
+            str(r[1]),
+            str(r[2]),
+            r[3],
+            int(r[4]),
+            Decimal(r[5]),
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            float(r[10] or 0),
         )
         for r in rows
     ]

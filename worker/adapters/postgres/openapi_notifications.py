@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from worker.adapters.postgres.archive import ARCHIVE_SUFFIX
 from worker.adapters.postgres.pool import Connection
 
 __all__ = [
@@ -92,25 +93,35 @@ def _rows(conn: Connection, sql: str, *params: object) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def openapi_calls_of(conn: Connection, refund_id: str) -> list[dict[str, Any]]:
-    """A refund's OpenAPI calls, oldest first (without the raw answers)."""
+def openapi_calls_of(
+    conn: Connection, refund_id: str, *, archived: bool = False
+) -> list[dict[str, Any]]:
+    """A refund's OpenAPI calls, oldest first (without the raw answers); `archived`: of a
+    refund in the archive tables (migration 0009)."""
+    suffix = ARCHIVE_SUFFIX if archived else ""
     return _rows(
         conn,
         "SELECT attempt, kind, method, started_at, ended_at, outcome, verdict, code, action,"
-        " detail FROM openapi_calls WHERE refund_id = %s ORDER BY attempt",
+        f" detail FROM openapi_calls{suffix} WHERE refund_id = %s ORDER BY attempt",
         refund_id,
     )
 
 
-def openapi_notifications_of(conn: Connection, refund_id: str) -> list[dict[str, Any]]:
-    """The notifications matched to a refund (or naming its out_request_no), oldest first."""
+def openapi_notifications_of(
+    conn: Connection, refund_id: str, *, archived: bool = False
+) -> list[dict[str, Any]]:
+    """The notifications matched to a refund (or naming its out_request_no), oldest first;
+    `archived`: of a refund in the archive tables, whose matched notifications moved
+    with it (unmatched ones naming its out_request_no stay in the hot table)."""
+    suffix = ARCHIVE_SUFFIX if archived else ""
+    columns = "notify_id, notify_type, out_request_no, outcome, detail, received_at, stored_at"
     return _rows(
         conn,
-        "SELECT n.notify_id, n.notify_type, n.out_request_no, n.outcome, n.detail,"
-        " n.received_at, n.stored_at FROM openapi_notifications n"
-        " WHERE n.refund_id = %s OR n.out_request_no = ("
-        "   SELECT out_request_no FROM refunds WHERE refund_id = %s)"
-        " ORDER BY n.stored_at",
+        f"SELECT {columns} FROM ("
+        f" SELECT {columns} FROM openapi_notifications{suffix} WHERE refund_id = %s"
+        f" UNION SELECT {columns} FROM openapi_notifications WHERE out_request_no = ("
+        f"   SELECT out_request_no FROM refunds{suffix} WHERE refund_id = %s)"
+        ") AS n ORDER BY stored_at",
         refund_id,
         refund_id,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.adapters.postgres.approvals import queue_gauges
-from worker.adapters.postgres.archive import archived_batches_of, archived_refund
+from worker.adapters.postgres.archive import ARCHIVE_SUFFIX
 from worker.adapters.postgres.evidence import batch_history
 from worker.adapters.postgres.notifications import refund_dback_results
 from worker.adapters.postgres.openapi_notifications import (
@@ -34,32 +34,38 @@ _REFUND_COLUMNS = (
 def refund_status(conn: Connection, refund_id: str) -> dict[str, Any]:
     """A refund, the batches it went through, and its bank-card return results; for an
     OpenAPI refund (channel `trade` or `coupon`) its calls and notifications instead.
-    A refund moved to the archive (migration 0009) is read from there, marked `archived`."""
+    A refund moved to the archive (migration 0009) is read from the archive tables, the
+    same way, and marked `archived`."""
     refund = _rows(conn, f"SELECT {_REFUND_COLUMNS} FROM refunds WHERE refund_id = %s", refund_id)
-    if not refund:
-        archived = archived_refund(conn, _REFUND_COLUMNS, refund_id)
-        if archived is not None:
+    archived = not refund
+    if archived:
+        refund = _rows(
+            conn,
+            f"SELECT {_REFUND_COLUMNS}, archived_at FROM refunds{ARCHIVE_SUFFIX}"
+            " WHERE refund_id = %s",
+            refund_id,
+        )
+        if not refund:
             return {
-                "refund": archived,
-                "archived": True,
-                "batches": archived_batches_of(conn, refund_id),
+                "refund": None,
+                "batches": [],
                 "bank_card_returns": refund_dback_results(conn, refund_id),
             }
-    if refund and refund[0]["channel"] != "batch":
-        return {
-            "refund": refund[0],
-            "openapi_calls": openapi_calls_of(conn, refund_id),
-            "openapi_notifications": openapi_notifications_of(conn, refund_id),
+    found: dict[str, Any] = {"refund": refund[0], **({"archived": True} if archived else {})}
+    if refund[0]["channel"] != "batch":
+        return found | {
+            "openapi_calls": openapi_calls_of(conn, refund_id, archived=archived),
+            "openapi_notifications": openapi_notifications_of(conn, refund_id, archived=archived),
         }
+    suffix = ARCHIVE_SUFFIX if archived else ""
     batches = _rows(
         conn,
         "SELECT b.batch_no, b.state, b.attempts, b.last_code, b.operator_flag"
-        " FROM batch_items i JOIN batches b USING (batch_no) WHERE i.refund_id = %s"
+        f" FROM batch_items{suffix} i JOIN batches b USING (batch_no) WHERE i.refund_id = %s"
         " ORDER BY b.created_at",
         refund_id,
     )
-    return {
-        "refund": refund[0] if refund else None,
+    return found | {
         "batches": batches,
         "bank_card_returns": refund_dback_results(conn, refund_id),
     }
