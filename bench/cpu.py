@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from bench.rss import children_map, role_pids
 
 __all__ = [
@@ -84,8 +86,6 @@ def rabbitmq_root() -> int | None:
 
 def postgres_root(database_url: str) -> int | None:
     """The postmaster's pid: the parent of a backend this function connects to."""
-    import psycopg
-
     try:
         with psycopg.connect(database_url, connect_timeout=5) as conn:
             row = conn.execute("SELECT pg_backend_pid()").fetchone()

@@ -42,7 +42,6 @@ class Deadline:
     _active = threading.local()
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
         self.expires = time.monotonic() + seconds
         self.fired = False
         self._lock = threading.Lock()
@@ -51,7 +50,6 @@ class Deadline:
 
     def __enter__(self) -> Deadline:
         Deadline._active.current = self
-        self.expires = time.monotonic() + self.seconds
         _WATCHDOG.watch(self)
         return self
 
