@@ -24,6 +24,7 @@ from bench.rss import children_map, role_pids
 __all__ = [
     "CpuMeter",
     "busy_ticks",
+    "ceiling_note",
     "own_tree",
     "postgres_root",
     "process_ticks",
@@ -173,9 +174,18 @@ class CpuMeter:
         self.stop()
 
 
+# The process trees that are not the project's roles: what the target's budget must also pay.
+OUTSIDE = ("postgres", "rabbitmq", "sandbox", "bench")
+
+
+def _per_unit(meter: CpuMeter, units: int) -> dict[str, float]:
+    """name -> CPU µs per unit."""
+    return {name: s * 1e6 / units for name, s in meter.seconds.items() if units}
+
+
 def split_note(meter: CpuMeter, units: int, unit: str = "refund") -> str:
     """'CPU µs per refund: total 612 (postgres 230, rabbitmq 140, ...); machine 1.9 of 2 cores'."""
-    per = {name: s * 1e6 / units for name, s in meter.seconds.items() if units}
+    per = _per_unit(meter, units)
     parts = ", ".join(
         f"{name} {value:,.0f}" for name, value in sorted(per.items(), key=lambda kv: -kv[1])
     )
@@ -185,3 +195,44 @@ def split_note(meter: CpuMeter, units: int, unit: str = "refund") -> str:
         f"CPU µs per {unit}: total {sum(per.values()):,.0f} ({parts}); "
         f"machine busy {used:.1f} of {cores} cores over {meter.wall:.1f} s"
     )
+
+
+def ceiling_note(
+    meter: CpuMeter,
+    units: int,
+    anchor: float,
+    target: float,
+    *,
+    unit: str = "refund",
+    single: str | None = None,
+    cores: int | None = None,
+) -> str:
+    """What the CPU split allows on this machine, next to what the target needs.
+
+    At the measured CPU per unit, the machine's cores give at most `cores / total` units
+    a second, whatever runs in parallel; a target of `target` x `anchor` leaves
+    `cores / (target x anchor)` of CPU per unit, out of which the database, the broker,
+    the sandbox and the benchmark are paid first. `single` names a role that runs as one
+    Python process, so one core at most: its own CPU per unit caps the rate too.
+    """
+    cores = cores or os.cpu_count() or 1
+    per = _per_unit(meter, units)
+    total = sum(per.values())
+    if not total or anchor <= 0:
+        return "no CPU measured"
+    most = cores * 1e6 / total
+    budget = cores * 1e6 / (target * anchor)
+    outside = sum(v for name, v in per.items() if name in OUTSIDE)
+    parts = [
+        f"ceiling at this CPU cost: {cores} cores give at most {most:,.0f}/s "
+        f"({most / anchor:.2f} x anchor)",
+        f"{target:g} x anchor leaves {budget:,.0f} µs of CPU per {unit}, and PostgreSQL, "
+        f"RabbitMQ, the sandbox and the benchmark took {outside:,.0f} of it",
+    ]
+    if single and per.get(single):
+        alone = 1e6 / per[single]
+        parts.append(
+            f"one {single} process (one core at most) gives at most {alone:,.0f}/s "
+            f"({alone / anchor:.2f} x anchor)"
+        )
+    return "; ".join(parts)

@@ -24,7 +24,7 @@ from bench.common import (
     fmt_rate,
     publish_refunds,
 )
-from bench.cpu import CpuMeter, split_note, stack_roots
+from bench.cpu import CpuMeter, ceiling_note, split_note, stack_roots
 from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from sandbox.client import SandboxClient
@@ -126,6 +126,6 @@ def measure(ctx: Context) -> list[Row]:
             ratio=ratio,
             target=f">= {TARGET} x anchor",
             met=ratio >= TARGET,
-            note=run.note(),
+            note=f"{run.note()}; {ceiling_note(run.cpu, run.count, anchor, TARGET)}",
         )
     ]

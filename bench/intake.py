@@ -25,7 +25,7 @@ from bench.common import (
     fmt_rate,
     publish_refunds,
 )
-from bench.cpu import CpuMeter, split_note, stack_roots
+from bench.cpu import CpuMeter, ceiling_note, split_note, stack_roots
 from bench.rss import RssSampler, role_pids
 from devtools.devstack import Stack, StackConfig
 from worker.adapters.rabbitmq import BusConnection, default_connection_name
@@ -96,8 +96,10 @@ def measure(ctx: Context) -> list[Row]:
             target=f">= {TARGET} x anchor",
             met=ratio >= TARGET,
             note=(
-                f"intake: {split_note(cpu, count, 'message')}; bare consumer "
-                f"(its pika process is `bench`): {split_note(anchor_cpu, count, 'message')}"
+                f"intake: {split_note(cpu, count, 'message')}; "
+                f"{ceiling_note(cpu, count, anchor, TARGET, unit='message', single='intake')}"
+                f"; bare consumer (its pika process is `bench`): "
+                f"{split_note(anchor_cpu, count, 'message')}"
             ),
         )
     ]
