@@ -6,7 +6,8 @@ user + system time of named process trees (a role with its descendants, the
 PostgreSQL postmaster with its backends, RabbitMQ's `beam.smp`, the benchmark
 itself) including the time of children already reaped (`cutime`, `cstime`), so a
 database backend or a publisher process that exited during the window still counts.
-`split_note` turns the differences into "µs per refund" for the table's notes.
+`split_note` turns the differences into "µs per refund" for the table's notes, and
+`ceiling_note` says what that CPU cost allows on this machine's cores.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "CpuMeter",
     "busy_ticks",
     "ceiling_note",
+    "machine_cores",
     "own_tree",
     "postgres_root",
     "process_ticks",
@@ -175,12 +177,19 @@ class CpuMeter:
 
 
 # The process trees that are not the project's roles: what the target's budget must also pay.
-OUTSIDE = ("postgres", "rabbitmq", "sandbox", "bench")
+_OUTSIDE = ("postgres", "rabbitmq", "sandbox", "bench")
+
+
+def machine_cores(cores: int | None = None) -> int:
+    """`cores` when given (tests), else this machine's (nproc)."""
+    return cores or os.cpu_count() or 1
 
 
 def _per_unit(meter: CpuMeter, units: int) -> dict[str, float]:
-    """name -> CPU µs per unit."""
-    return {name: s * 1e6 / units for name, s in meter.seconds.items() if units}
+    """name -> CPU µs per unit (nothing for no units)."""
+    if not units:
+        return {}
+    return {name: s * 1e6 / units for name, s in meter.seconds.items()}
 
 
 def split_note(meter: CpuMeter, units: int, unit: str = "refund") -> str:
@@ -189,7 +198,7 @@ def split_note(meter: CpuMeter, units: int, unit: str = "refund") -> str:
     parts = ", ".join(
         f"{name} {value:,.0f}" for name, value in sorted(per.items(), key=lambda kv: -kv[1])
     )
-    cores = os.cpu_count() or 1
+    cores = machine_cores()
     used = meter.machine_busy / meter.wall if meter.wall else 0.0
     return (
         f"CPU µs per {unit}: total {sum(per.values()):,.0f} ({parts}); "
@@ -215,14 +224,14 @@ def ceiling_note(
     the sandbox and the benchmark are paid first. `single` names a role that runs as one
     Python process, so one core at most: its own CPU per unit caps the rate too.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = machine_cores(cores)
     per = _per_unit(meter, units)
     total = sum(per.values())
     if not total or anchor <= 0:
         return "no CPU measured"
     most = cores * 1e6 / total
     budget = cores * 1e6 / (target * anchor)
-    outside = sum(v for name, v in per.items() if name in OUTSIDE)
+    outside = sum(v for name, v in per.items() if name in _OUTSIDE)
     parts = [
         f"ceiling at this CPU cost: {cores} cores give at most {most:,.0f}/s "
         f"({most / anchor:.2f} x anchor)",

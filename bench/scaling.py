@@ -19,7 +19,6 @@ shared with PostgreSQL, RabbitMQ and the benchmark, the machine is usually full.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import TypeVar
 import psycopg
 
 from bench.common import AMQP_URL, Context, Observer, Row, fmt_rate, publish_refunds, wait_until
-from bench.cpu import CpuMeter, split_note, stack_roots
+from bench.cpu import CpuMeter, machine_cores, split_note, stack_roots
 from bench.end_to_end import stack_config
 from bench.intake import wait_first_delivery, wait_stored
 from devtools.devstack import Stack
@@ -51,7 +50,7 @@ class Pass:
 
 def stopped_by(meter: CpuMeter, cores: int | None = None) -> str:
     """What a second replica ran into, read from the two-replica stage's CPU split."""
-    cores = cores or os.cpu_count() or 1
+    cores = machine_cores(cores)
     busy = meter.machine_busy / meter.wall if meter.wall else 0.0
     by_role: dict[str, float] = {}
     for name, seconds in meter.seconds.items():  # worker and worker-1 are one role
